@@ -1,0 +1,134 @@
+//! HTTP long-polling: a GET waits for queued packets, a POST delivers the
+//! client's packets. One GET and one POST at a time per session; an overlap
+//! closes the session, as the protocol says.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::{Body, CloseReason, Engine, ErrorCode, Session, TransportKind, error_response, plain_response};
+use crate::protocol::engine::{Frame, decode_payload, encode_payload};
+
+/// Closes the session if a pending GET is abandoned by the client (the
+/// request future is dropped before it answers).
+struct PendingGet {
+    session: Option<Arc<Session>>,
+}
+
+impl Drop for PendingGet {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.state.lock().get_active = false;
+            session.close(CloseReason::TransportClose);
+        }
+    }
+}
+
+/// A long-polling GET: answers with everything queued (up to maxPayload),
+/// waiting until something is.
+pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response<Body> {
+    {
+        let mut st = session.state.lock();
+        if st.transport != TransportKind::Polling {
+            return error_response(ErrorCode::BadRequest);
+        }
+        if st.get_active {
+            drop(st);
+            session.close(CloseReason::TransportError);
+            return error_response(ErrorCode::BadRequest);
+        }
+        st.get_active = true;
+    }
+    let mut guard = PendingGet {
+        session: Some(session.clone()),
+    };
+    let max = engine.config.max_payload;
+    let frames = loop {
+        let mut frames = session.take_frames(max, true);
+        let (closed, upgraded) = {
+            let st = session.state.lock();
+            (
+                st.closed.is_some() && st.queue.is_empty(),
+                st.transport != TransportKind::Polling,
+            )
+        };
+        if closed {
+            frames.push(Frame::close());
+            break frames;
+        }
+        if !frames.is_empty() {
+            break frames;
+        }
+        if upgraded {
+            frames.push(Frame::noop());
+            break frames;
+        }
+        session.wake.notified().await;
+    };
+    guard.session = None;
+    let finished = {
+        let mut st = session.state.lock();
+        st.get_active = false;
+        st.closed.is_some() && st.queue.is_empty()
+    };
+    if finished {
+        engine.remove(session.sid);
+    }
+    plain_response(
+        StatusCode::OK,
+        "text/plain; charset=UTF-8",
+        encode_payload(&frames),
+    )
+}
+
+/// A long-polling POST: the client's packets, separated by `\x1e`.
+pub(super) async fn post(
+    engine: &Arc<Engine>,
+    session: Arc<Session>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    {
+        let mut st = session.state.lock();
+        if st.post_active {
+            drop(st);
+            session.close(CloseReason::TransportError);
+            return error_response(ErrorCode::BadRequest);
+        }
+        st.post_active = true;
+    }
+    let body = Limited::new(req.into_body(), engine.config.max_payload)
+        .collect()
+        .await
+        .map(|c| c.to_bytes());
+    session.state.lock().post_active = false;
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            session.close(CloseReason::TransportError);
+            return if too_large {
+                plain_response(StatusCode::PAYLOAD_TOO_LARGE, "text/html", Bytes::new())
+            } else {
+                error_response(ErrorCode::BadRequest)
+            };
+        }
+    };
+    let packets = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|text| decode_payload(text).ok());
+    match packets {
+        Some(packets) => {
+            for p in packets {
+                if session.is_closed() {
+                    break;
+                }
+                session.on_packet(p);
+            }
+        }
+        None => session.close(CloseReason::ParseError),
+    }
+    plain_response(StatusCode::OK, "text/html", Bytes::from_static(b"ok"))
+}

@@ -1,0 +1,211 @@
+//! The websocket transport: the HTTP upgrade, the probe that moves a polling
+//! session over, and the task that reads a connection and writes its queue.
+//!
+//! One task per connection does both directions: it waits for either a
+//! client frame or queued frames, and writes everything queued with a single
+//! flush, so a burst of broadcasts costs one syscall.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
+
+use super::{Body, CloseReason, Engine, ErrorCode, RequestInfo, Session, TransportKind, error_response};
+use crate::protocol::engine::{Frame, Packet, decode_text};
+
+/// Whether the request asks for a websocket upgrade.
+pub(super) fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    let has_token = |name: header::HeaderName, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+                .unwrap_or(false)
+        })
+    };
+    has_token(header::UPGRADE, "websocket")
+        && has_token(header::CONNECTION, "upgrade")
+        && req.headers().contains_key(header::SEC_WEBSOCKET_KEY)
+}
+
+fn to_ws(frame: Frame) -> WsMessage {
+    if frame.is_binary() {
+        WsMessage::Binary(frame.into_bytes())
+    } else {
+        let bytes = frame.into_bytes();
+        // SAFETY: text frames are only ever built from `str`/`String`
+        // (see `Frame`), so their bytes are valid UTF-8.
+        WsMessage::Text(unsafe { Utf8Bytes::from_bytes_unchecked(bytes) })
+    }
+}
+
+/// Answers the upgrade request with 101 and hands the connection to a task.
+/// `existing` is the polling session to move over, if any.
+pub(super) fn accept(
+    engine: &Arc<Engine>,
+    mut req: Request<Incoming>,
+    existing: Option<Arc<Session>>,
+    info: RequestInfo,
+) -> Response<Body> {
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
+        return error_response(ErrorCode::BadRequest);
+    };
+    let accept_key = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let engine = engine.clone();
+    engine.runtime.clone().spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!("websocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let config = WebSocketConfig::default()
+            .read_buffer_size(engine.config.ws_read_buffer)
+            .write_buffer_size(engine.config.ws_write_buffer)
+            .max_write_buffer_size(engine.config.max_buffered_bytes.max(engine.config.ws_write_buffer + 1))
+            .max_message_size(Some(engine.config.max_payload))
+            .max_frame_size(Some(engine.config.max_payload));
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        match existing {
+            Some(session) => upgrade(engine, session, ws).await,
+            None => {
+                let session = engine.open_session(TransportKind::Websocket, info);
+                run(session, ws).await
+            }
+        }
+    });
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
+}
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Moves a polling session onto this websocket: `2probe` → `3probe`, the
+/// pending poll is released with a noop, then `5` switches the transport.
+async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
+    let timeout = engine.config.upgrade_timeout;
+    let probed = tokio::time::timeout(timeout, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Text(t))) => return t.as_str() == "2probe",
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                _ => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !probed || session.is_closed() {
+        let _ = ws.close(None).await;
+        return;
+    }
+    let busy = {
+        let mut st = session.state.lock();
+        let busy = st.upgrading || st.transport != TransportKind::Polling;
+        if !busy {
+            st.upgrading = true;
+        }
+        busy
+    };
+    if busy {
+        let _ = ws.close(None).await;
+        return;
+    }
+    if ws.send(to_ws(Frame::pong_probe())).await.is_err() {
+        session.state.lock().upgrading = false;
+        return;
+    }
+    // Release the pending GET so the client can pause polling.
+    session.send(Frame::noop());
+
+    let upgraded = tokio::time::timeout(timeout, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Text(t))) => match t.as_str() {
+                    "5" => return true,
+                    "2probe" => continue,
+                    _ => return false,
+                },
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                _ => return false,
+            }
+        }
+    });
+    let ok = tokio::select! {
+        r = upgraded => r.unwrap_or(false),
+        _ = session.closed() => false,
+    };
+    {
+        let mut st = session.state.lock();
+        st.upgrading = false;
+        if ok && st.closed.is_none() {
+            st.transport = TransportKind::Websocket;
+        }
+    }
+    if !ok {
+        let _ = ws.close(None).await;
+        return;
+    }
+    // Wake a GET that may still be pending so that it returns.
+    session.wake.notify_waiters();
+    run(session, ws).await
+}
+
+/// Reads client frames and writes queued frames until the session ends.
+async fn run(session: Arc<Session>, ws: Ws) {
+    let (mut sink, mut stream) = ws.split();
+    loop {
+        let frames = session.take_frames(usize::MAX, false);
+        if !frames.is_empty() {
+            let mut failed = false;
+            for f in frames {
+                if sink.feed(to_ws(f)).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed || sink.flush().await.is_err() {
+                session.close(CloseReason::TransportError);
+                break;
+            }
+            continue;
+        }
+        if session.is_closed() {
+            let _ = sink.close().await;
+            break;
+        }
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(WsMessage::Text(t))) => match decode_text(t.as_str()) {
+                    Ok(packet) => session.on_packet(packet),
+                    Err(_) => session.close(CloseReason::ParseError),
+                },
+                Some(Ok(WsMessage::Binary(b))) => session.on_packet(Packet::Binary(b)),
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+                Some(Ok(WsMessage::Close(_))) | None => session.close(CloseReason::TransportClose),
+                Some(Err(e)) => {
+                    tracing::debug!(sid = %session.sid, "websocket error: {e}");
+                    session.close(CloseReason::TransportError);
+                }
+            },
+            _ = session.wake.notified() => {}
+        }
+    }
+}

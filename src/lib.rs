@@ -1,0 +1,17 @@
+//! iobus: a Socket.IO v5 / Engine.IO v4 server, embeddable through a C ABI.
+//!
+//! Layers, bottom up: [`protocol`] (pure codecs), [`engine`] (Engine.IO
+//! sessions and transports), the Socket.IO [`server`] (namespaces, sockets,
+//! rooms, broadcasts, acks), and the HTTP listener that serves them.
+
+pub mod engine;
+mod http;
+pub mod protocol;
+pub mod server;
+mod sid;
+
+pub use server::{
+    AckError, AckSender, BroadcastOperator, ConnectRequest, DisconnectReason, EmitError, Namespace, Payload,
+    Server, ServerOptions, Socket, placeholder,
+};
+pub use sid::Sid;

@@ -1,0 +1,215 @@
+//! One Engine.IO session seen from Socket.IO: decodes its packets (joining
+//! binary attachments to their packet), routes them to the namespace
+//! sockets it multiplexes, and closes it on protocol violations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use super::ServerInner;
+use super::payload::Payload;
+use super::socket::{AckSender, ConnectRequest, DisconnectReason, Socket};
+use crate::engine::{CloseReason, EngineHandler, Message, Session, SessionHandler};
+use crate::protocol::socketio::{self, Packet, PacketKind};
+
+struct PartialPacket {
+    packet: Packet,
+    binary: Vec<Bytes>,
+}
+
+/// The Socket.IO side of one connection.
+pub(crate) struct Client {
+    server: Arc<ServerInner>,
+    pub(crate) session: Arc<Session>,
+    pub(crate) runtime: tokio::runtime::Handle,
+    sockets: Mutex<HashMap<String, Arc<Socket>>>,
+    partial: Mutex<Option<PartialPacket>>,
+}
+
+impl Client {
+    fn on_text(self: &Arc<Self>, text: &str) {
+        if self.partial.lock().is_some() {
+            // A text packet while attachments are still expected.
+            self.session.close(CloseReason::ParseError);
+            return;
+        }
+        match socketio::decode(text, self.server.options.max_attachments) {
+            Ok(packet) if packet.attachments > 0 => {
+                *self.partial.lock() = Some(PartialPacket {
+                    binary: Vec::with_capacity(packet.attachments),
+                    packet,
+                });
+            }
+            Ok(packet) => self.dispatch(packet, Vec::new()),
+            Err(e) => {
+                tracing::debug!(sid = %self.session.sid(), "invalid packet: {e}");
+                self.session.close(CloseReason::ParseError);
+            }
+        }
+    }
+
+    fn on_binary(self: &Arc<Self>, data: Bytes) {
+        let complete = {
+            let mut partial = self.partial.lock();
+            match partial.as_mut() {
+                None => None,
+                Some(p) => {
+                    p.binary.push(data);
+                    if p.binary.len() == p.packet.attachments {
+                        partial.take()
+                    } else {
+                        return;
+                    }
+                }
+            }
+        };
+        match complete {
+            Some(p) => self.dispatch(p.packet, p.binary),
+            // Binary data nobody announced.
+            None => self.session.close(CloseReason::ParseError),
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, packet: Packet, binary: Vec<Bytes>) {
+        if packet.kind == PacketKind::Connect {
+            self.connect(packet);
+            return;
+        }
+        let socket = self.sockets.lock().get(&packet.nsp).cloned();
+        let Some(socket) = socket else {
+            if packet.kind != PacketKind::Disconnect {
+                // Only CONNECT may open a namespace.
+                self.session.close(CloseReason::ForcedClose);
+            }
+            return;
+        };
+        if socket.is_pending() {
+            return;
+        }
+        match packet.kind {
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                let Some(Value::Array(mut data)) = packet.data else {
+                    return;
+                };
+                if data.is_empty() {
+                    return;
+                }
+                let name = match data.remove(0) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                let ack = packet.id.map(|id| AckSender::new(socket.clone(), id));
+                let payload = Payload { args: data, binary };
+                socket.nsp.handlers.event(&socket, &name, payload, ack);
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => {
+                let (Some(id), Some(Value::Array(args))) = (packet.id, packet.data) else {
+                    return;
+                };
+                socket.on_ack(id, Payload { args, binary });
+            }
+            PacketKind::Disconnect => socket.on_close(DisconnectReason::ClientNamespaceDisconnect),
+            PacketKind::Connect | PacketKind::ConnectError => self.session.close(CloseReason::ParseError),
+        }
+    }
+
+    fn connect(self: &Arc<Self>, packet: Packet) {
+        if self.sockets.lock().contains_key(&packet.nsp) {
+            // A second CONNECT to a namespace already joined.
+            self.session.close(CloseReason::ParseError);
+            return;
+        }
+        let Some(nsp) = self.server.namespace_for(&packet.nsp) else {
+            self.session.send(socketio::encode_connect_error(
+                &packet.nsp,
+                "Invalid namespace",
+                None,
+            ));
+            return;
+        };
+        let auth = packet.data.unwrap_or_else(|| Value::Object(Default::default()));
+        let socket = Socket::new(nsp.clone(), self.clone(), auth);
+        self.sockets.lock().insert(packet.nsp, socket.clone());
+        nsp.handlers.connect(ConnectRequest::new(socket));
+    }
+
+    /// Removes a socket from this connection's table.
+    pub(crate) fn forget(&self, socket: &Arc<Socket>) {
+        let mut sockets = self.sockets.lock();
+        if let Some(s) = sockets.get(socket.namespace().name()) {
+            if Arc::ptr_eq(s, socket) {
+                sockets.remove(socket.namespace().name());
+            }
+        }
+    }
+
+    /// Disconnects every socket of the connection, then closes it.
+    pub(crate) fn disconnect_all(self: &Arc<Self>) {
+        let sockets: Vec<Arc<Socket>> = self.sockets.lock().values().cloned().collect();
+        for s in sockets {
+            s.disconnect(false);
+        }
+        self.session.close(CloseReason::ForcedServerClose);
+    }
+
+    fn on_close(&self, reason: CloseReason) {
+        *self.partial.lock() = None;
+        let sockets: Vec<Arc<Socket>> = self.sockets.lock().drain().map(|(_, s)| s).collect();
+        for s in sockets {
+            s.on_close(reason.into());
+        }
+    }
+
+    fn has_connected_socket(&self) -> bool {
+        self.sockets.lock().values().any(|s| s.connected())
+    }
+}
+
+/// The engine's view of a [`Client`].
+struct ClientHandle(Arc<Client>);
+
+impl SessionHandler for ClientHandle {
+    fn on_message(&self, _session: &Arc<Session>, message: Message) {
+        match message {
+            Message::Text(t) => self.0.on_text(&t),
+            Message::Binary(b) => self.0.on_binary(b),
+        }
+    }
+
+    fn on_close(&self, _session: &Arc<Session>, reason: CloseReason) {
+        self.0.on_close(reason);
+    }
+}
+
+/// Turns new Engine.IO sessions into Socket.IO clients.
+pub(crate) struct SocketIoHandler {
+    pub(crate) server: Arc<ServerInner>,
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+impl EngineHandler for SocketIoHandler {
+    fn on_open(&self, session: &Arc<Session>) -> Arc<dyn SessionHandler> {
+        let client = Arc::new(Client {
+            server: self.server.clone(),
+            session: session.clone(),
+            runtime: self.runtime.clone(),
+            sockets: Mutex::new(HashMap::new()),
+            partial: Mutex::new(None),
+        });
+        // Close connections that join no namespace in time.
+        let weak = Arc::downgrade(&client);
+        let timeout = self.server.options.connect_timeout;
+        self.runtime.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(client) = weak.upgrade() {
+                if !client.has_connected_socket() {
+                    client.session.close(CloseReason::ForcedClose);
+                }
+            }
+        });
+        Arc::new(ClientHandle(client))
+    }
+}

@@ -1,0 +1,348 @@
+//! The Socket.IO server: options, namespaces, and the lifecycle of the
+//! background runtime that serves them.
+//!
+//! ```no_run
+//! use iobus::{Server, ServerOptions};
+//! use serde_json::json;
+//!
+//! let server = Server::new(ServerOptions::default());
+//! let chat = server.of("/");
+//! chat.on("chat message", |socket, args, _ack| {
+//!     let _ = socket.namespace().emit("chat message", args);
+//! });
+//! chat.on("ping", |_socket, _args, ack| {
+//!     if let Some(ack) = ack {
+//!         let _ = ack.send(vec![json!("pong")]);
+//!     }
+//! });
+//! let addr = server.start("127.0.0.1:3000").unwrap();
+//! println!("listening on {addr}");
+//! # server.stop();
+//! ```
+
+mod adapter;
+mod broadcast;
+mod client;
+mod namespace;
+mod payload;
+mod socket;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+pub use adapter::{Adapter, BroadcastOptions, MemoryAdapter};
+pub use broadcast::BroadcastOperator;
+pub use namespace::{
+    AnyEventHandler, ConnectHandler, ConnectionHandler, DisconnectHandler, EventHandler, Handlers, Namespace,
+};
+pub use payload::{Payload, placeholder};
+pub use socket::{AckCallback, AckError, AckSender, ConnectRequest, DisconnectReason, EmitError, Handshake, Socket};
+
+use crate::engine::{CloseReason, Engine, EngineConfig, EngineHandler};
+use crate::http::{ClientBundle, Router};
+
+/// Server settings. `Default` gives Socket.IO's defaults.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Engine.IO settings: path, heartbeat, payload limit, transports, CORS.
+    pub engine: EngineConfig,
+    /// How long a connection may stay without joining a namespace.
+    pub connect_timeout: Duration,
+    /// Most binary attachments one packet may carry.
+    pub max_attachments: usize,
+    /// Worker threads of the background runtime.
+    pub worker_threads: usize,
+    /// Whether to serve `socket.io.js` and friends under the path.
+    pub serve_client: bool,
+    /// Where the `socket.io-client` `dist/` files are; `None` looks in the
+    /// usual places (`IOBUS_CLIENT_DIR`, `./node_modules/socket.io-client/dist`).
+    pub client_dir: Option<PathBuf>,
+    /// A directory of static files served for every other path.
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            engine: EngineConfig::default(),
+            connect_timeout: Duration::from_millis(45_000),
+            max_attachments: 10,
+            worker_threads: 2,
+            serve_client: true,
+            client_dir: None,
+            static_dir: None,
+        }
+    }
+}
+
+/// Why [`Server::start`] failed.
+fn already_running() -> io::Error {
+    io::Error::new(io::ErrorKind::AlreadyExists, "server is already running")
+}
+
+type NamespaceMatcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+pub(crate) struct ServerInner {
+    pub(crate) options: ServerOptions,
+    namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
+    dynamic: RwLock<Vec<(NamespaceMatcher, Arc<Namespace>)>>,
+}
+
+impl ServerInner {
+    /// The namespace a CONNECT addresses: a configured one, or a new one
+    /// accepted by a dynamic matcher.
+    pub(crate) fn namespace_for(&self, name: &str) -> Option<Arc<Namespace>> {
+        if let Some(nsp) = self.namespaces.read().get(name) {
+            return Some(nsp.clone());
+        }
+        let template = {
+            let dynamic = self.dynamic.read();
+            dynamic
+                .iter()
+                .find(|(matches, _)| matches(name))
+                .map(|(_, t)| t.handlers.clone())
+        }?;
+        let mut namespaces = self.namespaces.write();
+        Some(
+            namespaces
+                .entry(name.to_owned())
+                .or_insert_with(|| Namespace::new(name, template))
+                .clone(),
+        )
+    }
+}
+
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    shutdown: Arc<tokio::sync::Notify>,
+    engines: Vec<Arc<Engine>>,
+    local_addr: SocketAddr,
+}
+
+/// A Socket.IO server with its own background runtime.
+pub struct Server {
+    inner: Arc<ServerInner>,
+    extra_engines: Mutex<Vec<(EngineConfig, Arc<dyn EngineHandler>)>>,
+    running: Mutex<Option<Running>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr())
+            .finish()
+    }
+}
+
+fn normalize_nsp(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_owned()
+    } else {
+        format!("/{name}")
+    }
+}
+
+/// Matches `text` against a pattern where `*` stands for any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
+impl Server {
+    /// A server with these options; nothing listens until [`start`](Self::start).
+    pub fn new(options: ServerOptions) -> Server {
+        Server {
+            inner: Arc::new(ServerInner {
+                options,
+                namespaces: RwLock::new(HashMap::new()),
+                dynamic: RwLock::new(Vec::new()),
+            }),
+            extra_engines: Mutex::new(Vec::new()),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// The options the server was made with.
+    pub fn options(&self) -> &ServerOptions {
+        &self.inner.options
+    }
+
+    /// The namespace `name`, created if needed (`"admin"` means `/admin`).
+    pub fn of(&self, name: &str) -> Arc<Namespace> {
+        let name = normalize_nsp(name);
+        if let Some(nsp) = self.inner.namespace_for(&name) {
+            return nsp;
+        }
+        self.inner
+            .namespaces
+            .write()
+            .entry(name.clone())
+            .or_insert_with(|| Namespace::new(&name, Arc::new(Handlers::default())))
+            .clone()
+    }
+
+    /// Accepts every namespace for which `matches` says yes. Handlers set on
+    /// the returned template serve all of them; use [`of`](Self::of) to reach
+    /// one of them for a broadcast.
+    pub fn dynamic_namespace(&self, matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> Arc<Namespace> {
+        let template = Namespace::new("*", Arc::new(Handlers::default()));
+        self.inner
+            .dynamic
+            .write()
+            .push((Box::new(matches), template.clone()));
+        template
+    }
+
+    /// Accepts every namespace matching a pattern where `*` is a wildcard
+    /// (`/room-*`).
+    pub fn dynamic_namespace_pattern(&self, pattern: &str) -> Arc<Namespace> {
+        let pattern = pattern.to_owned();
+        self.dynamic_namespace(move |name| glob_match(&pattern, name))
+    }
+
+    /// The namespaces that exist now.
+    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
+        self.inner.namespaces.read().values().cloned().collect()
+    }
+
+    /// Serves a plain Engine.IO endpoint beside Socket.IO on the same
+    /// listener, with its own settings (`config.path`) and handler. Takes
+    /// effect at the next start.
+    pub fn add_engine(&self, config: EngineConfig, handler: Arc<dyn EngineHandler>) {
+        self.extra_engines.lock().push((config, handler));
+    }
+
+    /// The address the server listens on, while running.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.running.lock().as_ref().map(|r| r.local_addr)
+    }
+
+    /// Whether the server is running.
+    pub fn is_running(&self) -> bool {
+        self.running.lock().is_some()
+    }
+
+    /// Binds `addr` and serves it from a new background runtime. Returns the
+    /// bound address (useful with port 0).
+    pub fn start(&self, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+        let mut running = self.running.lock();
+        if running.is_some() {
+            return Err(already_running());
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.inner.options.worker_threads.max(1))
+            .thread_name("iobus-worker")
+            .enable_all()
+            .build()?;
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+
+        let handle = runtime.handle().clone();
+        let mut engines = vec![Engine::new(
+            self.inner.options.engine.clone(),
+            Arc::new(client::SocketIoHandler {
+                server: self.inner.clone(),
+                runtime: handle.clone(),
+            }),
+            handle.clone(),
+        )];
+        for (config, handler) in self.extra_engines.lock().iter() {
+            engines.push(Engine::new(config.clone(), handler.clone(), handle.clone()));
+        }
+        let bundle = if self.inner.options.serve_client {
+            Some(ClientBundle::new(self.inner.options.client_dir.clone()))
+        } else {
+            None
+        };
+        let router = Arc::new(Router::new(
+            engines.clone(),
+            bundle,
+            self.inner.options.static_dir.clone(),
+        ));
+        let shutdown = Arc::new(tokio::sync::Notify::new());
+        runtime.spawn(crate::http::serve(listener, router, shutdown.clone()));
+        *running = Some(Running {
+            runtime,
+            shutdown,
+            engines,
+            local_addr,
+        });
+        Ok(local_addr)
+    }
+
+    /// Stops gracefully: no new connections, every socket disconnects with
+    /// `server shutting down`, queued packets are flushed (briefly), then the
+    /// runtime and its threads end. Does nothing when not running.
+    pub fn stop(&self) {
+        let Some(running) = self.running.lock().take() else {
+            return;
+        };
+        running.shutdown.notify_one();
+        for engine in &running.engines {
+            engine.close_all(CloseReason::ServerShuttingDown);
+        }
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline && running.engines.iter().any(|e| e.session_count() > 0) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Let transports write their last frames.
+        std::thread::sleep(Duration::from_millis(20));
+        if tokio::runtime::Handle::try_current().is_ok() {
+            running.runtime.shutdown_background();
+        } else {
+            running.runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob_match("/dyn-*", "/dyn-abc"));
+        assert!(glob_match("/dyn-*", "/dyn-"));
+        assert!(!glob_match("/dyn-*", "/dy"));
+        assert!(glob_match("*", "/anything"));
+        assert!(glob_match("/a*c", "/abbbc"));
+        assert!(!glob_match("/a*c", "/abbbd"));
+        assert!(glob_match("/exact", "/exact"));
+        assert!(!glob_match("/exact", "/exact2"));
+    }
+}
