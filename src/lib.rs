@@ -11,7 +11,7 @@ pub mod server;
 mod sid;
 
 pub use server::{
-    AckError, AckSender, BroadcastOperator, ConnectRequest, DisconnectReason, EmitError, Namespace, Payload,
-    Server, ServerOptions, Socket, placeholder,
+    AckError, AckSender, BroadcastOperator, ConnectRequest, DisconnectReason, EmitError, Namespace,
+    Payload, Server, ServerOptions, Socket, placeholder,
 };
 pub use sid::Sid;

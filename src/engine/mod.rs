@@ -319,8 +319,12 @@ impl Session {
             // A polling client without a request in flight learns of the
             // close on its next GET, so the session stays findable a while.
             keep_for_poll = st.transport == TransportKind::Polling
-                && !st.get_active
-                && !matches!(reason, CloseReason::TransportClose | CloseReason::TransportError);
+                && matches!(
+                    reason,
+                    CloseReason::ForcedClose
+                        | CloseReason::ServerShuttingDown
+                        | CloseReason::ForcedServerClose
+                );
         }
         self.wake.notify_waiters();
         self.wake.notify_one();
@@ -450,7 +454,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("path", &self.config.path).finish()
+        f.debug_struct("Engine")
+            .field("path", &self.config.path)
+            .finish()
     }
 }
 
@@ -484,15 +490,25 @@ pub(crate) fn error_response(code: ErrorCode) -> Response<Body> {
     } else {
         StatusCode::BAD_REQUEST
     };
-    let body = format!("{{\"code\":{},\"message\":\"{}\"}}", code as u8, code.message());
+    let body = format!(
+        "{{\"code\":{},\"message\":\"{}\"}}",
+        code as u8,
+        code.message()
+    );
     let mut res = Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
-pub(crate) fn plain_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+pub(crate) fn plain_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<Body> {
     let mut res = Response::new(Full::new(body));
     *res.status_mut() = status;
     res.headers_mut()
@@ -539,7 +555,10 @@ pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn query_get<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 impl Engine {
@@ -676,7 +695,10 @@ impl Engine {
         );
         if let Some(requested) = req_headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
             h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
-            h.insert(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
+            h.insert(
+                header::VARY,
+                HeaderValue::from_static("Access-Control-Request-Headers"),
+            );
         }
         if let Some(age) = self.config.cors.as_ref().and_then(|c| c.max_age) {
             if let Ok(v) = HeaderValue::from_str(&age.to_string()) {

@@ -9,7 +9,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::{Body, CloseReason, Engine, ErrorCode, Session, TransportKind, error_response, plain_response};
+use super::{
+    Body, CloseReason, Engine, ErrorCode, Session, TransportKind, error_response, plain_response,
+};
 use crate::protocol::engine::{Frame, decode_payload, encode_payload};
 
 /// Closes the session if a pending GET is abandoned by the client (the
@@ -46,35 +48,35 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
         session: Some(session.clone()),
     };
     let max = engine.config.max_payload;
+    let mut ended = false;
     let frames = loop {
-        let mut frames = session.take_frames(max, true);
+        let frames = session.take_frames(max, true);
+        if !frames.is_empty() {
+            // Queued packets go first; a close waits for the next poll, so
+            // that the client handles them before it sees the session end.
+            break frames;
+        }
         let (closed, upgraded) = {
             let st = session.state.lock();
-            (
-                st.closed.is_some() && st.queue.is_empty(),
-                st.transport != TransportKind::Polling,
-            )
+            (st.closed, st.transport != TransportKind::Polling)
         };
-        if closed {
-            frames.push(Frame::close());
-            break frames;
-        }
-        if !frames.is_empty() {
-            break frames;
+        if let Some(reason) = closed {
+            ended = true;
+            // The client that closed already knows; anyone else learns it here.
+            break vec![if reason == CloseReason::TransportClose {
+                Frame::noop()
+            } else {
+                Frame::close()
+            }];
         }
         if upgraded {
-            frames.push(Frame::noop());
-            break frames;
+            break vec![Frame::noop()];
         }
         session.wake.notified().await;
     };
     guard.session = None;
-    let finished = {
-        let mut st = session.state.lock();
-        st.get_active = false;
-        st.closed.is_some() && st.queue.is_empty()
-    };
-    if finished {
+    session.state.lock().get_active = false;
+    if ended {
         engine.remove(session.sid);
     }
     plain_response(
@@ -107,7 +109,9 @@ pub(super) async fn post(
     let body = match body {
         Ok(b) => b,
         Err(e) => {
-            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let too_large = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
             session.close(CloseReason::TransportError);
             return if too_large {
                 plain_response(StatusCode::PAYLOAD_TOO_LARGE, "text/html", Bytes::new())
@@ -128,7 +132,10 @@ pub(super) async fn post(
                 session.on_packet(p);
             }
         }
-        None => session.close(CloseReason::ParseError),
+        None => {
+            session.close(CloseReason::ParseError);
+            return error_response(ErrorCode::BadRequest);
+        }
     }
     plain_response(StatusCode::OK, "text/html", Bytes::from_static(b"ok"))
 }

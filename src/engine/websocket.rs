@@ -19,7 +19,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
-use super::{Body, CloseReason, Engine, ErrorCode, RequestInfo, Session, TransportKind, error_response};
+use super::{
+    Body, CloseReason, Engine, ErrorCode, RequestInfo, Session, TransportKind, error_response,
+};
 use crate::protocol::engine::{Frame, Packet, decode_text};
 
 /// Whether the request asks for a websocket upgrade.
@@ -72,10 +74,17 @@ pub(super) fn accept(
         let config = WebSocketConfig::default()
             .read_buffer_size(engine.config.ws_read_buffer)
             .write_buffer_size(engine.config.ws_write_buffer)
-            .max_write_buffer_size(engine.config.max_buffered_bytes.max(engine.config.ws_write_buffer + 1))
+            .max_write_buffer_size(
+                engine
+                    .config
+                    .max_buffered_bytes
+                    .max(engine.config.ws_write_buffer + 1),
+            )
             .max_message_size(Some(engine.config.max_payload))
             .max_frame_size(Some(engine.config.max_payload));
-        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
         match existing {
             Some(session) => upgrade(engine, session, ws).await,
             None => {

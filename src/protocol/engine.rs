@@ -9,7 +9,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::{BufMut, Bytes, BytesMut};
 
-
 /// The record separator between packets of a long-polling payload.
 pub const SEPARATOR: u8 = 0x1e;
 

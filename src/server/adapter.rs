@@ -63,7 +63,10 @@ impl Adapter for MemoryAdapter {
         let mut r = self.rooms.write();
         for room in rooms {
             r.members.entry((*room).to_owned()).or_default().insert(sid);
-            r.of_socket.entry(sid).or_default().insert((*room).to_owned());
+            r.of_socket
+                .entry(sid)
+                .or_default()
+                .insert((*room).to_owned());
         }
     }
 

@@ -112,7 +112,9 @@ impl Client {
                 socket.on_ack(id, Payload { args, binary });
             }
             PacketKind::Disconnect => socket.on_close(DisconnectReason::ClientNamespaceDisconnect),
-            PacketKind::Connect | PacketKind::ConnectError => self.session.close(CloseReason::ParseError),
+            PacketKind::Connect | PacketKind::ConnectError => {
+                self.session.close(CloseReason::ParseError)
+            }
         }
     }
 
@@ -130,7 +132,9 @@ impl Client {
             ));
             return;
         };
-        let auth = packet.data.unwrap_or_else(|| Value::Object(Default::default()));
+        let auth = packet
+            .data
+            .unwrap_or_else(|| Value::Object(Default::default()));
         let socket = Socket::new(nsp.clone(), self.clone(), auth);
         self.sockets.lock().insert(packet.nsp, socket.clone());
         nsp.handlers.connect(ConnectRequest::new(socket));

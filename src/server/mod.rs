@@ -39,10 +39,14 @@ use parking_lot::{Mutex, RwLock};
 pub use adapter::{Adapter, BroadcastOptions, MemoryAdapter};
 pub use broadcast::BroadcastOperator;
 pub use namespace::{
-    AnyEventHandler, ConnectHandler, ConnectionHandler, DisconnectHandler, EventHandler, Handlers, Namespace,
+    AnyEventHandler, ConnectHandler, ConnectionHandler, DisconnectHandler, EventHandler, Handlers,
+    Namespace,
 };
 pub use payload::{Payload, placeholder};
-pub use socket::{AckCallback, AckError, AckSender, ConnectRequest, DisconnectReason, EmitError, Handshake, Socket};
+pub use socket::{
+    AckCallback, AckError, AckSender, ConnectRequest, DisconnectReason, EmitError, Handshake,
+    Socket,
+};
 
 use crate::engine::{CloseReason, Engine, EngineConfig, EngineHandler};
 use crate::http::{ClientBundle, Router};
@@ -208,7 +212,10 @@ impl Server {
     /// Accepts every namespace for which `matches` says yes. Handlers set on
     /// the returned template serve all of them; use [`of`](Self::of) to reach
     /// one of them for a broadcast.
-    pub fn dynamic_namespace(&self, matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> Arc<Namespace> {
+    pub fn dynamic_namespace(
+        &self,
+        matches: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Arc<Namespace> {
         let template = Namespace::new("*", Arc::new(Handlers::default()));
         self.inner
             .dynamic

@@ -36,7 +36,8 @@ impl Payload {
 
     /// Whether placeholders and attachments agree.
     pub fn is_consistent(&self) -> bool {
-        self.binary.is_empty() || crate::protocol::socketio::placeholders_match(&self.args, self.binary.len())
+        self.binary.is_empty()
+            || crate::protocol::socketio::placeholders_match(&self.args, self.binary.len())
     }
 }
 

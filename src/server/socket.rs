@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -136,9 +136,20 @@ pub(crate) fn check_emit(event: &str, payload: &Payload) -> Result<(), EmitError
 }
 
 /// Encodes an event with its attachments into frames, once.
-pub(crate) fn event_frames(nsp: &str, event: &str, payload: &Payload, id: Option<u64>) -> Vec<Frame> {
+pub(crate) fn event_frames(
+    nsp: &str,
+    event: &str,
+    payload: &Payload,
+    id: Option<u64>,
+) -> Vec<Frame> {
     let mut frames = Vec::with_capacity(1 + payload.binary.len());
-    frames.push(socketio::encode_event(nsp, event, &payload.args, payload.binary.len(), id));
+    frames.push(socketio::encode_event(
+        nsp,
+        event,
+        &payload.args,
+        payload.binary.len(),
+        id,
+    ));
     frames.extend(payload.binary.iter().cloned().map(Frame::binary));
     frames
 }
@@ -402,7 +413,10 @@ impl Socket {
         if !self.connected() {
             return;
         }
-        let _ = self.client.session.send(socketio::encode_disconnect(self.nsp.name()));
+        let _ = self
+            .client
+            .session
+            .send(socketio::encode_disconnect(self.nsp.name()));
         self.on_close(DisconnectReason::ServerNamespaceDisconnect);
     }
 
@@ -444,9 +458,11 @@ impl Socket {
         }
         self.early.lock().clear();
         self.client.forget(self);
-        self.client
-            .session
-            .send(socketio::encode_connect_error(self.nsp.name(), message, data));
+        self.client.session.send(socketio::encode_connect_error(
+            self.nsp.name(),
+            message,
+            data,
+        ));
     }
 
     /// The socket leaves its namespace for `reason`: handlers are told, rooms

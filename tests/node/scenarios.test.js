@@ -97,6 +97,8 @@ describe("iobus fixture scenarios", { concurrency: true }, () => {
       scenario("connect: handshake announces heartbeat, payload limit and upgrades", async (t) => {
         const c = clients(t);
         const { socket } = await c.connect("/");
+        // The open packet's values as engine.io-client 6.6 (pinned through
+        // socket.io-client 4.8.3) stores them in its private fields.
         const engine = socket.io.engine;
         assert.equal(engine._pingInterval, 1000, "pingInterval");
         assert.equal(engine._pingTimeout, 500, "pingTimeout");
