@@ -15,3 +15,8 @@ pub use server::{
     Payload, Server, ServerOptions, Socket, placeholder,
 };
 pub use sid::Sid;
+
+/// The README's example compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -770,6 +770,9 @@ impl Engine {
                     TransportKind::Websocket => websocket::accept(self, req, None, info),
                 }
             }
+            Some(_) if query_get(&query, "EIO") != Some("4") => {
+                error_response(ErrorCode::BadRequest)
+            }
             Some(session) => match transport {
                 TransportKind::Polling => {
                     if session.transport() != TransportKind::Polling {

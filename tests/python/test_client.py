@@ -145,7 +145,6 @@ class Peer:
             self.client.disconnect()
         except Exception:
             pass
-        self.client.shutdown() if hasattr(self.client, "shutdown") else None
 
 
 @pytest.fixture(params=list(TRANSPORT_MODES), ids=list(TRANSPORT_MODES))
@@ -396,14 +395,14 @@ def test_server_ack_request_times_out(peer):
     answered = threading.Event()
 
     def slow(*args):
-        time.sleep(0.4)
+        time.sleep(0.8)
         answered.set()
         return "too late"
 
     p.answers["/"] = slow
     started = time.monotonic()
     assert p.call("ask", 100, "slow?") == {"error": "timeout"}
-    assert time.monotonic() - started < 0.39
+    assert time.monotonic() - started < 0.7  # the server gave up before the answer
     # The late answer is dropped and the connection keeps working.
     assert answered.wait(WAIT)
     assert p.call("ack", "still here") == "still here"
