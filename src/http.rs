@@ -47,18 +47,10 @@ impl ClientBundle {
                 candidates.push(PathBuf::from(d));
             }
             candidates.push(PathBuf::from("node_modules/socket.io-client/dist"));
-            candidates.push(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/socket.io-client/dist"),
-            );
-            candidates
-                .into_iter()
-                .find(|d| d.join("socket.io.js").is_file())
+            candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/socket.io-client/dist"));
+            candidates.into_iter().find(|d| d.join("socket.io.js").is_file())
         });
-        ClientBundle {
-            dir,
-            cache: Mutex::new(HashMap::new()),
-            warned: std::sync::Once::new(),
-        }
+        ClientBundle { dir, cache: Mutex::new(HashMap::new()), warned: std::sync::Once::new() }
     }
 
     fn get(&self, name: &'static str) -> Option<Bytes> {
@@ -87,11 +79,7 @@ pub(crate) struct Router {
 }
 
 fn not_found(text: &'static str) -> Response<Body> {
-    plain_response(
-        StatusCode::NOT_FOUND,
-        "text/plain; charset=utf-8",
-        Bytes::from_static(text.as_bytes()),
-    )
+    plain_response(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", Bytes::from_static(text.as_bytes()))
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -112,16 +100,8 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 impl Router {
-    pub(crate) fn new(
-        engines: Vec<Arc<Engine>>,
-        bundle: Option<ClientBundle>,
-        static_dir: Option<PathBuf>,
-    ) -> Router {
-        Router {
-            engines,
-            bundle,
-            static_dir,
-        }
+    pub(crate) fn new(engines: Vec<Arc<Engine>>, bundle: Option<ClientBundle>, static_dir: Option<PathBuf>) -> Router {
+        Router { engines, bundle, static_dir }
     }
 
     async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
@@ -137,12 +117,9 @@ impl Router {
                 if let Some(name) = BUNDLE_FILES.iter().find(|n| **n == file) {
                     return match bundle.get(name) {
                         Some(data) => {
-                            let mut res =
-                                plain_response(StatusCode::OK, content_type(Path::new(name)), data);
-                            res.headers_mut().insert(
-                                header::CACHE_CONTROL,
-                                HeaderValue::from_static("public, max-age=0"),
-                            );
+                            let mut res = plain_response(StatusCode::OK, content_type(Path::new(name)), data);
+                            res.headers_mut()
+                                .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=0"));
                             res
                         }
                         None => not_found("socket.io-client bundle is not installed\n"),
@@ -180,11 +157,7 @@ async fn serve_static(dir: &Path, path: &str) -> Response<Body> {
 }
 
 /// Accepts connections until `shutdown` is notified.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Arc<Router>,
-    shutdown: Arc<tokio::sync::Notify>,
-) {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Arc<Router>, shutdown: Arc<tokio::sync::Notify>) {
     loop {
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -205,10 +178,8 @@ pub(crate) async fn serve(
                 let router = router.clone();
                 async move { Ok::<_, Infallible>(router.handle(req, remote).await) }
             });
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
+            let conn =
+                http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!("http connection ended: {e}");
             }

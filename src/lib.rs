@@ -11,8 +11,8 @@ pub mod server;
 mod sid;
 
 pub use server::{
-    AckError, AckSender, BroadcastOperator, ConnectRequest, DisconnectReason, EmitError, Namespace,
-    Payload, Server, ServerOptions, Socket, placeholder,
+    AckError, AckSender, BroadcastOperator, ConnectRequest, DisconnectReason, EmitError, Namespace, Payload, Server,
+    ServerOptions, Socket, placeholder,
 };
 pub use sid::Sid;
 

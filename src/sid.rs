@@ -22,11 +22,7 @@ impl Sid {
     /// Reads an id from text; `None` unless it has the shape of one.
     pub fn parse(text: &str) -> Option<Sid> {
         let bytes = text.as_bytes();
-        if bytes.len() != 20
-            || !bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-        {
+        if bytes.len() != 20 || !bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_') {
             return None;
         }
         let mut out = [0u8; 20];

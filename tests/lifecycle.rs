@@ -6,9 +6,7 @@ use std::time::Duration;
 use iobus::{Server, ServerOptions};
 
 fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
 }
 
 fn options() -> ServerOptions {

@@ -16,18 +16,14 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn connect(addr: std::net::SocketAddr) -> Ws {
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket connects");
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
     ws
 }
 
 /// Next text frame that is not a ping (pings are answered).
 async fn next_text(ws: &mut Ws) -> Option<String> {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .ok()??;
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.ok()??;
         match msg.ok()? {
             Message::Text(t) if t.as_str() == "2" => {
                 let _ = ws.send(Message::text("3")).await;
@@ -62,15 +58,8 @@ async fn stop_tells_handlers_server_shutting_down_and_closes_clients() {
     let server = Arc::new(server);
     let s = server.clone();
     tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
-    assert_eq!(
-        rx.recv_timeout(Duration::from_secs(2)).unwrap(),
-        DisconnectReason::ServerShuttingDown
-    );
-    assert_eq!(
-        next_text(&mut ws).await,
-        None,
-        "the client sees its connection close"
-    );
+    assert_eq!(rx.recv_timeout(Duration::from_secs(2)).unwrap(), DisconnectReason::ServerShuttingDown);
+    assert_eq!(next_text(&mut ws).await, None, "the client sees its connection close");
     assert!(!server.is_running());
 }
 
@@ -99,24 +88,18 @@ async fn emit_with_ack_gets_the_reply_or_a_timeout_or_a_disconnect() {
 
     // Reply.
     let s = socket.clone();
-    let reply = tokio::spawn(async move {
-        s.emit_with_ack_async("question", vec![json!(1)], Duration::from_secs(2))
-            .await
-    });
+    let reply =
+        tokio::spawn(async move { s.emit_with_ack_async("question", vec![json!(1)], Duration::from_secs(2)).await });
     let question = next_text(&mut ws).await.unwrap();
     assert_eq!(question, "420[\"question\",1]");
-    ws.send(Message::text("430[\"answer\",{\"n\":2}]"))
-        .await
-        .unwrap();
+    ws.send(Message::text("430[\"answer\",{\"n\":2}]")).await.unwrap();
     let reply = reply.await.unwrap().unwrap();
     assert_eq!(reply, Payload::new(vec![json!("answer"), json!({"n": 2})]));
 
     // Timeout: nobody answers.
     let s = socket.clone();
-    let timed_out = tokio::spawn(async move {
-        s.emit_with_ack_async("question", vec![], Duration::from_millis(100))
-            .await
-    });
+    let timed_out =
+        tokio::spawn(async move { s.emit_with_ack_async("question", vec![], Duration::from_millis(100)).await });
     assert_eq!(next_text(&mut ws).await.unwrap(), "421[\"question\"]");
     assert_eq!(timed_out.await.unwrap(), Err(AckError::Timeout));
     // A late answer is ignored and the connection lives on.
@@ -124,10 +107,7 @@ async fn emit_with_ack_gets_the_reply_or_a_timeout_or_a_disconnect() {
 
     // Disconnect: the client leaves before answering.
     let s = socket.clone();
-    let gone = tokio::spawn(async move {
-        s.emit_with_ack_async("question", vec![], Duration::from_secs(5))
-            .await
-    });
+    let gone = tokio::spawn(async move { s.emit_with_ack_async("question", vec![], Duration::from_secs(5)).await });
     assert_eq!(next_text(&mut ws).await.unwrap(), "422[\"question\"]");
     ws.send(Message::text("41")).await.unwrap();
     assert_eq!(gone.await.unwrap(), Err(AckError::Disconnected));
@@ -151,17 +131,11 @@ async fn emit_rejects_reserved_names_and_mismatched_binary() {
     ws.send(Message::text("40")).await.unwrap();
     next_text(&mut ws).await.unwrap();
     let socket = rx.recv_timeout(Duration::from_secs(2)).unwrap();
-    assert_eq!(
-        socket.emit("disconnect", vec![]),
-        Err(iobus::EmitError::ReservedEvent)
-    );
+    assert_eq!(socket.emit("disconnect", vec![]), Err(iobus::EmitError::ReservedEvent));
     let bad = Payload::with_binary(vec![json!(1)], vec![bytes::Bytes::from_static(b"x")]);
     assert_eq!(socket.emit("x", bad), Err(iobus::EmitError::InvalidBinary));
     socket.emit("ok", vec![json!("still fine")]).unwrap();
-    assert_eq!(
-        next_text(&mut ws).await.unwrap(),
-        "42[\"ok\",\"still fine\"]"
-    );
+    assert_eq!(next_text(&mut ws).await.unwrap(), "42[\"ok\",\"still fine\"]");
     let s = server.clone();
     tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
 }

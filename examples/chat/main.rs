@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use iobus::{AckSender, Namespace, Payload, Server, ServerOptions, Sid, Socket};
+use iobus::{AckSender, Namespace, Server, ServerOptions, Sid, Socket};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -52,21 +52,12 @@ fn room_key(room: &str) -> String {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Trims, drops control characters, and caps the length (in characters).
 fn clean(text: &str, max: usize) -> String {
-    text.trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(max)
-        .collect::<String>()
-        .trim()
-        .to_owned()
+    text.trim().chars().filter(|c| !c.is_control()).take(max).collect::<String>().trim().to_owned()
 }
 
 /// A non-empty cleaned string from a JSON value, or `None`.
@@ -100,17 +91,10 @@ fn error(ack: Option<AckSender>, message: &str) {
 /// `{room, users, members}` for a room: the sockets the adapter has in it,
 /// named from the user table.
 fn roster(nsp: &Arc<Namespace>, users: &Users, room: &str) -> Value {
-    let sids: Vec<Sid> = nsp
-        .to(&room_key(room))
-        .sockets()
-        .iter()
-        .map(|s| s.id())
-        .collect();
+    let sids: Vec<Sid> = nsp.to(&room_key(room)).sockets().iter().map(|s| s.id()).collect();
     let mut members: Vec<(String, String)> = {
         let table = users.lock();
-        sids.iter()
-            .filter_map(|sid| table.get(sid).map(|u| (u.name.clone(), sid.to_string())))
-            .collect()
+        sids.iter().filter_map(|sid| table.get(sid).map(|u| (u.name.clone(), sid.to_string()))).collect()
     };
     members.sort();
     json!({
@@ -131,27 +115,14 @@ fn notice(socket: &Socket, user: &User) -> Value {
 /// and announces the move. Returns the ack payload.
 fn enter(socket: &Arc<Socket>, users: &Users, name: String, room: String) -> Value {
     let nsp = socket.namespace();
-    let previous = users.lock().insert(
-        socket.id(),
-        User {
-            name: name.clone(),
-            room: room.clone(),
-        },
-    );
+    let previous = users.lock().insert(socket.id(), User { name: name.clone(), room: room.clone() });
     if let Some(old) = previous.filter(|old| old.room != room) {
         socket.leave(&room_key(&old.room));
-        let _ = nsp
-            .to(&room_key(&old.room))
-            .emit("leave", vec![notice(socket, &old)]);
+        let _ = nsp.to(&room_key(&old.room)).emit("leave", vec![notice(socket, &old)]);
     }
     socket.join(&room_key(&room));
-    let user = User {
-        name,
-        room: room.clone(),
-    };
-    let _ = nsp
-        .to(&room_key(&room))
-        .emit("join", vec![notice(socket, &user)]);
+    let user = User { name, room: room.clone() };
+    let _ = nsp.to(&room_key(&room)).emit("join", vec![notice(socket, &user)]);
     roster(nsp, users, &room)
 }
 
@@ -163,10 +134,7 @@ fn depart(socket: &Arc<Socket>, users: &Users) -> bool {
     };
     let key = room_key(&user.room);
     socket.leave(&key);
-    let _ = socket
-        .namespace()
-        .to(&key)
-        .emit("leave", vec![notice(socket, &user)]);
+    let _ = socket.namespace().to(&key).emit("leave", vec![notice(socket, &user)]);
     true
 }
 
@@ -207,10 +175,7 @@ fn install(nsp: &Arc<Namespace>, users: &Users) {
             "ts": now_ms(),
             "id": socket.id().as_str(),
         });
-        let _ = socket
-            .namespace()
-            .to(&room_key(&user.room))
-            .emit("chat", vec![message]);
+        let _ = socket.namespace().to(&room_key(&user.room)).emit("chat", vec![message]);
         reply(ack, json!({ "ok": true }));
     });
 
@@ -219,10 +184,7 @@ fn install(nsp: &Arc<Namespace>, users: &Users) {
         let Some(user) = u.lock().get(&socket.id()).cloned() else {
             return;
         };
-        let _ = socket
-            .to(&room_key(&user.room))
-            .volatile()
-            .emit("typing", vec![json!({ "name": user.name })]);
+        let _ = socket.to(&room_key(&user.room)).volatile().emit("typing", vec![json!({ "name": user.name })]);
     });
 
     let u = users.clone();
@@ -265,17 +227,10 @@ fn install(nsp: &Arc<Namespace>, users: &Users) {
     nsp.on_disconnect(move |socket, _reason| {
         depart(socket, &u);
     });
-
-    // Unknown events are ignored.
-    nsp.on_any(|_socket, _event, _args: Payload, _ack| {});
 }
 
 fn port() -> u16 {
-    std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("PORT").ok())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(3000)
+    std::env::args().nth(1).or_else(|| std::env::var("PORT").ok()).and_then(|p| p.trim().parse().ok()).unwrap_or(3000)
 }
 
 /// `CHAT_PUBLIC_DIR`, else `examples/chat/public` under the current
@@ -293,10 +248,7 @@ fn public_dir() -> PathBuf {
 
 fn main() {
     let port = port();
-    let options = ServerOptions {
-        static_dir: Some(public_dir()),
-        ..ServerOptions::default()
-    };
+    let options = ServerOptions { static_dir: Some(public_dir()), ..ServerOptions::default() };
     let server = Server::new(options);
     let users: Users = Arc::default();
     install(&server.of("/"), &users);
@@ -315,19 +267,15 @@ fn main() {
 
 /// Blocks until SIGINT or SIGTERM.
 fn wait_for_signal() {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(_) => return,
     };
     rt.block_on(async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

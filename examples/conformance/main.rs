@@ -8,9 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iobus::engine::{
-    CloseReason, Cors, EngineConfig, EngineHandler, Message, Session, SessionHandler,
-};
+use iobus::engine::{CloseReason, Cors, EngineConfig, EngineHandler, Message, Session, SessionHandler};
 use iobus::protocol::engine::Frame;
 use iobus::{Server, ServerOptions};
 
@@ -36,10 +34,7 @@ impl SessionHandler for Echo {
 }
 
 fn main() {
-    let port: u16 = std::env::args()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(3000);
     let engine = EngineConfig {
         ping_interval: Duration::from_millis(300),
         ping_timeout: Duration::from_millis(200),
@@ -53,13 +48,7 @@ fn main() {
         ..ServerOptions::default()
     };
     let server = Server::new(options);
-    server.add_engine(
-        EngineConfig {
-            path: "/engine.io/".into(),
-            ..engine
-        },
-        Arc::new(Echo),
-    );
+    server.add_engine(EngineConfig { path: "/engine.io/".into(), ..engine }, Arc::new(Echo));
 
     let root = server.of("/");
     root.on_connection(|socket| {
@@ -78,9 +67,7 @@ fn main() {
     });
 
     // Both stacks, so that `localhost` works whichever address it resolves to.
-    let started = server
-        .start(("::", port))
-        .or_else(|_| server.start(("0.0.0.0", port)));
+    let started = server.start(("::", port)).or_else(|_| server.start(("0.0.0.0", port)));
     match started {
         Ok(addr) => println!("listening on {addr}"),
         Err(e) => {

@@ -57,11 +57,7 @@ pub struct Cors {
 impl Cors {
     /// Every origin, without credentials.
     pub fn any() -> Cors {
-        Cors {
-            origins: CorsOrigins::Any,
-            credentials: false,
-            max_age: None,
-        }
+        Cors { origins: CorsOrigins::Any, credentials: false, max_age: None }
     }
 }
 
@@ -249,10 +245,7 @@ impl Session {
     }
 
     fn max_buffered(&self) -> usize {
-        self.engine
-            .upgrade()
-            .map(|e| e.config.max_buffered_bytes)
-            .unwrap_or(usize::MAX)
+        self.engine.upgrade().map(|e| e.config.max_buffered_bytes).unwrap_or(usize::MAX)
     }
 
     /// Queues frames for the client, in order. Returns false when the
@@ -321,9 +314,7 @@ impl Session {
             keep_for_poll = st.transport == TransportKind::Polling
                 && matches!(
                     reason,
-                    CloseReason::ForcedClose
-                        | CloseReason::ServerShuttingDown
-                        | CloseReason::ForcedServerClose
+                    CloseReason::ForcedClose | CloseReason::ServerShuttingDown | CloseReason::ForcedServerClose
                 );
         }
         self.wake.notify_waiters();
@@ -402,11 +393,7 @@ impl Session {
         let mut out = Vec::with_capacity(st.queue.len().min(256));
         let mut size = 0;
         while let Some(front) = st.queue.front() {
-            let len = if polling {
-                front.polling_len() + 1
-            } else {
-                front.len()
-            };
+            let len = if polling { front.polling_len() + 1 } else { front.len() };
             if !out.is_empty() && size + len > max_bytes {
                 break;
             }
@@ -454,9 +441,7 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("path", &self.config.path)
-            .finish()
+        f.debug_struct("Engine").field("path", &self.config.path).finish()
     }
 }
 
@@ -485,34 +470,31 @@ impl ErrorCode {
 }
 
 pub(crate) fn error_response(code: ErrorCode) -> Response<Body> {
-    let status = if code == ErrorCode::Forbidden {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    let body = format!(
-        "{{\"code\":{},\"message\":\"{}\"}}",
-        code as u8,
-        code.message()
-    );
+    let status = if code == ErrorCode::Forbidden { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+    let body = format!("{{\"code\":{},\"message\":\"{}\"}}", code as u8, code.message());
     let mut res = Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.extensions_mut().insert(code);
     res
 }
 
-pub(crate) fn plain_response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: Bytes,
-) -> Response<Body> {
+/// An HTTP status with no body at all.
+pub(crate) fn bare_response(status: StatusCode) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = status;
+    res
+}
+
+/// The refusal of a websocket upgrade: the message as `text/html`.
+fn upgrade_error_response(code: ErrorCode) -> Response<Body> {
+    plain_response(StatusCode::BAD_REQUEST, "text/html", Bytes::from_static(code.message().as_bytes()))
+}
+
+pub(crate) fn plain_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
     let mut res = Response::new(Full::new(body));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res
 }
 
@@ -555,19 +537,12 @@ pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn query_get<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 impl Engine {
     /// An engine for `config.path`, spawning its timers on `runtime`.
-    pub fn new(
-        config: EngineConfig,
-        handler: Arc<dyn EngineHandler>,
-        runtime: tokio::runtime::Handle,
-    ) -> Arc<Engine> {
+    pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>, runtime: tokio::runtime::Handle) -> Arc<Engine> {
         Arc::new(Engine {
             config,
             sessions: RwLock::new(HashMap::new()),
@@ -605,19 +580,13 @@ impl Engine {
         }
     }
 
-    fn open_session(
-        self: &Arc<Self>,
-        transport: TransportKind,
-        request: RequestInfo,
-    ) -> Arc<Session> {
-        let upgrades: &[&str] = if transport == TransportKind::Polling
-            && self.config.websocket
-            && self.config.allow_upgrades
-        {
-            &["websocket"]
-        } else {
-            &[]
-        };
+    fn open_session(self: &Arc<Self>, transport: TransportKind, request: RequestInfo) -> Arc<Session> {
+        let upgrades: &[&str] =
+            if transport == TransportKind::Polling && self.config.websocket && self.config.allow_upgrades {
+                &["websocket"]
+            } else {
+                &[]
+            };
         let sid = Sid::new();
         let open = crate::protocol::engine::open_packet(
             sid.as_str(),
@@ -648,11 +617,7 @@ impl Engine {
         self.sessions.write().insert(sid, session.clone());
         let handler = self.handler.on_open(&session);
         *session.handler.lock() = Some(handler);
-        self.runtime.spawn(
-            session
-                .clone()
-                .heartbeat(self.config.ping_interval, self.config.ping_timeout),
-        );
+        self.runtime.spawn(session.clone().heartbeat(self.config.ping_interval, self.config.ping_timeout));
         session
     }
 
@@ -664,11 +629,9 @@ impl Engine {
         let allow = match (&cors.origins, origin) {
             (CorsOrigins::Any, Some(o)) if cors.credentials => Some(o.clone()),
             (CorsOrigins::Any, _) => Some(HeaderValue::from_static("*")),
-            (CorsOrigins::List(list), Some(o)) => o
-                .to_str()
-                .ok()
-                .filter(|o| list.iter().any(|allowed| allowed == o))
-                .map(|_| o.clone()),
+            (CorsOrigins::List(list), Some(o)) => {
+                o.to_str().ok().filter(|o| list.iter().any(|allowed| allowed == o)).map(|_| o.clone())
+            }
             (CorsOrigins::List(_), None) => None,
         };
         if let Some(allow) = allow {
@@ -677,10 +640,7 @@ impl Engine {
             }
             res_headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
             if cors.credentials {
-                res_headers.insert(
-                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                    HeaderValue::from_static("true"),
-                );
+                res_headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
             }
         }
     }
@@ -689,16 +649,10 @@ impl Engine {
         let mut res = Response::new(Full::new(Bytes::new()));
         *res.status_mut() = StatusCode::NO_CONTENT;
         let h = res.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"));
         if let Some(requested) = req_headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
             h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
-            h.insert(
-                header::VARY,
-                HeaderValue::from_static("Access-Control-Request-Headers"),
-            );
+            h.insert(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
         }
         if let Some(age) = self.config.cors.as_ref().and_then(|c| c.max_age) {
             if let Ok(v) = HeaderValue::from_str(&age.to_string()) {
@@ -710,11 +664,7 @@ impl Engine {
     }
 
     /// Answers one HTTP request addressed to this engine's path.
-    pub async fn handle(
-        self: &Arc<Self>,
-        req: Request<Incoming>,
-        remote: SocketAddr,
-    ) -> Response<Body> {
+    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
         let req_headers = req.headers().clone();
         let mut res = self.route(req, remote).await;
         self.cors_headers(&req_headers, res.headers_mut());
@@ -725,14 +675,30 @@ impl Engine {
         if req.method() == Method::OPTIONS && self.config.cors.is_some() {
             return self.preflight(req.headers());
         }
+        let is_ws_request = websocket::is_upgrade_request(&req);
+        let mut res = self.route_request(req, remote, is_ws_request).await;
+        if is_ws_request && res.status() == StatusCode::BAD_REQUEST {
+            // Websocket clients get the refusal as text, as other servers send it.
+            let code = res.extensions().get::<ErrorCode>().copied();
+            if let Some(code) = code {
+                res = upgrade_error_response(code);
+            }
+        }
+        res
+    }
+
+    async fn route_request(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        is_ws_request: bool,
+    ) -> Response<Body> {
         let query = parse_query(req.uri().query());
         let transport = match query_get(&query, "transport") {
             Some("polling") if self.config.polling => TransportKind::Polling,
             Some("websocket") if self.config.websocket => TransportKind::Websocket,
             _ => return error_response(ErrorCode::UnknownTransport),
         };
-        let is_ws_request = websocket::is_upgrade_request(&req);
-
         let sid = match query_get(&query, "sid") {
             None => None,
             Some(text) => match Sid::parse(text).and_then(|sid| self.session(sid)) {
@@ -767,12 +733,10 @@ impl Engine {
                         let session = self.open_session(TransportKind::Polling, info);
                         polling::get(self, session).await
                     }
-                    TransportKind::Websocket => websocket::accept(self, req, None, info),
+                    TransportKind::Websocket => websocket::accept(self, req, websocket::Purpose::Open(info)),
                 }
             }
-            Some(_) if query_get(&query, "EIO") != Some("4") => {
-                error_response(ErrorCode::BadRequest)
-            }
+            Some(_) if query_get(&query, "EIO") != Some("4") => error_response(ErrorCode::BadRequest),
             Some(session) => match transport {
                 TransportKind::Polling => {
                     if session.transport() != TransportKind::Polling {
@@ -781,21 +745,21 @@ impl Engine {
                     match *req.method() {
                         Method::GET => polling::get(self, session).await,
                         Method::POST => polling::post(self, session, req).await,
-                        _ => error_response(ErrorCode::BadRequest),
+                        _ => bare_response(StatusCode::INTERNAL_SERVER_ERROR),
                     }
                 }
                 TransportKind::Websocket => {
                     let can_upgrade = {
                         let st = session.state.lock();
-                        st.transport == TransportKind::Polling
-                            && !st.upgrading
-                            && st.closed.is_none()
+                        st.transport == TransportKind::Polling && !st.upgrading && st.closed.is_none()
                     };
-                    if !is_ws_request || !can_upgrade || !self.config.allow_upgrades {
+                    if !is_ws_request || !self.config.allow_upgrades {
                         return error_response(ErrorCode::BadRequest);
                     }
-                    let info = session.request.clone();
-                    websocket::accept(self, req, Some(session), info)
+                    if !can_upgrade {
+                        return websocket::accept(self, req, websocket::Purpose::Refuse);
+                    }
+                    websocket::accept(self, req, websocket::Purpose::Upgrade(session))
                 }
             },
         }

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::{
-    Body, CloseReason, Engine, ErrorCode, Session, TransportKind, error_response, plain_response,
+    Body, CloseReason, Engine, ErrorCode, Session, TransportKind, bare_response, error_response, plain_response,
 };
 use crate::protocol::engine::{Frame, decode_payload, encode_payload};
 
@@ -24,7 +25,7 @@ impl Drop for PendingGet {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
             session.state.lock().get_active = false;
-            session.close(CloseReason::TransportClose);
+            session.close(CloseReason::TransportError);
         }
     }
 }
@@ -40,15 +41,14 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
         if st.get_active {
             drop(st);
             session.close(CloseReason::TransportError);
-            return error_response(ErrorCode::BadRequest);
+            return bare_response(StatusCode::BAD_REQUEST);
         }
         st.get_active = true;
     }
-    let mut guard = PendingGet {
-        session: Some(session.clone()),
-    };
+    let mut guard = PendingGet { session: Some(session.clone()) };
     let max = engine.config.max_payload;
     let mut ended = false;
+    let mut waited = false;
     let frames = loop {
         let frames = session.take_frames(max, true);
         if !frames.is_empty() {
@@ -58,71 +58,73 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
         }
         let (closed, upgraded) = {
             let st = session.state.lock();
-            (st.closed, st.transport != TransportKind::Polling)
+            (st.closed, st.upgrading || st.transport != TransportKind::Polling)
         };
         if let Some(reason) = closed {
             ended = true;
-            // The client that closed already knows; anyone else learns it here.
-            break vec![if reason == CloseReason::TransportClose {
-                Frame::noop()
+            break if reason == CloseReason::TransportClose {
+                // The client that closed already knows.
+                vec![Frame::noop()]
+            } else if waited {
+                vec![Frame::close()]
             } else {
-                Frame::close()
-            }];
+                // A poll that arrives after the close.
+                vec![Frame::noop(), Frame::close()]
+            };
         }
         if upgraded {
             break vec![Frame::noop()];
         }
         session.wake.notified().await;
+        waited = true;
     };
     guard.session = None;
     session.state.lock().get_active = false;
     if ended {
         engine.remove(session.sid);
     }
-    plain_response(
-        StatusCode::OK,
-        "text/plain; charset=UTF-8",
-        encode_payload(&frames),
-    )
+    let mut res = plain_response(StatusCode::OK, "text/plain; charset=UTF-8", encode_payload(&frames));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// A long-polling POST: the client's packets, separated by `\x1e`.
-pub(super) async fn post(
-    engine: &Arc<Engine>,
-    session: Arc<Session>,
-    req: Request<Incoming>,
-) -> Response<Body> {
+pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Request<Incoming>) -> Response<Body> {
     {
         let mut st = session.state.lock();
         if st.post_active {
             drop(st);
             session.close(CloseReason::TransportError);
-            return error_response(ErrorCode::BadRequest);
+            return bare_response(StatusCode::BAD_REQUEST);
         }
         st.post_active = true;
     }
-    let body = Limited::new(req.into_body(), engine.config.max_payload)
-        .collect()
-        .await
-        .map(|c| c.to_bytes());
+    // Version 4 sends binary inside the text payload (`b` + base64).
+    let binary_body = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/octet-stream"));
+    if binary_body {
+        session.state.lock().post_active = false;
+        session.close(CloseReason::TransportError);
+        return bare_response(StatusCode::BAD_REQUEST);
+    }
+    let body = Limited::new(req.into_body(), engine.config.max_payload).collect().await.map(|c| c.to_bytes());
     session.state.lock().post_active = false;
     let body = match body {
         Ok(b) => b,
         Err(e) => {
-            let too_large = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
+            // Too large: refused, but the session lives on. Anything else
+            // means the request broke off.
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return bare_response(StatusCode::PAYLOAD_TOO_LARGE);
+            }
             session.close(CloseReason::TransportError);
-            return if too_large {
-                plain_response(StatusCode::PAYLOAD_TOO_LARGE, "text/html", Bytes::new())
-            } else {
-                error_response(ErrorCode::BadRequest)
-            };
+            return error_response(ErrorCode::BadRequest);
         }
     };
-    let packets = std::str::from_utf8(&body)
-        .ok()
-        .and_then(|text| decode_payload(text).ok());
+    let packets = std::str::from_utf8(&body).ok().and_then(|text| decode_payload(text).ok());
     match packets {
         Some(packets) => {
             for p in packets {
@@ -132,10 +134,7 @@ pub(super) async fn post(
                 session.on_packet(p);
             }
         }
-        None => {
-            session.close(CloseReason::ParseError);
-            return error_response(ErrorCode::BadRequest);
-        }
+        None => session.close(CloseReason::ParseError),
     }
     plain_response(StatusCode::OK, "text/html", Bytes::from_static(b"ok"))
 }

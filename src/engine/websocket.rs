@@ -16,22 +16,21 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 
-use super::{
-    Body, CloseReason, Engine, ErrorCode, RequestInfo, Session, TransportKind, error_response,
-};
+use super::{Body, CloseReason, Engine, ErrorCode, RequestInfo, Session, TransportKind, error_response};
 use crate::protocol::engine::{Frame, Packet, decode_text};
 
 /// Whether the request asks for a websocket upgrade.
 pub(super) fn is_upgrade_request<B>(req: &Request<B>) -> bool {
     let has_token = |name: header::HeaderName, token: &str| {
-        req.headers().get_all(name).iter().any(|v| {
-            v.to_str()
-                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-                .unwrap_or(false)
-        })
+        req.headers()
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))).unwrap_or(false))
     };
     has_token(header::UPGRADE, "websocket")
         && has_token(header::CONNECTION, "upgrade")
@@ -51,12 +50,18 @@ fn to_ws(frame: Frame) -> WsMessage {
 
 /// Answers the upgrade request with 101 and hands the connection to a task.
 /// `existing` is the polling session to move over, if any.
-pub(super) fn accept(
-    engine: &Arc<Engine>,
-    mut req: Request<Incoming>,
-    existing: Option<Arc<Session>>,
-    info: RequestInfo,
-) -> Response<Body> {
+/// What a websocket connection is for.
+pub(super) enum Purpose {
+    /// A new session that starts on websocket.
+    Open(RequestInfo),
+    /// Moving an existing polling session over.
+    Upgrade(Arc<Session>),
+    /// A connection for a session that cannot take it (already upgraded or
+    /// upgrading): accepted, then closed at once.
+    Refuse,
+}
+
+pub(super) fn accept(engine: &Arc<Engine>, mut req: Request<Incoming>, purpose: Purpose) -> Response<Body> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
         return error_response(ErrorCode::BadRequest);
     };
@@ -74,22 +79,22 @@ pub(super) fn accept(
         let config = WebSocketConfig::default()
             .read_buffer_size(engine.config.ws_read_buffer)
             .write_buffer_size(engine.config.ws_write_buffer)
-            .max_write_buffer_size(
-                engine
-                    .config
-                    .max_buffered_bytes
-                    .max(engine.config.ws_write_buffer + 1),
-            )
-            .max_message_size(Some(engine.config.max_payload))
-            .max_frame_size(Some(engine.config.max_payload));
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
-        match existing {
-            Some(session) => upgrade(engine, session, ws).await,
-            None => {
+            .max_write_buffer_size(engine.config.max_buffered_bytes.max(engine.config.ws_write_buffer + 1))
+            // The exact maxPayload check happens on whole messages (so that the
+            // refusal can be said with 1009 once the message is read); this
+            // bound only caps memory.
+            .max_message_size(Some(engine.config.max_payload.saturating_mul(2).saturating_add(1024)))
+            .max_frame_size(Some(engine.config.max_payload.saturating_mul(2).saturating_add(1024)));
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        match purpose {
+            Purpose::Upgrade(session) => upgrade(engine, session, ws).await,
+            Purpose::Open(info) => {
                 let session = engine.open_session(TransportKind::Websocket, info);
                 run(session, ws).await
+            }
+            Purpose::Refuse => {
+                let mut ws = ws;
+                let _ = ws.close(None).await;
             }
         }
     });
@@ -141,8 +146,9 @@ async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
         session.state.lock().upgrading = false;
         return;
     }
-    // Release the pending GET so the client can pause polling.
-    session.send(Frame::noop());
+    // Release the pending GET (it answers `6` while upgrading) so the
+    // client can pause polling.
+    session.wake.notify_waiters();
 
     let upgraded = tokio::time::timeout(timeout, async {
         loop {
@@ -179,6 +185,7 @@ async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
 
 /// Reads client frames and writes queued frames until the session ends.
 async fn run(session: Arc<Session>, ws: Ws) {
+    let max_payload = session.engine.upgrade().map(|e| e.config.max_payload).unwrap_or(usize::MAX);
     let (mut sink, mut stream) = ws.split();
     loop {
         let frames = session.take_frames(usize::MAX, false);
@@ -202,6 +209,14 @@ async fn run(session: Arc<Session>, ws: Ws) {
         }
         tokio::select! {
             msg = stream.next() => match msg {
+                Some(Ok(WsMessage::Text(t))) if t.len() > max_payload => {
+                    refuse_too_big(&mut sink).await;
+                    session.close(CloseReason::TransportError);
+                }
+                Some(Ok(WsMessage::Binary(b))) if b.len() > max_payload => {
+                    refuse_too_big(&mut sink).await;
+                    session.close(CloseReason::TransportError);
+                }
                 Some(Ok(WsMessage::Text(t))) => match decode_text(t.as_str()) {
                     Ok(packet) => session.on_packet(packet),
                     Err(_) => session.close(CloseReason::ParseError),
@@ -211,10 +226,19 @@ async fn run(session: Arc<Session>, ws: Ws) {
                 Some(Ok(WsMessage::Close(_))) | None => session.close(CloseReason::TransportClose),
                 Some(Err(e)) => {
                     tracing::debug!(sid = %session.sid, "websocket error: {e}");
+                    if matches!(e, WsError::Capacity(_)) {
+                        refuse_too_big(&mut sink).await;
+                    }
                     session.close(CloseReason::TransportError);
                 }
             },
             _ = session.wake.notified() => {}
         }
     }
+}
+
+/// Closes with 1009: a message was over maxPayload.
+async fn refuse_too_big(sink: &mut futures_util::stream::SplitSink<Ws, WsMessage>) {
+    let frame = CloseFrame { code: CloseCode::Size, reason: "message too big".into() };
+    let _ = sink.send(WsMessage::Close(Some(frame))).await;
 }

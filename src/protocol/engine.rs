@@ -77,9 +77,7 @@ pub fn decode_text(text: &str) -> Result<Packet, DecodeError> {
 /// Decodes one record of a long-polling payload.
 pub fn decode_record(record: &str) -> Result<Packet, DecodeError> {
     if let Some(b64) = record.strip_prefix('b') {
-        let data = BASE64
-            .decode(b64.as_bytes())
-            .map_err(|_| DecodeError::InvalidBase64)?;
+        let data = BASE64.decode(b64.as_bytes()).map_err(|_| DecodeError::InvalidBase64)?;
         return Ok(Packet::Binary(Bytes::from(data)));
     }
     decode_text(record)
@@ -105,24 +103,15 @@ pub struct Frame {
 impl Frame {
     /// A text frame from an encoded packet (type digit included).
     pub fn text(text: String) -> Frame {
-        Frame {
-            binary: false,
-            bytes: Bytes::from(text),
-        }
+        Frame { binary: false, bytes: Bytes::from(text) }
     }
     /// A text frame from a constant.
     pub const fn text_static(text: &'static str) -> Frame {
-        Frame {
-            binary: false,
-            bytes: Bytes::from_static(text.as_bytes()),
-        }
+        Frame { binary: false, bytes: Bytes::from_static(text.as_bytes()) }
     }
     /// A binary message.
     pub fn binary(bytes: Bytes) -> Frame {
-        Frame {
-            binary: true,
-            bytes,
-        }
+        Frame { binary: true, bytes }
     }
     /// `2`: the server's heartbeat.
     pub const fn ping() -> Frame {
@@ -169,11 +158,7 @@ impl Frame {
     }
     /// The size of this frame inside a polling payload.
     pub fn polling_len(&self) -> usize {
-        if self.binary {
-            1 + self.bytes.len().div_ceil(3) * 4
-        } else {
-            self.bytes.len()
-        }
+        if self.binary { 1 + self.bytes.len().div_ceil(3) * 4 } else { self.bytes.len() }
     }
 }
 
@@ -246,11 +231,7 @@ mod tests {
 
     #[test]
     fn encodes_a_polling_payload() {
-        let frames = [
-            Frame::message("hi"),
-            Frame::binary(Bytes::from_static(&[1, 2, 3])),
-            Frame::ping(),
-        ];
+        let frames = [Frame::message("hi"), Frame::binary(Bytes::from_static(&[1, 2, 3])), Frame::ping()];
         assert_eq!(&encode_payload(&frames)[..], b"4hi\x1ebAQID\x1e2");
         assert_eq!(frames[1].polling_len(), 5);
         assert_eq!(&encode_payload(&[])[..], b"");

@@ -49,14 +49,8 @@ impl PacketKind {
 }
 
 /// Event names a client may not send: they are the server's own events.
-pub const RESERVED_EVENTS: &[&str] = &[
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
+pub const RESERVED_EVENTS: &[&str] =
+    &["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
 
 /// A decoded packet. For binary packets `attachments` says how many binary
 /// frames follow.
@@ -125,9 +119,10 @@ pub fn decode(text: &str, max_attachments: usize) -> Result<Packet, DecodeError>
         if i == start || i >= bytes.len() || bytes[i] != b'-' {
             return Err(DecodeError::IllegalAttachments);
         }
-        attachments = text[start..i]
-            .parse::<usize>()
-            .map_err(|_| DecodeError::TooManyAttachments)?;
+        attachments = text[start..i].parse::<usize>().map_err(|_| DecodeError::TooManyAttachments)?;
+        if attachments == 0 {
+            return Err(DecodeError::IllegalAttachments);
+        }
         if attachments > max_attachments {
             return Err(DecodeError::TooManyAttachments);
         }
@@ -152,28 +147,17 @@ pub fn decode(text: &str, max_attachments: usize) -> Result<Packet, DecodeError>
         i += 1;
     }
     if i > start {
-        id = Some(
-            text[start..i]
-                .parse::<u64>()
-                .map_err(|_| DecodeError::InvalidId)?,
-        );
+        id = Some(text[start..i].parse::<u64>().map_err(|_| DecodeError::InvalidId)?);
     }
 
     let data = if i < bytes.len() {
-        let value: Value =
-            serde_json::from_str(&text[i..]).map_err(|_| DecodeError::InvalidJson)?;
+        let value: Value = serde_json::from_str(&text[i..]).map_err(|_| DecodeError::InvalidJson)?;
         Some(value)
     } else {
         None
     };
 
-    let packet = Packet {
-        kind,
-        nsp,
-        id,
-        data,
-        attachments,
-    };
+    let packet = Packet { kind, nsp, id, data, attachments };
     if !payload_is_valid(&packet) {
         return Err(DecodeError::InvalidPayload);
     }
@@ -206,9 +190,7 @@ pub fn placeholder(num: usize) -> Value {
 /// Whether `v` is a binary placeholder object.
 pub fn is_placeholder(v: &Value) -> bool {
     match v {
-        Value::Object(m) => {
-            m.get("_placeholder") == Some(&Value::Bool(true)) && m.contains_key("num")
-        }
+        Value::Object(m) => m.get("_placeholder") == Some(&Value::Bool(true)) && m.contains_key("num"),
         _ => false,
     }
 }
@@ -235,13 +217,23 @@ pub fn placeholders_match(values: &[Value], attachments: usize) -> bool {
     values.iter().all(|v| walk(v, &mut seen)) && seen.iter().all(|s| *s)
 }
 
-fn write_header(
-    out: &mut Vec<u8>,
-    kind: PacketKind,
-    nsp: &str,
-    attachments: usize,
-    id: Option<u64>,
-) {
+/// Checks that every placeholder in `values` points at one of `attachments`
+/// (attachments nobody points at are allowed, as other servers allow them).
+pub fn placeholders_in_range(values: &[Value], attachments: usize) -> bool {
+    fn walk(v: &Value, n: usize) -> bool {
+        match v {
+            Value::Object(m) if is_placeholder(v) => {
+                m.get("num").and_then(Value::as_u64).is_some_and(|num| (num as usize) < n)
+            }
+            Value::Object(m) => m.values().all(|x| walk(x, n)),
+            Value::Array(a) => a.iter().all(|x| walk(x, n)),
+            _ => true,
+        }
+    }
+    values.iter().all(|v| walk(v, attachments))
+}
+
+fn write_header(out: &mut Vec<u8>, kind: PacketKind, nsp: &str, attachments: usize, id: Option<u64>) {
     out.push(b'4');
     let kind = if attachments > 0 {
         match kind {
@@ -266,11 +258,7 @@ fn write_header(
     }
 }
 
-fn write_array<'a>(
-    out: &mut Vec<u8>,
-    head: Option<&str>,
-    values: impl IntoIterator<Item = &'a Value>,
-) {
+fn write_array<'a>(out: &mut Vec<u8>, head: Option<&str>, values: impl IntoIterator<Item = &'a Value>) {
     out.push(b'[');
     let mut first = true;
     if let Some(head) = head {
@@ -298,13 +286,7 @@ fn into_frame(out: Vec<u8>) -> Frame {
 
 /// Encodes an EVENT (or BINARY_EVENT when `attachments > 0`) as a whole
 /// Engine.IO text frame: `42["event",…]`.
-pub fn encode_event(
-    nsp: &str,
-    event: &str,
-    args: &[Value],
-    attachments: usize,
-    id: Option<u64>,
-) -> Frame {
+pub fn encode_event(nsp: &str, event: &str, args: &[Value], attachments: usize, id: Option<u64>) -> Frame {
     let mut out = Vec::with_capacity(16 + nsp.len() + event.len() + 32 * args.len());
     write_header(&mut out, PacketKind::Event, nsp, attachments, id);
     write_array(&mut out, Some(event), args);
@@ -360,10 +342,7 @@ mod tests {
     #[test]
     fn decodes_every_packet_type() {
         let p = decode("0", 10).unwrap();
-        assert_eq!(
-            (p.kind, p.nsp.as_str(), p.data),
-            (PacketKind::Connect, "/", None)
-        );
+        assert_eq!((p.kind, p.nsp.as_str(), p.data), (PacketKind::Connect, "/", None));
         let p = decode("0/admin,{\"token\":\"1\"}", 10).unwrap();
         assert_eq!(p.nsp, "/admin");
         assert_eq!(p.data, Some(json!({"token": "1"})));
@@ -379,19 +358,13 @@ mod tests {
         let p = decode("2/admin,12[\"bar\"]", 10).unwrap();
         assert_eq!((p.nsp.as_str(), p.id), ("/admin", Some(12)));
         let p = decode("312[1,\"2\"]", 10).unwrap();
-        assert_eq!(
-            (p.kind, p.id, p.data),
-            (PacketKind::Ack, Some(12), Some(json!([1, "2"])))
-        );
+        assert_eq!((p.kind, p.id, p.data), (PacketKind::Ack, Some(12), Some(json!([1, "2"]))));
         let p = decode("4{\"message\":\"no\"}", 10).unwrap();
         assert_eq!(p.kind, PacketKind::ConnectError);
         let p = decode("51-[\"baz\",{\"_placeholder\":true,\"num\":0}]", 10).unwrap();
         assert_eq!((p.kind, p.attachments), (PacketKind::BinaryEvent, 1));
         let p = decode("61-/admin,15[{\"_placeholder\":true,\"num\":0}]", 10).unwrap();
-        assert_eq!(
-            (p.kind, p.attachments, p.nsp.as_str(), p.id),
-            (PacketKind::BinaryAck, 1, "/admin", Some(15))
-        );
+        assert_eq!((p.kind, p.attachments, p.nsp.as_str(), p.id), (PacketKind::BinaryAck, 1, "/admin", Some(15)));
         let p = decode("2[42]", 10).unwrap();
         assert_eq!(p.data, Some(json!([42])));
     }
@@ -406,122 +379,71 @@ mod tests {
         assert_eq!(decode("2[]", 10), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("2", 10), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("2[{}]", 10), Err(DecodeError::InvalidPayload));
-        assert_eq!(
-            decode("2[\"connect\"]", 10),
-            Err(DecodeError::InvalidPayload)
-        );
-        assert_eq!(
-            decode("2[\"disconnecting\",1]", 10),
-            Err(DecodeError::InvalidPayload)
-        );
+        assert_eq!(decode("2[\"connect\"]", 10), Err(DecodeError::InvalidPayload));
+        assert_eq!(decode("2[\"disconnecting\",1]", 10), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("3{}", 10), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("3", 10), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("0[1]", 10), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("0\"x\"", 10), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("1{}", 10), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("5[\"a\"]", 10), Err(DecodeError::IllegalAttachments));
-        assert_eq!(
-            decode("51[\"a\"]", 10),
-            Err(DecodeError::IllegalAttachments)
-        );
-        assert_eq!(
-            decode("5-[\"a\"]", 10),
-            Err(DecodeError::IllegalAttachments)
-        );
-        assert_eq!(
-            decode("511-[\"a\"]", 10),
-            Err(DecodeError::TooManyAttachments)
-        );
-        assert_eq!(
-            decode("599999999999999999999999-[\"a\"]", 10),
-            Err(DecodeError::TooManyAttachments)
-        );
-        assert_eq!(
-            decode("2999999999999999999999[\"a\"]", 10),
-            Err(DecodeError::InvalidId)
-        );
+        assert_eq!(decode("51[\"a\"]", 10), Err(DecodeError::IllegalAttachments));
+        assert_eq!(decode("5-[\"a\"]", 10), Err(DecodeError::IllegalAttachments));
+        assert_eq!(decode("511-[\"a\"]", 10), Err(DecodeError::TooManyAttachments));
+        assert_eq!(decode("50-[\"a\"]", 10), Err(DecodeError::IllegalAttachments));
+        assert_eq!(decode("599999999999999999999999-[\"a\"]", 10), Err(DecodeError::TooManyAttachments));
+        assert_eq!(decode("2999999999999999999999[\"a\"]", 10), Err(DecodeError::InvalidId));
     }
 
     #[test]
     fn encodes_packets_as_frames() {
-        assert_eq!(
-            s(encode_event("/", "foo", &[json!(1)], 0, None)),
-            "42[\"foo\",1]"
-        );
-        assert_eq!(
-            s(encode_event("/admin", "bar", &[], 0, Some(12))),
-            "42/admin,12[\"bar\"]"
-        );
+        assert_eq!(s(encode_event("/", "foo", &[json!(1)], 0, None)), "42[\"foo\",1]");
+        assert_eq!(s(encode_event("/admin", "bar", &[], 0, Some(12))), "42/admin,12[\"bar\"]");
         assert_eq!(
             s(encode_event("/", "baz", &[placeholder(0)], 1, None)),
             "451-[\"baz\",{\"_placeholder\":true,\"num\":0}]"
         );
-        assert_eq!(
-            s(encode_ack("/", 12, &[json!(1), json!("2")], 0)),
-            "4312[1,\"2\"]"
-        );
+        assert_eq!(s(encode_ack("/", 12, &[json!(1), json!("2")], 0)), "4312[1,\"2\"]");
         assert_eq!(
             s(encode_ack("/admin", 15, &[placeholder(0)], 1)),
             "461-/admin,15[{\"_placeholder\":true,\"num\":0}]"
         );
         assert_eq!(s(encode_connect("/", "abc")), "40{\"sid\":\"abc\"}");
-        assert_eq!(
-            s(encode_connect("/admin", "abc")),
-            "40/admin,{\"sid\":\"abc\"}"
-        );
+        assert_eq!(s(encode_connect("/admin", "abc")), "40/admin,{\"sid\":\"abc\"}");
         assert_eq!(
             s(encode_connect_error("/random", "Invalid namespace", None)),
             "44/random,{\"message\":\"Invalid namespace\"}"
         );
         assert_eq!(
-            s(encode_connect_error(
-                "/",
-                "Not authorized",
-                Some(&json!({"a": 1}))
-            )),
+            s(encode_connect_error("/", "Not authorized", Some(&json!({"a": 1})))),
             "44{\"message\":\"Not authorized\",\"data\":{\"a\":1}}"
         );
         assert_eq!(s(encode_disconnect("/")), "41");
         assert_eq!(s(encode_disconnect("/admin")), "41/admin,");
-        assert_eq!(
-            s(encode_event("/", "ü\"", &[json!("é")], 0, None)),
-            "42[\"ü\\\"\",\"é\"]"
-        );
+        assert_eq!(s(encode_event("/", "ü\"", &[json!("é")], 0, None)), "42[\"ü\\\"\",\"é\"]");
     }
 
     #[test]
     fn round_trips_through_the_decoder() {
-        let frame = encode_event(
-            "/chat",
-            "msg",
-            &[json!({"a": [1, null]}), placeholder(0)],
-            1,
-            Some(7),
-        );
+        let frame = encode_event("/chat", "msg", &[json!({"a": [1, null]}), placeholder(0)], 1, Some(7));
         let text = std::str::from_utf8(&frame.bytes()[1..]).unwrap();
         let p = decode(text, 10).unwrap();
         assert_eq!(p.kind, PacketKind::BinaryEvent);
         assert_eq!(p.attachments, 1);
         assert_eq!(p.id, Some(7));
         assert_eq!(p.nsp, "/chat");
-        assert_eq!(
-            p.data,
-            Some(json!(["msg", {"a": [1, null]}, placeholder(0)]))
-        );
+        assert_eq!(p.data, Some(json!(["msg", {"a": [1, null]}, placeholder(0)])));
     }
 
     #[test]
     fn checks_placeholders_against_attachments() {
         assert!(placeholders_match(&[json!(1)], 0));
-        assert!(placeholders_match(
-            &[json!({"x": [placeholder(0)]}), placeholder(1)],
-            2
-        ));
+        assert!(placeholders_match(&[json!({"x": [placeholder(0)]}), placeholder(1)], 2));
         assert!(!placeholders_match(&[placeholder(1)], 1));
         assert!(!placeholders_match(&[json!(1)], 1));
-        assert!(!placeholders_match(
-            &[json!({"_placeholder": true, "num": "a"})],
-            1
-        ));
+        assert!(!placeholders_match(&[json!({"_placeholder": true, "num": "a"})], 1));
+        assert!(placeholders_in_range(&[json!(1)], 1));
+        assert!(placeholders_in_range(&[placeholder(0)], 1));
+        assert!(!placeholders_in_range(&[json!([placeholder(1)])], 1));
     }
 }

@@ -63,10 +63,7 @@ impl Adapter for MemoryAdapter {
         let mut r = self.rooms.write();
         for room in rooms {
             r.members.entry((*room).to_owned()).or_default().insert(sid);
-            r.of_socket
-                .entry(sid)
-                .or_default()
-                .insert((*room).to_owned());
+            r.of_socket.entry(sid).or_default().insert((*room).to_owned());
         }
     }
 
@@ -102,12 +99,7 @@ impl Adapter for MemoryAdapter {
     }
 
     fn socket_rooms(&self, sid: Sid) -> Vec<String> {
-        self.rooms
-            .read()
-            .of_socket
-            .get(&sid)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+        self.rooms.read().of_socket.get(&sid).map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
 
     fn rooms(&self) -> Vec<String> {

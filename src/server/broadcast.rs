@@ -21,11 +21,7 @@ pub struct BroadcastOperator {
 
 impl BroadcastOperator {
     pub(crate) fn new(nsp: Arc<Namespace>) -> BroadcastOperator {
-        BroadcastOperator {
-            nsp,
-            opts: BroadcastOptions::default(),
-            volatile: false,
-        }
+        BroadcastOperator { nsp, opts: BroadcastOptions::default(), volatile: false }
     }
 
     /// Adds a room to reach (rooms add up; each socket receives once).

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -27,26 +28,24 @@ pub(crate) struct Client {
     pub(crate) runtime: tokio::runtime::Handle,
     sockets: Mutex<HashMap<String, Arc<Socket>>>,
     partial: Mutex<Option<PartialPacket>>,
+    joined: AtomicBool,
 }
 
 impl Client {
     fn on_text(self: &Arc<Self>, text: &str) {
         if self.partial.lock().is_some() {
             // A text packet while attachments are still expected.
-            self.session.close(CloseReason::ParseError);
+            self.session.close(CloseReason::ForcedClose);
             return;
         }
         match socketio::decode(text, self.server.options.max_attachments) {
             Ok(packet) if packet.attachments > 0 => {
-                *self.partial.lock() = Some(PartialPacket {
-                    binary: Vec::with_capacity(packet.attachments),
-                    packet,
-                });
+                *self.partial.lock() = Some(PartialPacket { binary: Vec::with_capacity(packet.attachments), packet });
             }
             Ok(packet) => self.dispatch(packet, Vec::new()),
             Err(e) => {
                 tracing::debug!(sid = %self.session.sid(), "invalid packet: {e}");
-                self.session.close(CloseReason::ParseError);
+                self.session.close(CloseReason::ForcedClose);
             }
         }
     }
@@ -67,9 +66,16 @@ impl Client {
             }
         };
         match complete {
-            Some(p) => self.dispatch(p.packet, p.binary),
+            Some(p) => {
+                let args = p.packet.data.as_ref().and_then(Value::as_array);
+                if args.is_some_and(|a| !socketio::placeholders_in_range(a, p.binary.len())) {
+                    self.session.close(CloseReason::ForcedClose);
+                    return;
+                }
+                self.dispatch(p.packet, p.binary)
+            }
             // Binary data nobody announced.
-            None => self.session.close(CloseReason::ParseError),
+            None => self.session.close(CloseReason::ForcedClose),
         }
     }
 
@@ -80,10 +86,8 @@ impl Client {
         }
         let socket = self.sockets.lock().get(&packet.nsp).cloned();
         let Some(socket) = socket else {
-            if packet.kind != PacketKind::Disconnect {
-                // Only CONNECT may open a namespace.
-                self.session.close(CloseReason::ForcedClose);
-            }
+            // Only CONNECT may open a namespace.
+            self.session.close(CloseReason::ForcedClose);
             return;
         };
         if socket.is_pending() {
@@ -112,29 +116,21 @@ impl Client {
                 socket.on_ack(id, Payload { args, binary });
             }
             PacketKind::Disconnect => socket.on_close(DisconnectReason::ClientNamespaceDisconnect),
-            PacketKind::Connect | PacketKind::ConnectError => {
-                self.session.close(CloseReason::ParseError)
-            }
+            PacketKind::Connect | PacketKind::ConnectError => self.session.close(CloseReason::ForcedClose),
         }
     }
 
     fn connect(self: &Arc<Self>, packet: Packet) {
         if self.sockets.lock().contains_key(&packet.nsp) {
             // A second CONNECT to a namespace already joined.
-            self.session.close(CloseReason::ParseError);
+            self.session.close(CloseReason::ForcedClose);
             return;
         }
         let Some(nsp) = self.server.namespace_for(&packet.nsp) else {
-            self.session.send(socketio::encode_connect_error(
-                &packet.nsp,
-                "Invalid namespace",
-                None,
-            ));
+            self.session.send(socketio::encode_connect_error(&packet.nsp, "Invalid namespace", None));
             return;
         };
-        let auth = packet
-            .data
-            .unwrap_or_else(|| Value::Object(Default::default()));
+        let auth = packet.data.unwrap_or_else(|| Value::Object(Default::default()));
         let socket = Socket::new(nsp.clone(), self.clone(), auth);
         self.sockets.lock().insert(packet.nsp, socket.clone());
         nsp.handlers.connect(ConnectRequest::new(socket));
@@ -167,8 +163,9 @@ impl Client {
         }
     }
 
-    fn has_connected_socket(&self) -> bool {
-        self.sockets.lock().values().any(|s| s.connected())
+    /// Records that a namespace was joined, which ends the connect timeout.
+    pub(crate) fn mark_connected(&self) {
+        self.joined.store(true, Ordering::Release);
     }
 }
 
@@ -202,6 +199,7 @@ impl EngineHandler for SocketIoHandler {
             runtime: self.runtime.clone(),
             sockets: Mutex::new(HashMap::new()),
             partial: Mutex::new(None),
+            joined: AtomicBool::new(false),
         });
         // Close connections that join no namespace in time.
         let weak = Arc::downgrade(&client);
@@ -209,7 +207,7 @@ impl EngineHandler for SocketIoHandler {
         self.runtime.spawn(async move {
             tokio::time::sleep(timeout).await;
             if let Some(client) = weak.upgrade() {
-                if !client.has_connected_socket() {
+                if !client.joined.load(Ordering::Acquire) {
                     client.session.close(CloseReason::ForcedClose);
                 }
             }

@@ -39,14 +39,10 @@ use parking_lot::{Mutex, RwLock};
 pub use adapter::{Adapter, BroadcastOptions, MemoryAdapter};
 pub use broadcast::BroadcastOperator;
 pub use namespace::{
-    AnyEventHandler, ConnectHandler, ConnectionHandler, DisconnectHandler, EventHandler, Handlers,
-    Namespace,
+    AnyEventHandler, ConnectHandler, ConnectionHandler, DisconnectHandler, EventHandler, Handlers, Namespace,
 };
 pub use payload::{Payload, placeholder};
-pub use socket::{
-    AckCallback, AckError, AckSender, ConnectRequest, DisconnectReason, EmitError, Handshake,
-    Socket,
-};
+pub use socket::{AckCallback, AckError, AckSender, ConnectRequest, DisconnectReason, EmitError, Handshake, Socket};
 
 use crate::engine::{CloseReason, Engine, EngineConfig, EngineHandler};
 use crate::http::{ClientBundle, Router};
@@ -107,18 +103,10 @@ impl ServerInner {
         }
         let template = {
             let dynamic = self.dynamic.read();
-            dynamic
-                .iter()
-                .find(|(matches, _)| matches(name))
-                .map(|(_, t)| t.handlers.clone())
+            dynamic.iter().find(|(matches, _)| matches(name)).map(|(_, t)| t.handlers.clone())
         }?;
         let mut namespaces = self.namespaces.write();
-        Some(
-            namespaces
-                .entry(name.to_owned())
-                .or_insert_with(|| Namespace::new(name, template))
-                .clone(),
-        )
+        Some(namespaces.entry(name.to_owned()).or_insert_with(|| Namespace::new(name, template)).clone())
     }
 }
 
@@ -138,18 +126,12 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("local_addr", &self.local_addr())
-            .finish()
+        f.debug_struct("Server").field("local_addr", &self.local_addr()).finish()
     }
 }
 
 fn normalize_nsp(name: &str) -> String {
-    if name.starts_with('/') {
-        name.to_owned()
-    } else {
-        format!("/{name}")
-    }
+    if name.starts_with('/') { name.to_owned() } else { format!("/{name}") }
 }
 
 /// Matches `text` against a pattern where `*` stands for any run of characters.
@@ -212,15 +194,9 @@ impl Server {
     /// Accepts every namespace for which `matches` says yes. Handlers set on
     /// the returned template serve all of them; use [`of`](Self::of) to reach
     /// one of them for a broadcast.
-    pub fn dynamic_namespace(
-        &self,
-        matches: impl Fn(&str) -> bool + Send + Sync + 'static,
-    ) -> Arc<Namespace> {
+    pub fn dynamic_namespace(&self, matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> Arc<Namespace> {
         let template = Namespace::new("*", Arc::new(Handlers::default()));
-        self.inner
-            .dynamic
-            .write()
-            .push((Box::new(matches), template.clone()));
+        self.inner.dynamic.write().push((Box::new(matches), template.clone()));
         template
     }
 
@@ -276,10 +252,7 @@ impl Server {
         let handle = runtime.handle().clone();
         let mut engines = vec![Engine::new(
             self.inner.options.engine.clone(),
-            Arc::new(client::SocketIoHandler {
-                server: self.inner.clone(),
-                runtime: handle.clone(),
-            }),
+            Arc::new(client::SocketIoHandler { server: self.inner.clone(), runtime: handle.clone() }),
             handle.clone(),
         )];
         for (config, handler) in self.extra_engines.lock().iter() {
@@ -290,19 +263,10 @@ impl Server {
         } else {
             None
         };
-        let router = Arc::new(Router::new(
-            engines.clone(),
-            bundle,
-            self.inner.options.static_dir.clone(),
-        ));
+        let router = Arc::new(Router::new(engines.clone(), bundle, self.inner.options.static_dir.clone()));
         let shutdown = Arc::new(tokio::sync::Notify::new());
         runtime.spawn(crate::http::serve(listener, router, shutdown.clone()));
-        *running = Some(Running {
-            runtime,
-            shutdown,
-            engines,
-            local_addr,
-        });
+        *running = Some(Running { runtime, shutdown, engines, local_addr });
         Ok(local_addr)
     }
 

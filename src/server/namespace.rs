@@ -55,13 +55,7 @@ impl Handlers {
         }
     }
 
-    pub(crate) fn event(
-        &self,
-        socket: &Arc<Socket>,
-        event: &str,
-        payload: Payload,
-        ack: Option<AckSender>,
-    ) {
+    pub(crate) fn event(&self, socket: &Arc<Socket>, event: &str, payload: Payload, ack: Option<AckSender>) {
         let handler = self.events.read().get(event).cloned();
         if let Some(h) = handler {
             h(socket, payload, ack);
@@ -98,9 +92,7 @@ pub struct Namespace {
 
 impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Namespace")
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("Namespace").field("name", &self.name).finish()
     }
 }
 
@@ -136,15 +128,8 @@ impl Namespace {
     }
 
     /// Sets the handler of one event name.
-    pub fn on(
-        &self,
-        event: &str,
-        handler: impl Fn(&Arc<Socket>, Payload, Option<AckSender>) + Send + Sync + 'static,
-    ) {
-        self.handlers
-            .events
-            .write()
-            .insert(event.to_owned(), Arc::new(handler));
+    pub fn on(&self, event: &str, handler: impl Fn(&Arc<Socket>, Payload, Option<AckSender>) + Send + Sync + 'static) {
+        self.handlers.events.write().insert(event.to_owned(), Arc::new(handler));
     }
 
     /// Removes the handler of one event name.
@@ -153,26 +138,17 @@ impl Namespace {
     }
 
     /// Sets the handler of every event without a handler of its own.
-    pub fn on_any(
-        &self,
-        handler: impl Fn(&Arc<Socket>, &str, Payload, Option<AckSender>) + Send + Sync + 'static,
-    ) {
+    pub fn on_any(&self, handler: impl Fn(&Arc<Socket>, &str, Payload, Option<AckSender>) + Send + Sync + 'static) {
         *self.handlers.any.write() = Some(Arc::new(handler));
     }
 
     /// Sets the handler run just before a socket leaves (its rooms still known).
-    pub fn on_disconnecting(
-        &self,
-        handler: impl Fn(&Arc<Socket>, DisconnectReason) + Send + Sync + 'static,
-    ) {
+    pub fn on_disconnecting(&self, handler: impl Fn(&Arc<Socket>, DisconnectReason) + Send + Sync + 'static) {
         *self.handlers.disconnecting.write() = Some(Arc::new(handler));
     }
 
     /// Sets the handler run after a socket left.
-    pub fn on_disconnect(
-        &self,
-        handler: impl Fn(&Arc<Socket>, DisconnectReason) + Send + Sync + 'static,
-    ) {
+    pub fn on_disconnect(&self, handler: impl Fn(&Arc<Socket>, DisconnectReason) + Send + Sync + 'static) {
         *self.handlers.disconnect.write() = Some(Arc::new(handler));
     }
 
@@ -207,9 +183,7 @@ impl Namespace {
     pub(crate) fn resolve(&self, opts: &BroadcastOptions) -> Vec<Arc<Socket>> {
         let sids = self.adapter.recipients(opts);
         let sockets = self.sockets.read();
-        sids.iter()
-            .filter_map(|sid| sockets.get(sid).cloned())
-            .collect()
+        sids.iter().filter_map(|sid| sockets.get(sid).cloned()).collect()
     }
 
     /// A broadcast to one room.
@@ -228,11 +202,7 @@ impl Namespace {
     }
 
     /// Emits to every socket in the namespace.
-    pub fn emit(
-        self: &Arc<Self>,
-        event: &str,
-        payload: impl Into<Payload>,
-    ) -> Result<(), EmitError> {
+    pub fn emit(self: &Arc<Self>, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
         self.broadcast().emit(event, payload)
     }
 

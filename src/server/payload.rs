@@ -23,10 +23,7 @@ impl Payload {
 
     /// JSON arguments only.
     pub fn new(args: Vec<Value>) -> Payload {
-        Payload {
-            args,
-            binary: Vec::new(),
-        }
+        Payload { args, binary: Vec::new() }
     }
 
     /// JSON arguments with binary attachments (see [`placeholder`]).
@@ -36,8 +33,7 @@ impl Payload {
 
     /// Whether placeholders and attachments agree.
     pub fn is_consistent(&self) -> bool {
-        self.binary.is_empty()
-            || crate::protocol::socketio::placeholders_match(&self.args, self.binary.len())
+        self.binary.is_empty() || crate::protocol::socketio::placeholders_match(&self.args, self.binary.len())
     }
 }
 

@@ -136,20 +136,9 @@ pub(crate) fn check_emit(event: &str, payload: &Payload) -> Result<(), EmitError
 }
 
 /// Encodes an event with its attachments into frames, once.
-pub(crate) fn event_frames(
-    nsp: &str,
-    event: &str,
-    payload: &Payload,
-    id: Option<u64>,
-) -> Vec<Frame> {
+pub(crate) fn event_frames(nsp: &str, event: &str, payload: &Payload, id: Option<u64>) -> Vec<Frame> {
     let mut frames = Vec::with_capacity(1 + payload.binary.len());
-    frames.push(socketio::encode_event(
-        nsp,
-        event,
-        &payload.args,
-        payload.binary.len(),
-        id,
-    ));
+    frames.push(socketio::encode_event(nsp, event, &payload.args, payload.binary.len(), id));
     frames.extend(payload.binary.iter().cloned().map(Frame::binary));
     frames
 }
@@ -206,10 +195,7 @@ pub struct Socket {
 
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Socket")
-            .field("id", &self.id)
-            .field("nsp", &self.nsp.name())
-            .finish()
+        f.debug_struct("Socket").field("id", &self.id).field("nsp", &self.nsp.name()).finish()
     }
 }
 
@@ -413,10 +399,7 @@ impl Socket {
         if !self.connected() {
             return;
         }
-        let _ = self
-            .client
-            .session
-            .send(socketio::encode_disconnect(self.nsp.name()));
+        let _ = self.client.session.send(socketio::encode_disconnect(self.nsp.name()));
         self.on_close(DisconnectReason::ServerNamespaceDisconnect);
     }
 
@@ -429,16 +412,13 @@ impl Socket {
         self.nsp.insert(self.clone());
         self.nsp.adapter().add_all(self.id, &[self.id.as_str()]);
         let mut early = self.early.lock();
-        if self
-            .state
-            .compare_exchange(PENDING, CONNECTED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if self.state.compare_exchange(PENDING, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             drop(early);
             self.nsp.remove(self.id);
             self.nsp.adapter().del_all(self.id);
             return false;
         }
+        self.client.mark_connected();
         let mut frames = Vec::with_capacity(1 + early.len());
         frames.push(socketio::encode_connect(self.nsp.name(), self.id.as_str()));
         frames.append(&mut early);
@@ -449,20 +429,12 @@ impl Socket {
 
     /// Refuses a pending connection with CONNECT_ERROR.
     pub(crate) fn refuse(self: &Arc<Self>, message: &str, data: Option<&Value>) {
-        if self
-            .state
-            .compare_exchange(PENDING, DISCONNECTED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if self.state.compare_exchange(PENDING, DISCONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return;
         }
         self.early.lock().clear();
         self.client.forget(self);
-        self.client.session.send(socketio::encode_connect_error(
-            self.nsp.name(),
-            message,
-            data,
-        ));
+        self.client.session.send(socketio::encode_connect_error(self.nsp.name(), message, data));
     }
 
     /// The socket leaves its namespace for `reason`: handlers are told, rooms
@@ -513,12 +485,7 @@ impl AckSender {
             return Err(EmitError::Disconnected);
         }
         let mut frames = Vec::with_capacity(1 + payload.binary.len());
-        frames.push(socketio::encode_ack(
-            self.socket.nsp.name(),
-            self.id,
-            &payload.args,
-            payload.binary.len(),
-        ));
+        frames.push(socketio::encode_ack(self.socket.nsp.name(), self.id, &payload.args, payload.binary.len()));
         frames.extend(payload.binary.iter().cloned().map(Frame::binary));
         self.socket.send_frames(&frames)
     }
@@ -533,9 +500,7 @@ pub struct ConnectRequest {
 
 impl ConnectRequest {
     pub(crate) fn new(socket: Arc<Socket>) -> ConnectRequest {
-        ConnectRequest {
-            socket: Some(socket),
-        }
+        ConnectRequest { socket: Some(socket) }
     }
 
     /// The socket to be (its id is final; emits made now are sent after the

@@ -90,7 +90,7 @@
   // kind: chat | dm | broadcast
   function addMessage(opts) {
     var li = document.createElement('li');
-    li.className = 'msg ' + opts.kind + (opts.own ? ' own' : '');
+    li.className = 'msg msg-' + opts.kind + (opts.own ? ' own' : '');
     li.dataset.testid = opts.kind === 'chat' ? 'message' : opts.kind;
     li.dataset.kind = opts.kind;
     if (opts.name) li.dataset.name = opts.name;
