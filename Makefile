@@ -9,15 +9,22 @@ CARGO ?= cargo
 PYTHON ?= python3
 NPM_INSTALL := npm install --no-audit --no-fund --loglevel=error
 
-.PHONY: all setup setup-npm setup-python build lint test test-rust test-node test-python chat conformance clean
+.PHONY: all setup setup-npm setup-python setup-browser build lint test test-rust test-node test-python test-e2e chat conformance clean
 
 all: build
 
-setup: setup-npm setup-python
+setup: setup-npm setup-python setup-browser
 
 setup-npm:
 	$(NPM_INSTALL)
 	cd tests/node && $(NPM_INSTALL)
+
+# Debian's Chromium, driven by playwright-core (which never downloads a browser).
+setup-browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	cd tests/e2e && $(NPM_INSTALL)
 
 setup-python:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
@@ -38,7 +45,10 @@ test-node: build
 test-python: build
 	$(PYTHON) -m pytest tests/python -q
 
-test: setup build lint test-rust test-node test-python
+test-e2e: build
+	cd tests/e2e && npm test
+
+test: setup build lint test-rust test-node test-python test-e2e
 
 chat: setup-npm
 	$(CARGO) run --release --example chat -- $(PORT)

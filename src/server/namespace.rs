@@ -206,6 +206,11 @@ impl Namespace {
         self.broadcast().emit(event, payload)
     }
 
+    /// The sockets in a room.
+    pub fn room_sockets(&self, room: &str) -> Vec<Arc<Socket>> {
+        self.resolve(&BroadcastOptions { rooms: vec![room.to_owned()], ..BroadcastOptions::default() })
+    }
+
     /// Every room with members.
     pub fn rooms(&self) -> Vec<String> {
         self.adapter.rooms()

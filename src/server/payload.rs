@@ -43,12 +43,29 @@ impl From<Vec<Value>> for Payload {
     }
 }
 
-impl From<Value> for Payload {
-    /// A JSON array becomes the argument list; any other value is one argument.
-    fn from(v: Value) -> Self {
-        match v {
-            Value::Array(args) => Payload::new(args),
-            other => Payload::new(vec![other]),
-        }
+impl Payload {
+    /// One JSON argument (an array stays one argument).
+    pub fn one(arg: Value) -> Payload {
+        Payload::new(vec![arg])
+    }
+
+    /// Argument `index` as text, if it is a string.
+    pub fn str(&self, index: usize) -> Option<&str> {
+        self.args.get(index).and_then(Value::as_str)
+    }
+
+    /// Argument `index` read into any deserializable type.
+    pub fn arg<T: serde::de::DeserializeOwned>(&self, index: usize) -> Option<T> {
+        self.args.get(index).and_then(|v| T::deserialize(v).ok())
+    }
+
+    /// How many JSON arguments there are.
+    pub fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    /// Whether there are no arguments.
+    pub fn is_empty(&self) -> bool {
+        self.args.is_empty()
     }
 }

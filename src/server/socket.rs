@@ -374,7 +374,8 @@ impl Socket {
         self.nsp.adapter().socket_rooms(self.id)
     }
 
-    /// A broadcast to a room that leaves this socket out.
+    /// A broadcast to a room that leaves this socket out (as in Socket.IO);
+    /// use `socket.namespace().to(room)` to include the sender.
     pub fn to(&self, room: &str) -> BroadcastOperator {
         self.broadcast().to(room)
     }
