@@ -5,6 +5,7 @@
 //! rooms, broadcasts, acks), and the HTTP listener that serves them.
 
 pub mod engine;
+pub mod ffi;
 mod http;
 pub mod protocol;
 pub mod server;

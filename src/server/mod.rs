@@ -44,6 +44,7 @@ pub use namespace::{
 pub use payload::{Payload, placeholder};
 pub use socket::{AckCallback, AckError, AckSender, ConnectRequest, DisconnectReason, EmitError, Handshake, Socket};
 
+use crate::Sid;
 use crate::engine::{CloseReason, Engine, EngineConfig, EngineHandler};
 use crate::http::{ClientBundle, Router};
 
@@ -205,6 +206,11 @@ impl Server {
     pub fn dynamic_namespace_pattern(&self, pattern: &str) -> Arc<Namespace> {
         let pattern = pattern.to_owned();
         self.dynamic_namespace(move |name| glob_match(&pattern, name))
+    }
+
+    /// A connected socket of any namespace, by id.
+    pub fn socket(&self, sid: Sid) -> Option<Arc<Socket>> {
+        self.inner.namespaces.read().values().find_map(|nsp| nsp.socket(sid))
     }
 
     /// The namespaces that exist now.

@@ -1,0 +1,63 @@
+//! The bench contract through iobus's Rust API, on namespace `/`:
+//! `join` (room, ack) → join the room and ack with no arguments;
+//! `broadcast` (room, data) → emit `msg` (data) to everyone in the room;
+//! `echo` (data, ack) → ack (data).
+//!
+//! One worker thread, so the server fits the single core the benchmark
+//! gives it. Usage: `bench_rust <port>`; prints a ready line once listening.
+
+use iobus::{Payload, Server, ServerOptions};
+use serde_json::Value;
+
+fn main() {
+    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(3100);
+    let options = ServerOptions { worker_threads: 1, serve_client: false, ..ServerOptions::default() };
+    let server = Server::new(options);
+    let nsp = server.of("/");
+
+    nsp.on("join", |socket, args, ack| {
+        if let Some(room) = args.args.first().and_then(Value::as_str) {
+            socket.join(room);
+        }
+        if let Some(ack) = ack {
+            let _ = ack.send(Payload::empty());
+        }
+    });
+    nsp.on("broadcast", |socket, args, _ack| {
+        let mut args = args.args.into_iter();
+        let Some(Value::String(room)) = args.next() else { return };
+        let data: Vec<Value> = args.next().into_iter().collect();
+        let _ = socket.namespace().to(&room).emit("msg", Payload::new(data));
+    });
+    nsp.on("echo", |_socket, args, ack| {
+        if let Some(ack) = ack {
+            let _ = ack.send(args);
+        }
+    });
+
+    match server.start(("127.0.0.1", port)) {
+        Ok(addr) => println!("bench_rust ready on {addr}"),
+        Err(e) => {
+            eprintln!("bench_rust: cannot listen on port {port}: {e}");
+            std::process::exit(1);
+        }
+    }
+    wait_for_signal();
+    server.stop();
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return;
+    };
+    rt.block_on(async {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+}

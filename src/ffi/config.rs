@@ -1,0 +1,261 @@
+//! `iobus_config`: every server option of the core, set one at a time.
+
+use std::ffi::c_char;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::convert::{null, text};
+use super::dispatch::iobus_dispatch;
+use super::{Error, guard, guard_void, iobus_status};
+use crate::ServerOptions;
+use crate::engine::{Cors, CorsOrigins};
+
+/// Server settings, created with `iobus_config_new` and freed with
+/// `iobus_config_free`. `iobus_server_new` copies them.
+pub struct iobus_config {
+    pub(crate) options: ServerOptions,
+    pub(crate) dispatch: iobus_dispatch,
+}
+
+fn with(cfg: *mut iobus_config, f: impl FnOnce(&mut iobus_config) -> Result<(), Error>) -> iobus_status {
+    guard(|| {
+        // SAFETY: NULL or a live handle from `iobus_config_new`.
+        let cfg = unsafe { cfg.as_mut() }.ok_or_else(|| null("config"))?;
+        f(cfg)
+    })
+}
+
+fn positive(ms: u64, what: &str) -> Result<Duration, Error> {
+    if ms == 0 {
+        return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, format!("{what} must be positive")));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// New settings with Socket.IO's defaults: path `/socket.io/`, pingInterval
+/// 25000 ms, pingTimeout 20000 ms, maxHttpBufferSize 1e6, connectTimeout
+/// 45000 ms, both transports with upgrades, no CORS, 2 worker threads,
+/// callbacks on a dispatcher thread. NULL only if out of memory.
+#[unsafe(no_mangle)]
+pub extern "C" fn iobus_config_new() -> *mut iobus_config {
+    std::panic::catch_unwind(|| {
+        Box::into_raw(Box::new(iobus_config {
+            options: ServerOptions::default(),
+            dispatch: iobus_dispatch::IOBUS_DISPATCH_THREAD,
+        }))
+    })
+    .unwrap_or(std::ptr::null_mut())
+}
+
+/// Frees settings (NULL is ignored).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_free(cfg: *mut iobus_config) {
+    if !cfg.is_null() {
+        guard_void(|| drop(unsafe { Box::from_raw(cfg) }));
+    }
+}
+
+/// The request path, e.g. `"/socket.io/"` (a trailing slash is added).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_path(cfg: *mut iobus_config, path: *const c_char) -> iobus_status {
+    with(cfg, |c| {
+        let p = unsafe { text(path, "path") }?;
+        if !p.starts_with('/') {
+            return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "path must start with '/'"));
+        }
+        c.options.engine.path = if p.ends_with('/') { p.to_owned() } else { format!("{p}/") };
+        Ok(())
+    })
+}
+
+/// How often the server pings, in milliseconds.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_ping_interval(cfg: *mut iobus_config, ms: u64) -> iobus_status {
+    with(cfg, |c| {
+        c.options.engine.ping_interval = positive(ms, "ping interval")?;
+        Ok(())
+    })
+}
+
+/// How long the server waits for a pong, in milliseconds.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_ping_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
+    with(cfg, |c| {
+        c.options.engine.ping_timeout = positive(ms, "ping timeout")?;
+        Ok(())
+    })
+}
+
+/// The largest message or polling body accepted, in bytes (maxHttpBufferSize).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_max_payload(cfg: *mut iobus_config, bytes: usize) -> iobus_status {
+    with(cfg, |c| {
+        if bytes == 0 {
+            return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "max payload must be positive"));
+        }
+        c.options.engine.max_payload = bytes;
+        Ok(())
+    })
+}
+
+/// How long an upgrade from polling to websocket may take, in milliseconds.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_upgrade_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
+    with(cfg, |c| {
+        c.options.engine.upgrade_timeout = positive(ms, "upgrade timeout")?;
+        Ok(())
+    })
+}
+
+/// How long a connection may stay without joining a namespace, in milliseconds.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_connect_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
+    with(cfg, |c| {
+        c.options.connect_timeout = positive(ms, "connect timeout")?;
+        Ok(())
+    })
+}
+
+/// Which transports are offered (at least one).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_transports(
+    cfg: *mut iobus_config,
+    polling: bool,
+    websocket: bool,
+) -> iobus_status {
+    with(cfg, |c| {
+        if !polling && !websocket {
+            return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "at least one transport is needed"));
+        }
+        c.options.engine.polling = polling;
+        c.options.engine.websocket = websocket;
+        Ok(())
+    })
+}
+
+/// Whether polling sessions may upgrade to websocket.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_allow_upgrades(cfg: *mut iobus_config, allow: bool) -> iobus_status {
+    with(cfg, |c| {
+        c.options.engine.allow_upgrades = allow;
+        Ok(())
+    })
+}
+
+/// Allows a browser origin (`"https://example.com"`), or every origin with
+/// `"*"`. Enables CORS headers and preflight answers.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_add_cors_origin(cfg: *mut iobus_config, origin: *const c_char) -> iobus_status {
+    with(cfg, |c| {
+        let origin = unsafe { text(origin, "origin") }?;
+        let cors = c.options.engine.cors.get_or_insert_with(|| Cors {
+            origins: CorsOrigins::List(Vec::new()),
+            credentials: false,
+            max_age: None,
+        });
+        if origin == "*" {
+            cors.origins = CorsOrigins::Any;
+        } else if let CorsOrigins::List(list) = &mut cors.origins {
+            list.push(origin.to_owned());
+        }
+        Ok(())
+    })
+}
+
+/// Whether CORS answers allow credentials (cookies); requires an origin.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_cors_credentials(cfg: *mut iobus_config, allow: bool) -> iobus_status {
+    with(cfg, |c| match &mut c.options.engine.cors {
+        Some(cors) => {
+            cors.credentials = allow;
+            Ok(())
+        }
+        None => Err(Error::new(iobus_status::IOBUS_ERR_WRONG_STATE, "add a CORS origin first")),
+    })
+}
+
+/// How long browsers may cache a preflight answer, in seconds; requires an origin.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_cors_max_age(cfg: *mut iobus_config, seconds: u64) -> iobus_status {
+    with(cfg, |c| match &mut c.options.engine.cors {
+        Some(cors) => {
+            cors.max_age = Some(seconds);
+            Ok(())
+        }
+        None => Err(Error::new(iobus_status::IOBUS_ERR_WRONG_STATE, "add a CORS origin first")),
+    })
+}
+
+/// Most binary attachments one incoming packet may carry (default 10).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_max_attachments(cfg: *mut iobus_config, count: usize) -> iobus_status {
+    with(cfg, |c| {
+        c.options.max_attachments = count;
+        Ok(())
+    })
+}
+
+/// Bytes a connection may have queued before it is closed as too slow.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_max_buffered(cfg: *mut iobus_config, bytes: usize) -> iobus_status {
+    with(cfg, |c| {
+        if bytes == 0 {
+            return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "max buffered must be positive"));
+        }
+        c.options.engine.max_buffered_bytes = bytes;
+        Ok(())
+    })
+}
+
+/// Network worker threads (at least 1).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_worker_threads(cfg: *mut iobus_config, threads: usize) -> iobus_status {
+    with(cfg, |c| {
+        if threads == 0 {
+            return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "at least one worker thread is needed"));
+        }
+        c.options.worker_threads = threads;
+        Ok(())
+    })
+}
+
+/// Whether `<path>socket.io.js` (the client bundle) is served.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_serve_client(cfg: *mut iobus_config, serve: bool) -> iobus_status {
+    with(cfg, |c| {
+        c.options.serve_client = serve;
+        Ok(())
+    })
+}
+
+/// The directory holding the npm `socket.io-client` `dist/` files.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_client_dir(cfg: *mut iobus_config, dir: *const c_char) -> iobus_status {
+    with(cfg, |c| {
+        c.options.client_dir = Some(PathBuf::from(unsafe { text(dir, "dir") }?));
+        Ok(())
+    })
+}
+
+/// A directory of static files served for every other path (NULL: none).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_static_dir(cfg: *mut iobus_config, dir: *const c_char) -> iobus_status {
+    with(cfg, |c| {
+        c.options.static_dir = unsafe { super::convert::opt_text(dir, "dir") }?.map(PathBuf::from);
+        Ok(())
+    })
+}
+
+/// Where callbacks run: `IOBUS_DISPATCH_THREAD` (default) or
+/// `IOBUS_DISPATCH_POLL` (the host calls `iobus_server_poll`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_dispatch(cfg: *mut iobus_config, mode: i32) -> iobus_status {
+    with(cfg, |c| {
+        c.dispatch = match mode {
+            0 => iobus_dispatch::IOBUS_DISPATCH_THREAD,
+            1 => iobus_dispatch::IOBUS_DISPATCH_POLL,
+            _ => return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "unknown dispatch mode")),
+        };
+        Ok(())
+    })
+}

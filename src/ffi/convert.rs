@@ -1,0 +1,174 @@
+//! Reading C arguments safely: NULL checks, UTF-8, JSON, arrays. All the
+//! pointer dereferencing of the C ABI's inputs happens here.
+
+use std::ffi::{CStr, CString, c_char};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::event::iobus_buf;
+use super::{Error, iobus_status};
+use crate::Payload;
+
+pub(crate) fn null(what: &str) -> Error {
+    Error::new(iobus_status::IOBUS_ERR_NULL_ARGUMENT, format!("{what} is NULL"))
+}
+
+/// A required C string.
+///
+/// # Safety
+/// `p` is NULL or points at a NUL-terminated string alive for `'a`.
+pub(crate) unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().map_err(|_| Error::new(iobus_status::IOBUS_ERR_INVALID_UTF8, format!("{what} is not valid UTF-8")))
+}
+
+/// An optional C string (NULL → `None`).
+///
+/// # Safety
+/// As [`text`].
+pub(crate) unsafe fn opt_text<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Error> {
+    if p.is_null() { Ok(None) } else { unsafe { text(p, what) }.map(Some) }
+}
+
+/// A byte range; NULL is allowed only with length 0.
+///
+/// # Safety
+/// `p` points at `len` readable bytes alive for `'a` (or is NULL with `len == 0`).
+pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// The JSON text of an argument array (`len` bytes, or NUL-terminated when
+/// `len` is `usize::MAX`); NULL means no arguments.
+///
+/// # Safety
+/// As [`bytes`].
+pub(crate) unsafe fn json_args(p: *const c_char, len: usize, what: &str) -> Result<Vec<Value>, Error> {
+    if p.is_null() {
+        return if len == 0 || len == usize::MAX { Ok(Vec::new()) } else { Err(null(what)) };
+    }
+    let raw = if len == usize::MAX {
+        // SAFETY: NUL-terminated per the caller's contract.
+        unsafe { CStr::from_ptr(p) }.to_bytes()
+    } else {
+        unsafe { bytes(p.cast(), len, what) }?
+    };
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| Error::new(iobus_status::IOBUS_ERR_INVALID_UTF8, format!("{what} is not valid UTF-8")))?;
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(a)) => Ok(a),
+        Ok(_) => Err(Error::new(iobus_status::IOBUS_ERR_INVALID_JSON, format!("{what} must be a JSON array"))),
+        Err(e) => Err(Error::new(iobus_status::IOBUS_ERR_INVALID_JSON, format!("{what} is not valid JSON: {e}"))),
+    }
+}
+
+/// One JSON value (`len` bytes, or NUL-terminated when `len` is `usize::MAX`).
+///
+/// # Safety
+/// As [`bytes`].
+pub(crate) unsafe fn json_value(p: *const c_char, len: usize, what: &str) -> Result<Option<Value>, Error> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    let raw = if len == usize::MAX {
+        unsafe { CStr::from_ptr(p) }.to_bytes()
+    } else {
+        unsafe { bytes(p.cast(), len, what) }?
+    };
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| Error::new(iobus_status::IOBUS_ERR_INVALID_UTF8, format!("{what} is not valid UTF-8")))?;
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| Error::new(iobus_status::IOBUS_ERR_INVALID_JSON, format!("{what} is not valid JSON: {e}")))
+}
+
+/// Binary attachments, copied.
+///
+/// # Safety
+/// `p` points at `n` [`iobus_buf`]s (or is NULL with `n == 0`), each valid.
+pub(crate) unsafe fn buffers(p: *const iobus_buf, n: usize) -> Result<Vec<Bytes>, Error> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(null("binary"));
+    }
+    // SAFETY: per the caller's contract.
+    let bufs = unsafe { std::slice::from_raw_parts(p, n) };
+    bufs.iter().map(|b| unsafe { bytes(b.data, b.len, "binary attachment data") }.map(Bytes::copy_from_slice)).collect()
+}
+
+/// An array of C strings (NULL allowed with `n == 0`).
+///
+/// # Safety
+/// `p` points at `n` valid C string pointers.
+pub(crate) unsafe fn texts(p: *const *const c_char, n: usize, what: &str) -> Result<Vec<String>, Error> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: per the caller's contract.
+    let ptrs = unsafe { std::slice::from_raw_parts(p, n) };
+    ptrs.iter().map(|s| unsafe { text(*s, what) }.map(str::to_owned)).collect()
+}
+
+/// A payload from the JSON argument array and the attachments.
+///
+/// # Safety
+/// As [`json_args`] and [`buffers`].
+pub(crate) unsafe fn payload(
+    args: *const c_char,
+    args_len: usize,
+    binary: *const iobus_buf,
+    binary_count: usize,
+) -> Result<Payload, Error> {
+    let args = unsafe { json_args(args, args_len, "args_json") }?;
+    let binary = unsafe { buffers(binary, binary_count) }?;
+    let payload = Payload::with_binary(args, binary);
+    if !payload.is_consistent() {
+        return Err(Error::new(
+            iobus_status::IOBUS_ERR_INVALID_BINARY,
+            "every attachment needs exactly one {\"_placeholder\":true,\"num\":N} in args_json and vice versa",
+        ));
+    }
+    Ok(payload)
+}
+
+/// A C string from text that may (pathologically) hold NUL characters.
+pub(crate) fn c_string(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap_or_default())
+}
+
+/// Hands a string to C: writes the pointer and length to the outs.
+///
+/// # Safety
+/// `out` is a valid pointer; `len_out` is NULL or valid.
+pub(crate) unsafe fn give_string(s: String, out: *mut *mut c_char, len_out: *mut usize) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(null("out"));
+    }
+    let c = c_string(&s);
+    let len = c.as_bytes().len();
+    // SAFETY: checked non-NULL; the caller owns the pointed-to storage.
+    unsafe {
+        *out = c.into_raw();
+        if !len_out.is_null() {
+            *len_out = len;
+        }
+    }
+    Ok(())
+}

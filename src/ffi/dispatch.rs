@@ -1,0 +1,198 @@
+//! Where C callbacks run: network threads only queue jobs; a job runs either
+//! on the dispatcher thread the library owns, or on the host's thread inside
+//! `iobus_server_poll`, woken through a file descriptor. One queue keeps
+//! every socket's events in order, and one runner at a time means callbacks
+//! never overlap.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::{JoinHandle, ThreadId};
+
+use parking_lot::{Condvar, Mutex};
+
+/// A queued callback invocation.
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
+/// How callbacks are run.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum iobus_dispatch {
+    /// On a thread the library owns (default).
+    IOBUS_DISPATCH_THREAD = 0,
+    /// On the host's thread, inside `iobus_server_poll`, when the file
+    /// descriptor from `iobus_server_poll_fd` is readable.
+    IOBUS_DISPATCH_POLL = 1,
+}
+
+thread_local! {
+    /// Set while this thread runs callbacks.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is inside an iobus callback.
+pub(crate) fn in_callback() -> bool {
+    IN_CALLBACK.with(Cell::get)
+}
+
+struct Wake {
+    reader: UnixStream,
+    writer: UnixStream,
+    signaled: AtomicBool,
+}
+
+pub(crate) struct Dispatcher {
+    queue: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    wake: Option<Wake>,
+    stopping: AtomicBool,
+    discarding: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    thread_id: Mutex<Option<ThreadId>>,
+    poll_lock: Mutex<()>,
+}
+
+fn run_one(d: &Dispatcher, job: Job) {
+    if d.discarding.load(Ordering::Acquire) {
+        return;
+    }
+    IN_CALLBACK.with(|c| c.set(true));
+    // A panic in our own glue must not take the dispatcher down.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+    IN_CALLBACK.with(|c| c.set(false));
+}
+
+impl Dispatcher {
+    pub(crate) fn new(mode: iobus_dispatch) -> std::io::Result<Arc<Dispatcher>> {
+        let wake = match mode {
+            iobus_dispatch::IOBUS_DISPATCH_THREAD => None,
+            iobus_dispatch::IOBUS_DISPATCH_POLL => {
+                let (reader, writer) = UnixStream::pair()?;
+                reader.set_nonblocking(true)?;
+                writer.set_nonblocking(true)?;
+                Some(Wake { reader, writer, signaled: AtomicBool::new(false) })
+            }
+        };
+        let d = Arc::new(Dispatcher {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            wake,
+            stopping: AtomicBool::new(false),
+            discarding: AtomicBool::new(false),
+            thread: Mutex::new(None),
+            thread_id: Mutex::new(None),
+            poll_lock: Mutex::new(()),
+        });
+        if mode == iobus_dispatch::IOBUS_DISPATCH_THREAD {
+            let weak = Arc::downgrade(&d);
+            let handle = std::thread::Builder::new().name("iobus-dispatch".into()).spawn(move || run_thread(weak))?;
+            *d.thread_id.lock() = Some(handle.thread().id());
+            *d.thread.lock() = Some(handle);
+        }
+        Ok(d)
+    }
+
+    /// Queues a job; never blocks on the host.
+    pub(crate) fn push(&self, job: Job) {
+        self.queue.lock().push_back(job);
+        match &self.wake {
+            None => {
+                self.ready.notify_one();
+            }
+            Some(w) => {
+                if !w.signaled.swap(true, Ordering::AcqRel) {
+                    let _ = (&w.writer).write(&[1]);
+                }
+            }
+        }
+    }
+
+    /// The descriptor that is readable while jobs are pending (poll mode).
+    pub(crate) fn fd(&self) -> Option<i32> {
+        self.wake.as_ref().map(|w| w.reader.as_raw_fd())
+    }
+
+    pub(crate) fn is_poll_mode(&self) -> bool {
+        self.wake.is_some()
+    }
+
+    /// Runs up to `max` pending jobs on the calling thread (poll mode).
+    pub(crate) fn poll(&self, max: usize) -> usize {
+        let Some(wake) = &self.wake else { return 0 };
+        let _one_at_a_time = self.poll_lock.lock();
+        let mut done = 0;
+        while done < max {
+            let batch: Vec<Job> = {
+                let mut q = self.queue.lock();
+                let n = q.len().min(max - done);
+                q.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for job in batch {
+                run_one(self, job);
+                done += 1;
+            }
+        }
+        // Re-arm: clear the signal, empty the descriptor, then signal again
+        // if work remains (a producer racing with us signals by itself).
+        wake.signaled.store(false, Ordering::Release);
+        let mut sink = [0u8; 64];
+        while let Ok(n) = (&wake.reader).read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+        if !self.queue.lock().is_empty() && !wake.signaled.swap(true, Ordering::AcqRel) {
+            let _ = (&wake.writer).write(&[1]);
+        }
+        done
+    }
+
+    /// Ends the dispatcher thread after it has run what is queued. When
+    /// called from that thread itself, it ends once the current job returns.
+    pub(crate) fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.ready.notify_all();
+        let on_dispatcher = *self.thread_id.lock() == Some(std::thread::current().id());
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
+            if !on_dispatcher {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// Drops what is still queued and skips jobs already taken (at free).
+    pub(crate) fn discard(&self) {
+        self.discarding.store(true, Ordering::Release);
+        let jobs: Vec<Job> = self.queue.lock().drain(..).collect();
+        drop(jobs);
+    }
+}
+
+fn run_thread(weak: Weak<Dispatcher>) {
+    loop {
+        let Some(d) = weak.upgrade() else { return };
+        let batch: Vec<Job> = {
+            let mut q = d.queue.lock();
+            while q.is_empty() && !d.stopping.load(Ordering::Acquire) {
+                // Wake now and then so that a dropped dispatcher is noticed.
+                d.ready.wait_for(&mut q, std::time::Duration::from_millis(500));
+            }
+            if q.is_empty() {
+                return;
+            }
+            q.drain(..).collect()
+        };
+        for job in batch {
+            run_one(&d, job);
+        }
+        drop(d);
+    }
+}

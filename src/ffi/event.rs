@@ -1,0 +1,294 @@
+//! What callbacks receive: the event view (`iobus_event`), the ack handle
+//! (`iobus_ack`) and the pending connection (`iobus_connect`), with their
+//! accessors.
+
+use std::cell::Cell;
+use std::ffi::{CString, c_char};
+use std::ptr;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::convert::{self, c_string};
+use super::{Error, guard, iobus_status};
+use crate::{AckSender, ConnectRequest, Payload, Socket};
+
+/// A byte range: binary attachments in and out.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct iobus_buf {
+    /// First byte (may be NULL when `len` is 0).
+    pub data: *const u8,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+/// An incoming event, or the reply to an emit-with-ack. Valid only during the
+/// callback that receives it.
+pub struct iobus_event {
+    nsp: CString,
+    sid: CString,
+    name: Option<CString>,
+    args: CString,
+    args_len: usize,
+    binary: Vec<Bytes>,
+    ack: Cell<Option<AckSender>>,
+}
+
+impl iobus_event {
+    pub(crate) fn new(
+        nsp: &str,
+        sid: &str,
+        name: Option<&str>,
+        payload: Payload,
+        ack: Option<AckSender>,
+    ) -> iobus_event {
+        let args = serde_json::to_string(&payload.args).unwrap_or_else(|_| "[]".into());
+        let args_len = args.len();
+        iobus_event {
+            nsp: c_string(nsp),
+            sid: c_string(sid),
+            name: name.map(c_string),
+            args: c_string(&args),
+            args_len,
+            binary: payload.binary,
+            ack: Cell::new(ack),
+        }
+    }
+}
+
+/// The answer to an incoming event that asked for one. Owned by the host
+/// once taken with `iobus_event_take_ack`: answer it once with
+/// `iobus_ack_send` (from any thread, at any time) or drop it with
+/// `iobus_ack_free`.
+pub struct iobus_ack {
+    sender: AckSender,
+}
+
+/// A connection waiting for the host's decision. Owned by the host from the
+/// connect callback on, until `iobus_connect_accept` or
+/// `iobus_connect_reject` (from any thread, at any time) consumes it.
+pub struct iobus_connect {
+    request: ConnectRequest,
+    nsp: CString,
+    sid: CString,
+    auth: CString,
+}
+
+impl iobus_connect {
+    pub(crate) fn new(request: ConnectRequest) -> Option<iobus_connect> {
+        let socket = request.socket()?.clone();
+        let auth = serde_json::to_string(socket.handshake().auth()).unwrap_or_else(|_| "{}".into());
+        Some(iobus_connect {
+            nsp: c_string(socket.namespace().name()),
+            sid: c_string(socket.id().as_str()),
+            auth: c_string(&auth),
+            request,
+        })
+    }
+}
+
+/// The handshake of a socket as one JSON object:
+/// `{"auth", "query", "headers", "address", "url", "time", "issued"}`.
+pub(crate) fn handshake_json(socket: &Socket) -> String {
+    let hs = socket.handshake();
+    let query: Map<String, Value> = hs.query().iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let mut headers = Map::new();
+    for (name, value) in hs.headers() {
+        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers.insert(name.as_str().to_owned(), Value::String(v));
+    }
+    let issued = hs.time().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    serde_json::json!({
+        "auth": hs.auth(),
+        "query": query,
+        "headers": headers,
+        "address": hs.address().ip().to_string(),
+        "port": hs.address().port(),
+        "url": hs.url(),
+        "issued": issued,
+    })
+    .to_string()
+}
+
+// ---- iobus_event accessors -------------------------------------------------
+
+/// The namespace of the event (`"/"`, `"/admin"`, …).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_event_namespace(event: *const iobus_event) -> *const c_char {
+    // SAFETY: NULL or a pointer handed to the running callback.
+    unsafe { event.as_ref() }.map_or(ptr::null(), |e| e.nsp.as_ptr())
+}
+
+/// The id of the socket that sent the event.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_event_socket_id(event: *const iobus_event) -> *const c_char {
+    unsafe { event.as_ref() }.map_or(ptr::null(), |e| e.sid.as_ptr())
+}
+
+/// The event name; NULL for an ack reply.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_event_name(event: *const iobus_event) -> *const c_char {
+    unsafe { event.as_ref() }.and_then(|e| e.name.as_ref()).map_or(ptr::null(), |n| n.as_ptr())
+}
+
+/// The arguments as the JSON text of an array (NUL-terminated; its length
+/// in bytes goes to `len` when not NULL). Binary arguments appear as
+/// `{"_placeholder":true,"num":N}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_event_args(event: *const iobus_event, len: *mut usize) -> *const c_char {
+    let Some(e) = (unsafe { event.as_ref() }) else { return ptr::null() };
+    if !len.is_null() {
+        // SAFETY: checked non-NULL.
+        unsafe { *len = e.args_len };
+    }
+    e.args.as_ptr()
+}
+
+/// How many binary attachments the event carries.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_event_binary_count(event: *const iobus_event) -> usize {
+    unsafe { event.as_ref() }.map_or(0, |e| e.binary.len())
+}
+
+/// Attachment `index` (placeholder `num` = index): a pointer to its bytes and
+/// their count in `len`. NULL when out of range.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_event_binary(event: *const iobus_event, index: usize, len: *mut usize) -> *const u8 {
+    let Some(b) = (unsafe { event.as_ref() }).and_then(|e| e.binary.get(index)) else { return ptr::null() };
+    if !len.is_null() {
+        unsafe { *len = b.len() };
+    }
+    b.as_ptr()
+}
+
+/// Whether the sender asked for an ack.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_event_wants_ack(event: *const iobus_event) -> bool {
+    let Some(e) = (unsafe { event.as_ref() }) else { return false };
+    let ack = e.ack.take();
+    let wants = ack.is_some();
+    e.ack.set(ack);
+    wants
+}
+
+/// Takes the ack handle of the event (NULL when no ack was asked for, or it
+/// was already taken). The host then owns it: answer it with
+/// `iobus_ack_send` or release it with `iobus_ack_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_event_take_ack(event: *const iobus_event) -> *mut iobus_ack {
+    let Some(e) = (unsafe { event.as_ref() }) else { return ptr::null_mut() };
+    match e.ack.take() {
+        Some(sender) => Box::into_raw(Box::new(iobus_ack { sender })),
+        None => ptr::null_mut(),
+    }
+}
+
+// ---- iobus_ack ---------------------------------------------------------------
+
+/// Answers the ack with arguments (`args_json`: a JSON array, `args_len`
+/// bytes; NULL for none; pass `SIZE_MAX` as the length for a NUL-terminated
+/// string) and binary attachments. Consumes `ack` on success; on error the
+/// handle stays valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_ack_send(
+    ack: *mut iobus_ack,
+    args_json: *const c_char,
+    args_len: usize,
+    binary: *const iobus_buf,
+    binary_count: usize,
+) -> iobus_status {
+    guard(|| {
+        if ack.is_null() {
+            return Err(convert::null("ack"));
+        }
+        let payload = unsafe { convert::payload(args_json, args_len, binary, binary_count) }?;
+        // SAFETY: a handle from `iobus_event_take_ack`, not yet consumed.
+        let owned = unsafe { Box::from_raw(ack) };
+        owned.sender.send(payload).map_err(|e| Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, e.to_string()))
+    })
+}
+
+/// Releases an ack handle without answering (NULL is ignored).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_ack_free(ack: *mut iobus_ack) {
+    if !ack.is_null() {
+        super::guard_void(|| drop(unsafe { Box::from_raw(ack) }));
+    }
+}
+
+// ---- iobus_connect -----------------------------------------------------------
+
+/// The namespace the client is joining.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_connect_namespace(req: *const iobus_connect) -> *const c_char {
+    unsafe { req.as_ref() }.map_or(ptr::null(), |r| r.nsp.as_ptr())
+}
+
+/// The id the socket will have.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_connect_socket_id(req: *const iobus_connect) -> *const c_char {
+    unsafe { req.as_ref() }.map_or(ptr::null(), |r| r.sid.as_ptr())
+}
+
+/// The auth payload of the CONNECT packet, as JSON text (`{}` when none).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_connect_auth(req: *const iobus_connect) -> *const c_char {
+    unsafe { req.as_ref() }.map_or(ptr::null(), |r| r.auth.as_ptr())
+}
+
+/// The whole handshake as a JSON object (`auth`, `query`, `headers`,
+/// `address`, `port`, `url`, `issued`), written to `*json_out` (free with
+/// `iobus_string_free`) with its length in `*len_out` (may be NULL).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_connect_handshake(
+    req: *const iobus_connect,
+    json_out: *mut *mut c_char,
+    len_out: *mut usize,
+) -> iobus_status {
+    guard(|| {
+        let r = unsafe { req.as_ref() }.ok_or_else(|| convert::null("req"))?;
+        let socket = r.request.socket().ok_or_else(|| Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, "gone"))?;
+        unsafe { convert::give_string(handshake_json(socket), json_out, len_out) }
+    })
+}
+
+/// Accepts the connection. Consumes `req` (also when the client has
+/// already left, which returns `IOBUS_ERR_DISCONNECTED`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_connect_accept(req: *mut iobus_connect) -> iobus_status {
+    guard(|| {
+        if req.is_null() {
+            return Err(convert::null("req"));
+        }
+        // SAFETY: a handle given to the connect callback, not yet consumed.
+        let r = unsafe { Box::from_raw(req) };
+        match r.request.accept() {
+            Some(_) => Ok(()),
+            None => Err(Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, "the client left before the answer")),
+        }
+    })
+}
+
+/// Refuses the connection: the client's `connect_error` receives `message`
+/// (NULL: "Connection refused") and, when `data_json` is not NULL, that JSON
+/// value as `data` (`data_len` bytes, or `SIZE_MAX` for NUL-terminated).
+/// Consumes `req` on success; on invalid arguments it stays valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_connect_reject(
+    req: *mut iobus_connect,
+    message: *const c_char,
+    data_json: *const c_char,
+    data_len: usize,
+) -> iobus_status {
+    guard(|| {
+        if req.is_null() {
+            return Err(convert::null("req"));
+        }
+        let message = unsafe { convert::opt_text(message, "message") }?.unwrap_or("Connection refused").to_owned();
+        let data = unsafe { convert::json_value(data_json, data_len, "data_json") }?;
+        let r = unsafe { Box::from_raw(req) };
+        r.request.reject(&message, data);
+        Ok(())
+    })
+}
