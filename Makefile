@@ -13,6 +13,9 @@ NPM_INSTALL := npm install --no-audit --no-fund --loglevel=error
 
 all: build
 
+# Parts of the build owned by the bindings and the C face.
+-include mk/*.mk
+
 setup: setup-npm setup-python setup-browser
 
 setup-npm:
