@@ -194,6 +194,8 @@ pub enum TransportKind {
 struct SessionState {
     transport: TransportKind,
     upgrading: bool,
+    /// A websocket for this session is open and waiting for its probe.
+    probing: bool,
     queue: VecDeque<Frame>,
     queued_bytes: usize,
     closed: Option<CloseReason>,
@@ -312,10 +314,20 @@ impl Session {
             // A polling client without a request in flight learns of the
             // close on its next GET, so the session stays findable a while.
             keep_for_poll = st.transport == TransportKind::Polling
+                && !st.get_active
                 && matches!(
                     reason,
-                    CloseReason::ForcedClose | CloseReason::ServerShuttingDown | CloseReason::ForcedServerClose
-                );
+                    CloseReason::ForcedClose
+                        | CloseReason::ServerShuttingDown
+                        | CloseReason::ForcedServerClose
+                        | CloseReason::TransportClose
+                )
+                || st.transport == TransportKind::Polling
+                    && st.get_active
+                    && matches!(
+                        reason,
+                        CloseReason::ForcedClose | CloseReason::ServerShuttingDown | CloseReason::ForcedServerClose
+                    );
         }
         self.wake.notify_waiters();
         self.wake.notify_one();
@@ -407,18 +419,25 @@ impl Session {
     }
 
     async fn heartbeat(self: Arc<Self>, interval: Duration, timeout: Duration) {
+        // Deadlines are planned from the previous one, so timer lateness
+        // does not add up: the session ends interval + timeout after the
+        // last pong, not a few milliseconds later.
+        let mut next_ping = tokio::time::Instant::now() + interval;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep_until(next_ping) => {}
                 _ = self.closed() => return,
             }
             self.state.lock().awaiting_pong = true;
             if !self.send(Frame::ping()) {
                 return;
             }
+            let deadline = next_ping + timeout;
             tokio::select! {
-                _ = self.pong.notified() => {}
-                _ = tokio::time::sleep(timeout) => {
+                _ = self.pong.notified() => {
+                    next_ping = tokio::time::Instant::now() + interval;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
                     if self.state.lock().awaiting_pong {
                         self.close(CloseReason::PingTimeout);
                         return;
@@ -602,6 +621,7 @@ impl Engine {
             state: Mutex::new(SessionState {
                 transport,
                 upgrading: false,
+                probing: false,
                 queued_bytes: open.len(),
                 queue: VecDeque::from([open]),
                 closed: None,
@@ -750,8 +770,15 @@ impl Engine {
                 }
                 TransportKind::Websocket => {
                     let can_upgrade = {
-                        let st = session.state.lock();
-                        st.transport == TransportKind::Polling && !st.upgrading && st.closed.is_none()
+                        let mut st = session.state.lock();
+                        let free = st.transport == TransportKind::Polling
+                            && !st.upgrading
+                            && !st.probing
+                            && st.closed.is_none();
+                        if free && is_ws_request && self.config.allow_upgrades {
+                            st.probing = true;
+                        }
+                        free
                     };
                     if !is_ws_request || !self.config.allow_upgrades {
                         return error_response(ErrorCode::BadRequest);

@@ -15,6 +15,9 @@ use super::{
 };
 use crate::protocol::engine::{Frame, decode_payload, encode_payload};
 
+/// How long a poll that arrives mid-upgrade waits for the upgrade to finish.
+const UPGRADE_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Closes the session if a pending GET is abandoned by the client (the
 /// request future is dropped before it answers).
 struct PendingGet {
@@ -46,6 +49,28 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
         st.get_active = true;
     }
     let mut guard = PendingGet { session: Some(session.clone()) };
+    // A poll that arrives while an upgrade is under way gives the upgrade a
+    // moment to finish (its `5` may be in flight on the websocket): after a
+    // completed upgrade, polling is over for this session. Otherwise it is
+    // answered with a noop below.
+    let deadline = tokio::time::Instant::now() + UPGRADE_GRACE;
+    loop {
+        let wait = session.wake.notified();
+        tokio::pin!(wait);
+        wait.as_mut().enable();
+        let (upgrading, transport) = {
+            let st = session.state.lock();
+            (st.upgrading || st.probing, st.transport)
+        };
+        if transport != TransportKind::Polling {
+            guard.session = None;
+            session.state.lock().get_active = false;
+            return error_response(ErrorCode::BadRequest);
+        }
+        if !upgrading || tokio::time::timeout_at(deadline, wait).await.is_err() {
+            break;
+        }
+    }
     let max = engine.config.max_payload;
     let mut ended = false;
     let mut waited = false;

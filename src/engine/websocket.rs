@@ -114,8 +114,28 @@ type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// Moves a polling session onto this websocket: `2probe` → `3probe`, the
 /// pending poll is released with a noop, then `5` switches the transport.
 async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
+    let ok = probe_and_switch(&engine, &session, &mut ws).await;
+    {
+        let mut st = session.state.lock();
+        st.probing = false;
+        st.upgrading = false;
+        if ok && st.closed.is_none() {
+            st.transport = TransportKind::Websocket;
+        }
+    }
+    // Wake polls waiting for the upgrade to end either way.
+    session.wake.notify_waiters();
+    if !ok {
+        let _ = ws.close(None).await;
+        return;
+    }
+    run(session, ws).await
+}
+
+/// The probe exchange; true once the client sent `5`.
+async fn probe_and_switch(engine: &Engine, session: &Arc<Session>, ws: &mut Ws) -> bool {
     let timeout = engine.config.upgrade_timeout;
-    let probed = tokio::time::timeout(timeout, async {
+    let probe = tokio::time::timeout(timeout, async {
         loop {
             match ws.next().await {
                 Some(Ok(WsMessage::Text(t))) => return t.as_str() == "2probe",
@@ -123,28 +143,23 @@ async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
                 _ => return false,
             }
         }
-    })
-    .await
-    .unwrap_or(false);
-    if !probed || session.is_closed() {
-        let _ = ws.close(None).await;
-        return;
-    }
-    let busy = {
-        let mut st = session.state.lock();
-        let busy = st.upgrading || st.transport != TransportKind::Polling;
-        if !busy {
-            st.upgrading = true;
-        }
-        busy
+    });
+    let probed = tokio::select! {
+        r = probe => r.unwrap_or(false),
+        _ = session.closed() => false,
     };
-    if busy {
-        let _ = ws.close(None).await;
-        return;
+    if !probed {
+        return false;
+    }
+    {
+        let mut st = session.state.lock();
+        if st.closed.is_some() || st.transport != TransportKind::Polling {
+            return false;
+        }
+        st.upgrading = true;
     }
     if ws.send(to_ws(Frame::pong_probe())).await.is_err() {
-        session.state.lock().upgrading = false;
-        return;
+        return false;
     }
     // Release the pending GET (it answers `6` while upgrading) so the
     // client can pause polling.
@@ -163,24 +178,10 @@ async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
             }
         }
     });
-    let ok = tokio::select! {
+    tokio::select! {
         r = upgraded => r.unwrap_or(false),
         _ = session.closed() => false,
-    };
-    {
-        let mut st = session.state.lock();
-        st.upgrading = false;
-        if ok && st.closed.is_none() {
-            st.transport = TransportKind::Websocket;
-        }
     }
-    if !ok {
-        let _ = ws.close(None).await;
-        return;
-    }
-    // Wake a GET that may still be pending so that it returns.
-    session.wake.notify_waiters();
-    run(session, ws).await
 }
 
 /// Reads client frames and writes queued frames until the session ends.
