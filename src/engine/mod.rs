@@ -311,23 +311,17 @@ impl Session {
                 return;
             }
             st.closed = Some(reason);
-            // A polling client without a request in flight learns of the
-            // close on its next GET, so the session stays findable a while.
-            keep_for_poll = st.transport == TransportKind::Polling
-                && !st.get_active
-                && matches!(
-                    reason,
-                    CloseReason::ForcedClose
-                        | CloseReason::ServerShuttingDown
-                        | CloseReason::ForcedServerClose
-                        | CloseReason::TransportClose
-                )
-                || st.transport == TransportKind::Polling
-                    && st.get_active
-                    && matches!(
-                        reason,
-                        CloseReason::ForcedClose | CloseReason::ServerShuttingDown | CloseReason::ForcedServerClose
-                    );
+                        // A polling client learns of a server-side close on its next GET
+            // (after the packets queued before it), so the session stays
+            // findable a while. So does a session the client closed with a
+            // POST while no GET was pending: a GET racing with that POST still
+            // gets its noop.
+            let server_side = matches!(
+                reason,
+                CloseReason::ForcedClose | CloseReason::ServerShuttingDown | CloseReason::ForcedServerClose
+            );
+            let client_side = reason == CloseReason::TransportClose && !st.get_active;
+            keep_for_poll = st.transport == TransportKind::Polling && (server_side || client_side);
         }
         self.wake.notify_waiters();
         self.wake.notify_one();
