@@ -189,8 +189,9 @@ pub struct Socket {
     state: AtomicU8,
     next_ack: AtomicU64,
     acks: Mutex<HashMap<u64, AckCallback>>,
-    /// Frames emitted before the connection was accepted.
+        /// Frames emitted before the connection was accepted.
     early: Mutex<Vec<Frame>>,
+    data: Mutex<Value>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -209,7 +210,8 @@ impl Socket {
             state: AtomicU8::new(PENDING),
             next_ack: AtomicU64::new(0),
             acks: Mutex::new(HashMap::new()),
-            early: Mutex::new(Vec::new()),
+                        early: Mutex::new(Vec::new()),
+            data: Mutex::new(Value::Null),
         })
     }
 
@@ -231,6 +233,12 @@ impl Socket {
     /// The Engine.IO session id of the underlying connection.
     pub fn engine_sid(&self) -> Sid {
         self.client.session.sid()
+    }
+
+        /// Application data kept with the socket for its lifetime (`null` at
+    /// first), like Socket.IO's `socket.data`.
+    pub fn data(&self) -> parking_lot::MutexGuard<'_, Value> {
+        self.data.lock()
     }
 
     /// Whether the socket is connected.
