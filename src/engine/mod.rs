@@ -311,7 +311,7 @@ impl Session {
                 return;
             }
             st.closed = Some(reason);
-                        // A polling client learns of a server-side close on its next GET
+            // A polling client learns of a server-side close on its next GET
             // (after the packets queued before it), so the session stays
             // findable a while. So does a session the client closed with a
             // POST while no GET was pending: a GET racing with that POST still

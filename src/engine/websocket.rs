@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -185,61 +185,89 @@ async fn probe_and_switch(engine: &Engine, session: &Arc<Session>, ws: &mut Ws) 
 }
 
 /// Reads client frames and writes queued frames until the session ends.
-async fn run(session: Arc<Session>, ws: Ws) {
+async fn run(session: Arc<Session>, mut ws: Ws) {
     let max_payload = session.engine.upgrade().map(|e| e.config.max_payload).unwrap_or(usize::MAX);
-    let (mut sink, mut stream) = ws.split();
     loop {
         let frames = session.take_frames(usize::MAX, false);
         if !frames.is_empty() {
             let mut failed = false;
             for f in frames {
-                if sink.feed(to_ws(f)).await.is_err() {
+                if ws.feed(to_ws(f)).await.is_err() {
                     failed = true;
                     break;
                 }
             }
-            if failed || sink.flush().await.is_err() {
+            if failed || ws.flush().await.is_err() {
                 session.close(CloseReason::TransportError);
                 break;
             }
             continue;
         }
         if session.is_closed() {
-            let _ = sink.close().await;
+            let _ = ws.close(None).await;
             break;
         }
-        tokio::select! {
-            msg = stream.next() => match msg {
-                Some(Ok(WsMessage::Text(t))) if t.len() > max_payload => {
-                    refuse_too_big(&mut sink).await;
-                    session.close(CloseReason::TransportError);
-                }
-                Some(Ok(WsMessage::Binary(b))) if b.len() > max_payload => {
-                    refuse_too_big(&mut sink).await;
-                    session.close(CloseReason::TransportError);
-                }
-                Some(Ok(WsMessage::Text(t))) => match decode_text(t.as_str()) {
-                    Ok(packet) => session.on_packet(packet),
-                    Err(_) => session.close(CloseReason::ParseError),
-                },
-                Some(Ok(WsMessage::Binary(b))) => session.on_packet(Packet::Binary(b)),
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                Some(Ok(WsMessage::Close(_))) | None => session.close(CloseReason::TransportClose),
-                Some(Err(e)) => {
-                    tracing::debug!(sid = %session.sid, "websocket error: {e}");
-                    if matches!(e, WsError::Capacity(_)) {
-                        refuse_too_big(&mut sink).await;
+        let msg = tokio::select! {
+            msg = ws.next() => msg,
+            _ = session.wake.notified() => continue,
+        };
+        if !handle(&session, &mut ws, msg, max_payload).await {
+            continue;
+        }
+        // Take in what has already arrived before writing the answers, so
+        // that a burst costs one write.
+        for _ in 0..BURST {
+            match ws.next().now_or_never() {
+                Some(msg) => {
+                    if !handle(&session, &mut ws, msg, max_payload).await {
+                        break;
                     }
-                    session.close(CloseReason::TransportError);
                 }
-            },
-            _ = session.wake.notified() => {}
+                None => break,
+            }
         }
     }
 }
 
+/// Client messages read in a row before queued frames are written.
+const BURST: usize = 32;
+
+/// Handles one read from the websocket; false once the session is over.
+async fn handle(
+    session: &Arc<Session>,
+    ws: &mut Ws,
+    msg: Option<Result<WsMessage, WsError>>,
+    max_payload: usize,
+) -> bool {
+    match msg {
+        Some(Ok(WsMessage::Text(t))) if t.len() > max_payload => {
+            refuse_too_big(ws).await;
+            session.close(CloseReason::TransportError);
+        }
+        Some(Ok(WsMessage::Binary(b))) if b.len() > max_payload => {
+            refuse_too_big(ws).await;
+            session.close(CloseReason::TransportError);
+        }
+        Some(Ok(WsMessage::Text(t))) => match decode_text(t.as_str()) {
+            Ok(packet) => session.on_packet(packet),
+            Err(_) => session.close(CloseReason::ParseError),
+        },
+        Some(Ok(WsMessage::Binary(b))) => session.on_packet(Packet::Binary(b)),
+        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+        Some(Ok(WsMessage::Close(_))) | None => session.close(CloseReason::TransportClose),
+        Some(Err(e)) => {
+            tracing::debug!(sid = %session.sid, "websocket error: {e}");
+            if matches!(e, WsError::Capacity(_)) {
+                refuse_too_big(ws).await;
+            }
+            session.close(CloseReason::TransportError);
+        }
+    }
+    !session.is_closed()
+}
+
 /// Closes with 1009: a message was over maxPayload.
-async fn refuse_too_big(sink: &mut futures_util::stream::SplitSink<Ws, WsMessage>) {
+async fn refuse_too_big(ws: &mut Ws) {
     let frame = CloseFrame { code: CloseCode::Size, reason: "message too big".into() };
-    let _ = sink.send(WsMessage::Close(Some(frame))).await;
+    let _ = ws.send(WsMessage::Close(Some(frame))).await;
 }

@@ -189,7 +189,7 @@ pub struct Socket {
     state: AtomicU8,
     next_ack: AtomicU64,
     acks: Mutex<HashMap<u64, AckCallback>>,
-        /// Frames emitted before the connection was accepted.
+    /// Frames emitted before the connection was accepted.
     early: Mutex<Vec<Frame>>,
     data: Mutex<Value>,
 }
@@ -210,7 +210,7 @@ impl Socket {
             state: AtomicU8::new(PENDING),
             next_ack: AtomicU64::new(0),
             acks: Mutex::new(HashMap::new()),
-                        early: Mutex::new(Vec::new()),
+            early: Mutex::new(Vec::new()),
             data: Mutex::new(Value::Null),
         })
     }
@@ -235,7 +235,7 @@ impl Socket {
         self.client.session.sid()
     }
 
-        /// Application data kept with the socket for its lifetime (`null` at
+    /// Application data kept with the socket for its lifetime (`null` at
     /// first), like Socket.IO's `socket.data`.
     pub fn data(&self) -> parking_lot::MutexGuard<'_, Value> {
         self.data.lock()
