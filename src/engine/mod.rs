@@ -104,7 +104,7 @@ impl Default for EngineConfig {
             allow_upgrades: true,
             cors: None,
             max_buffered_bytes: 16 * 1024 * 1024,
-            ws_read_buffer: 4096,
+            ws_read_buffer: 1024,
             ws_write_buffer: 4096,
         }
     }
@@ -511,6 +511,19 @@ pub(crate) fn plain_response(status: StatusCode, content_type: &'static str, bod
     res
 }
 
+/// A copy of request headers that owns its bytes. The parsed headers point
+/// into the connection's whole read buffer; keeping them for the life of a
+/// session would keep that buffer too.
+fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+            out.append(name.clone(), v);
+        }
+    }
+    out
+}
+
 /// Decodes `%xx` and `+` in a query component.
 pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -736,7 +749,7 @@ impl Engine {
                     return error_response(ErrorCode::Forbidden);
                 }
                 let info = RequestInfo {
-                    headers: req.headers().clone(),
+                                        headers: owned_headers(req.headers()),
                     query,
                     remote,
                     uri: req.uri().to_string(),

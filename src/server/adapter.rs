@@ -40,8 +40,25 @@ pub trait Adapter: Send + Sync + 'static {
 
 #[derive(Default)]
 struct Rooms {
+    /// Named rooms and their members.
     members: HashMap<String, HashSet<Sid>>,
-    of_socket: HashMap<Sid, HashSet<String>>,
+    /// Every socket, with the named rooms it joined. A socket's own room
+    /// (its id) is implied, not stored, so a socket in no other room costs
+    /// one entry and no allocation.
+    sockets: HashMap<Sid, HashSet<String>>,
+}
+
+impl Rooms {
+    /// The members of `room`, calling `f` for each.
+    fn each_member(&self, room: &str, mut f: impl FnMut(Sid)) {
+        if let Some(set) = self.members.get(room) {
+            set.iter().copied().for_each(&mut f);
+        } else if let Some(sid) = Sid::parse(room) {
+            if self.sockets.contains_key(&sid) {
+                f(sid);
+            }
+        }
+    }
 }
 
 /// The in-memory adapter: two indexes (room → sockets, socket → rooms) under
@@ -60,10 +77,15 @@ impl MemoryAdapter {
 
 impl Adapter for MemoryAdapter {
     fn add_all(&self, sid: Sid, rooms: &[&str]) {
-        let mut r = self.rooms.write();
+        let mut guard = self.rooms.write();
+        let r = &mut *guard;
+        let own = r.sockets.entry(sid).or_default();
         for room in rooms {
+            if *room == sid.as_str() {
+                continue;
+            }
+            own.insert((*room).to_owned());
             r.members.entry((*room).to_owned()).or_default().insert(sid);
-            r.of_socket.entry(sid).or_default().insert((*room).to_owned());
         }
     }
 
@@ -75,17 +97,14 @@ impl Adapter for MemoryAdapter {
                 r.members.remove(room);
             }
         }
-        if let Some(set) = r.of_socket.get_mut(&sid) {
+        if let Some(set) = r.sockets.get_mut(&sid) {
             set.remove(room);
-            if set.is_empty() {
-                r.of_socket.remove(&sid);
-            }
         }
     }
 
     fn del_all(&self, sid: Sid) {
         let mut r = self.rooms.write();
-        let Some(rooms) = r.of_socket.remove(&sid) else {
+        let Some(rooms) = r.sockets.remove(&sid) else {
             return;
         };
         for room in rooms {
@@ -99,45 +118,49 @@ impl Adapter for MemoryAdapter {
     }
 
     fn socket_rooms(&self, sid: Sid) -> Vec<String> {
-        self.rooms.read().of_socket.get(&sid).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        let r = self.rooms.read();
+        match r.sockets.get(&sid) {
+            Some(set) => std::iter::once(sid.to_string()).chain(set.iter().cloned()).collect(),
+            None => Vec::new(),
+        }
     }
 
     fn rooms(&self) -> Vec<String> {
-        self.rooms.read().members.keys().cloned().collect()
+        let r = self.rooms.read();
+        r.members.keys().cloned().chain(r.sockets.keys().map(Sid::to_string)).collect()
     }
 
     fn recipients(&self, opts: &BroadcastOptions) -> Vec<Sid> {
         let r = self.rooms.read();
         let mut excluded: HashSet<Sid> = HashSet::new();
         for room in &opts.except {
-            if let Some(set) = r.members.get(room) {
-                excluded.extend(set.iter().copied());
-            }
+            r.each_member(room, |sid| {
+                excluded.insert(sid);
+            });
         }
         if let Some(sid) = opts.except_sid {
             excluded.insert(sid);
         }
         let keep = |sid: &Sid| !excluded.contains(sid);
         if opts.rooms.is_empty() {
-            return r.of_socket.keys().copied().filter(keep).collect();
+            return r.sockets.keys().copied().filter(keep).collect();
         }
+        let mut out = Vec::new();
         if opts.rooms.len() == 1 {
-            return r
-                .members
-                .get(&opts.rooms[0])
-                .map(|set| set.iter().copied().filter(keep).collect())
-                .unwrap_or_default();
+            r.each_member(&opts.rooms[0], |sid| {
+                if keep(&sid) {
+                    out.push(sid);
+                }
+            });
+            return out;
         }
         let mut seen: HashSet<Sid> = HashSet::new();
-        let mut out = Vec::new();
         for room in &opts.rooms {
-            if let Some(set) = r.members.get(room) {
-                for sid in set {
-                    if keep(sid) && seen.insert(*sid) {
-                        out.push(*sid);
-                    }
+            r.each_member(room, |sid| {
+                if keep(&sid) && seen.insert(sid) {
+                    out.push(sid);
                 }
-            }
+            });
         }
         out
     }
@@ -177,6 +200,13 @@ mod tests {
         a.del_all(s3);
         assert_eq!(all(&["r2"], &[], None), vec![s1]);
         assert!(!a.rooms().contains(&"vip".to_string()));
+        // A socket's own room is implied: reachable by id, listed in rooms.
+        assert_eq!(all(&[s2.as_str()], &[], None), vec![s2]);
+        assert_eq!(all(&[], &[s2.as_str()], None), vec![s1]);
+        assert!(a.rooms().contains(&s1.to_string()));
+        a.add_all(s3, &[s3.as_str()]);
+        assert_eq!(a.socket_rooms(s3), vec![s3.to_string()]);
+        assert_eq!(all(&["r2", s3.as_str()], &[], None), sorted(vec![s1, s3]));
         let mut rooms = a.socket_rooms(s1);
         rooms.sort();
         let mut expected = vec!["r2".to_string(), s1.to_string()];
