@@ -9,7 +9,7 @@ CARGO ?= cargo
 PYTHON ?= python3
 NPM_INSTALL := npm install --no-audit --no-fund --loglevel=error
 
-.PHONY: all setup setup-npm setup-python setup-browser build lint test test-rust test-node test-python test-e2e chat conformance clean
+.PHONY: all setup setup-npm setup-python setup-browser build lint test test-rust test-readme test-node test-python test-e2e chat conformance clean
 
 all: build
 
@@ -42,6 +42,12 @@ lint:
 test-rust:
 	$(CARGO) test
 
+# The README's C example compiles (its Rust example is a doctest).
+test-readme: build
+	@mkdir -p target/readme
+	sed -n '/^```c$$/,/^```$$/p' README.md | sed '1d;$$d' > target/readme/example.c
+	$(CC) -std=c99 -Wall -Wextra -Werror -Iinclude target/readme/example.c -Ltarget/debug -liobus -o target/readme/example
+
 test-node: build
 	cd tests/node && npm test
 
@@ -51,10 +57,10 @@ test-python: build
 test-e2e: build
 	cd tests/e2e && npm test
 
-test: setup build lint test-rust test-node test-python test-e2e
+test: setup build lint test-rust test-readme test-node test-python test-e2e test-c
 
-chat: setup-npm
-	$(CARGO) run --release --example chat -- $(PORT)
+# The chat app served by its C host (examples/chat/chat.c).
+chat: setup-npm chat-c
 
 conformance:
 	$(CARGO) run --release --example conformance -- $(PORT)

@@ -201,7 +201,13 @@ typedef struct iobus_buf {
 /**
  * Called for a new connection to a namespace. The host owns `req` and
  * answers it once, now or later, from any thread, with
- * `iobus_connect_accept` or `iobus_connect_reject`.
+ * `iobus_connect_accept` or `iobus_connect_reject`. Meanwhile the
+ * `iobus_socket_*` calls already reach the socket: what is emitted to it is
+ * sent after the CONNECT answer (and dropped on refusal).
+ *
+ * For every callback type: `user_data` must stay valid until the server is
+ * freed, even after the callback is replaced or removed, since callbacks
+ * already queued still receive it.
  */
 typedef void (*iobus_connect_cb)(void *user_data, struct iobus_connect *req);
 
@@ -390,12 +396,12 @@ size_t iobus_event_binary_count(const struct iobus_event *event);
 
 /**
  * Attachment `index` (placeholder `num` = index): a pointer to its bytes and
- * their count in `len`. NULL when out of range.
+ * their count in `len` (may be NULL). NULL when out of range.
  */
 const uint8_t *iobus_event_binary(const struct iobus_event *event, size_t index, size_t *len);
 
 /**
- * Whether the sender asked for an ack.
+ * Whether the sender asked for an ack that has not been taken yet.
  */
 bool iobus_event_wants_ack(const struct iobus_event *event);
 
@@ -409,8 +415,9 @@ struct iobus_ack *iobus_event_take_ack(const struct iobus_event *event);
 /**
  * Answers the ack with arguments (`args_json`: a JSON array, `args_len`
  * bytes; NULL for none; pass `SIZE_MAX` as the length for a NUL-terminated
- * string) and binary attachments. Consumes `ack` on success; on error the
- * handle stays valid.
+ * string) and binary attachments. Consumes `ack` on success and on
+ * `IOBUS_ERR_DISCONNECTED` (the client is gone); on invalid arguments it
+ * stays valid.
  */
 enum iobus_status iobus_ack_send(struct iobus_ack *ack,
                                  const char *args_json,
@@ -486,15 +493,19 @@ enum iobus_status iobus_server_port(const struct iobus_server *server, uint16_t 
 /**
  * Stops gracefully: sockets disconnect with `"server shutting down"`
  * (disconnect callbacks still run), queued packets are flushed, threads of
- * the network end. The server may be started again. Stopping a stopped
- * server does nothing.
+ * the network end. Unlike the other calls it waits, briefly (up to about
+ * half a second, for clients to receive their last packets). The server may
+ * be started again. Stopping a stopped server does nothing.
  */
 enum iobus_status iobus_server_stop(struct iobus_server *server);
 
 /**
  * Stops the server if needed and frees it with everything it owns (NULL is
- * ignored). Callbacks not yet run are dropped. Do not call it from inside
- * one of this server's callbacks.
+ * ignored). Callbacks still queued run before it returns (pending
+ * emit-with-ack completions get `IOBUS_ACK_DISCONNECTED`), on the
+ * dispatcher thread or, in poll mode, on the calling thread. Do not call it
+ * from inside one of this server's callbacks (if you do, queued callbacks
+ * are dropped instead).
  */
 void iobus_server_free(struct iobus_server *server);
 

@@ -749,7 +749,7 @@ impl Engine {
                     return error_response(ErrorCode::Forbidden);
                 }
                 let info = RequestInfo {
-                                        headers: owned_headers(req.headers()),
+                    headers: owned_headers(req.headers()),
                     query,
                     remote,
                     uri: req.uri().to_string(),

@@ -139,15 +139,16 @@ impl Dispatcher {
                 done += 1;
             }
         }
-        // Re-arm: clear the signal, empty the descriptor, then signal again
-        // if work remains (a producer racing with us signals by itself).
-        wake.signaled.store(false, Ordering::Release);
+        // Re-arm: empty the descriptor, then clear the signal, then signal
+        // again if work remains. While the flag is still set no producer
+        // writes, so nothing written after the clear is drained by mistake.
         let mut sink = [0u8; 64];
         while let Ok(n) = (&wake.reader).read(&mut sink) {
             if n == 0 {
                 break;
             }
         }
+        wake.signaled.store(false, Ordering::Release);
         if !self.queue.lock().is_empty() && !wake.signaled.swap(true, Ordering::AcqRel) {
             let _ = (&wake.writer).write(&[1]);
         }
@@ -168,7 +169,13 @@ impl Dispatcher {
         }
     }
 
-    /// Drops what is still queued and skips jobs already taken (at free).
+    /// Runs everything still queued on the calling thread (at free, in poll
+    /// mode), so that completions promised exactly once still happen.
+    pub(crate) fn drain(&self) {
+        while self.poll(usize::MAX) > 0 {}
+    }
+
+    /// Drops what is still queued and skips jobs already taken.
     pub(crate) fn discard(&self) {
         self.discarding.store(true, Ordering::Release);
         let jobs: Vec<Job> = self.queue.lock().drain(..).collect();

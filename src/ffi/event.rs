@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::convert::{self, c_string};
+use super::server::PendingSockets;
 use super::{Error, guard, iobus_status};
 use crate::{AckSender, ConnectRequest, Payload, Socket};
 
@@ -69,22 +70,34 @@ pub struct iobus_ack {
 /// connect callback on, until `iobus_connect_accept` or
 /// `iobus_connect_reject` (from any thread, at any time) consumes it.
 pub struct iobus_connect {
-    request: ConnectRequest,
+    request: Option<ConnectRequest>,
+    pending: PendingSockets,
+    socket_id: crate::Sid,
     nsp: CString,
     sid: CString,
     auth: CString,
 }
 
 impl iobus_connect {
-    pub(crate) fn new(request: ConnectRequest) -> Option<iobus_connect> {
+    pub(crate) fn new(request: ConnectRequest, pending: PendingSockets) -> Option<iobus_connect> {
         let socket = request.socket()?.clone();
+        pending.lock().insert(socket.id(), socket.clone());
         let auth = serde_json::to_string(socket.handshake().auth()).unwrap_or_else(|_| "{}".into());
         Some(iobus_connect {
             nsp: c_string(socket.namespace().name()),
             sid: c_string(socket.id().as_str()),
             auth: c_string(&auth),
-            request,
+            socket_id: socket.id(),
+            request: Some(request),
+            pending,
         })
+    }
+}
+
+impl Drop for iobus_connect {
+    fn drop(&mut self) {
+        // Answered (or dropped, which accepts): no longer pending.
+        self.pending.lock().remove(&self.socket_id);
     }
 }
 
@@ -152,7 +165,7 @@ pub unsafe extern "C" fn iobus_event_binary_count(event: *const iobus_event) -> 
 }
 
 /// Attachment `index` (placeholder `num` = index): a pointer to its bytes and
-/// their count in `len`. NULL when out of range.
+/// their count in `len` (may be NULL). NULL when out of range.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_event_binary(event: *const iobus_event, index: usize, len: *mut usize) -> *const u8 {
     let Some(b) = (unsafe { event.as_ref() }).and_then(|e| e.binary.get(index)) else { return ptr::null() };
@@ -162,7 +175,7 @@ pub unsafe extern "C" fn iobus_event_binary(event: *const iobus_event, index: us
     b.as_ptr()
 }
 
-/// Whether the sender asked for an ack.
+/// Whether the sender asked for an ack that has not been taken yet.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_event_wants_ack(event: *const iobus_event) -> bool {
     let Some(e) = (unsafe { event.as_ref() }) else { return false };
@@ -188,8 +201,9 @@ pub unsafe extern "C" fn iobus_event_take_ack(event: *const iobus_event) -> *mut
 
 /// Answers the ack with arguments (`args_json`: a JSON array, `args_len`
 /// bytes; NULL for none; pass `SIZE_MAX` as the length for a NUL-terminated
-/// string) and binary attachments. Consumes `ack` on success; on error the
-/// handle stays valid.
+/// string) and binary attachments. Consumes `ack` on success and on
+/// `IOBUS_ERR_DISCONNECTED` (the client is gone); on invalid arguments it
+/// stays valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_ack_send(
     ack: *mut iobus_ack,
@@ -248,7 +262,11 @@ pub unsafe extern "C" fn iobus_connect_handshake(
 ) -> iobus_status {
     guard(|| {
         let r = unsafe { req.as_ref() }.ok_or_else(|| convert::null("req"))?;
-        let socket = r.request.socket().ok_or_else(|| Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, "gone"))?;
+        let socket = r
+            .request
+            .as_ref()
+            .and_then(ConnectRequest::socket)
+            .ok_or_else(|| Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, "gone"))?;
         unsafe { convert::give_string(handshake_json(socket), json_out, len_out) }
     })
 }
@@ -262,8 +280,8 @@ pub unsafe extern "C" fn iobus_connect_accept(req: *mut iobus_connect) -> iobus_
             return Err(convert::null("req"));
         }
         // SAFETY: a handle given to the connect callback, not yet consumed.
-        let r = unsafe { Box::from_raw(req) };
-        match r.request.accept() {
+        let mut r = unsafe { Box::from_raw(req) };
+        match r.request.take().and_then(ConnectRequest::accept) {
             Some(_) => Ok(()),
             None => Err(Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, "the client left before the answer")),
         }
@@ -287,8 +305,10 @@ pub unsafe extern "C" fn iobus_connect_reject(
         }
         let message = unsafe { convert::opt_text(message, "message") }?.unwrap_or("Connection refused").to_owned();
         let data = unsafe { convert::json_value(data_json, data_len, "data_json") }?;
-        let r = unsafe { Box::from_raw(req) };
-        r.request.reject(&message, data);
+        let mut r = unsafe { Box::from_raw(req) };
+        if let Some(request) = r.request.take() {
+            request.reject(&message, data);
+        }
         Ok(())
     })
 }

@@ -21,7 +21,12 @@ pub struct iobus_server {
     server: Server,
     dispatch: Arc<Dispatcher>,
     patterns: Mutex<HashMap<String, Arc<Namespace>>>,
+    pending: PendingSockets,
 }
+
+/// Sockets waiting for the host's connect decision, so that the
+/// `iobus_socket_*` calls reach them too (emits wait for the CONNECT answer).
+pub(crate) type PendingSockets = Arc<Mutex<HashMap<Sid, Arc<Socket>>>>;
 
 /// How an emit-with-ack ended.
 #[repr(C)]
@@ -41,7 +46,13 @@ pub const IOBUS_EMIT_VOLATILE: u32 = 1;
 
 /// Called for a new connection to a namespace. The host owns `req` and
 /// answers it once, now or later, from any thread, with
-/// `iobus_connect_accept` or `iobus_connect_reject`.
+/// `iobus_connect_accept` or `iobus_connect_reject`. Meanwhile the
+/// `iobus_socket_*` calls already reach the socket: what is emitted to it is
+/// sent after the CONNECT answer (and dropped on refusal).
+///
+/// For every callback type: `user_data` must stay valid until the server is
+/// freed, even after the callback is replaced or removed, since callbacks
+/// already queued still receive it.
 pub type iobus_connect_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, req: *mut iobus_connect)>;
 
 /// Called for an incoming event; `event` is valid during the call only.
@@ -115,7 +126,7 @@ impl iobus_server {
         self.running()?;
         let sid = unsafe { text(sid, "sid") }?;
         Sid::parse(sid)
-            .and_then(|s| self.server.socket(s))
+            .and_then(|s| self.server.socket(s).or_else(|| self.pending.lock().get(&s).cloned()))
             .ok_or_else(|| Error::new(iobus_status::IOBUS_ERR_UNKNOWN_SOCKET, format!("no connected socket {sid}")))
     }
 
@@ -126,8 +137,11 @@ impl iobus_server {
         room_count: usize,
     ) -> Result<BroadcastOperator, Error> {
         self.running()?;
-        let nsp = unsafe { opt_text(nsp, "nsp") }?;
-        let mut op = self.server.of(nsp.unwrap_or("/")).broadcast();
+        let nsp = unsafe { opt_text(nsp, "nsp") }?.unwrap_or("/");
+        // Only namespaces that exist: a query must not open a namespace to
+        // clients. An unknown one selects nobody.
+        let namespace = self.server.existing(nsp).unwrap_or_else(|| Namespace::detached(nsp));
+        let mut op = namespace.broadcast();
         for room in unsafe { texts(rooms, room_count, "rooms") }? {
             op = op.to(&room);
         }
@@ -156,8 +170,12 @@ pub unsafe extern "C" fn iobus_server_new(
         };
         let dispatch =
             Dispatcher::new(mode).map_err(|e| Error::new(iobus_status::IOBUS_ERR_IO, format!("dispatcher: {e}")))?;
-        let server =
-            Box::new(iobus_server { server: Server::new(options), dispatch, patterns: Mutex::new(HashMap::new()) });
+        let server = Box::new(iobus_server {
+            server: Server::new(options),
+            dispatch,
+            patterns: Mutex::new(HashMap::new()),
+            pending: PendingSockets::default(),
+        });
         // SAFETY: checked non-NULL.
         unsafe { *server_out = Box::into_raw(server) };
         Ok(())
@@ -198,8 +216,9 @@ pub unsafe extern "C" fn iobus_server_port(server: *const iobus_server, port_out
 
 /// Stops gracefully: sockets disconnect with `"server shutting down"`
 /// (disconnect callbacks still run), queued packets are flushed, threads of
-/// the network end. The server may be started again. Stopping a stopped
-/// server does nothing.
+/// the network end. Unlike the other calls it waits, briefly (up to about
+/// half a second, for clients to receive their last packets). The server may
+/// be started again. Stopping a stopped server does nothing.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_server_stop(server: *mut iobus_server) -> iobus_status {
     guard(|| {
@@ -209,8 +228,11 @@ pub unsafe extern "C" fn iobus_server_stop(server: *mut iobus_server) -> iobus_s
 }
 
 /// Stops the server if needed and frees it with everything it owns (NULL is
-/// ignored). Callbacks not yet run are dropped. Do not call it from inside
-/// one of this server's callbacks.
+/// ignored). Callbacks still queued run before it returns (pending
+/// emit-with-ack completions get `IOBUS_ACK_DISCONNECTED`), on the
+/// dispatcher thread or, in poll mode, on the calling thread. Do not call it
+/// from inside one of this server's callbacks (if you do, queued callbacks
+/// are dropped instead).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
     if server.is_null() {
@@ -220,7 +242,12 @@ pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
         // SAFETY: a live handle from `iobus_server_new`, given up by the host.
         let s = unsafe { Box::from_raw(server) };
         s.server.stop();
-        s.dispatch.discard();
+        if in_callback() {
+            s.dispatch.discard();
+        } else if s.dispatch.is_poll_mode() {
+            s.dispatch.drain();
+        }
+        // The dispatcher thread runs what is queued, then ends.
         s.dispatch.shutdown();
         drop(s);
     });
@@ -302,11 +329,13 @@ pub unsafe extern "C" fn iobus_server_on_connect(
         let namespace = s.namespace(unsafe { opt_text(nsp, "nsp") }?);
         let ud = UserData(user_data);
         let dispatch = s.dispatch.clone();
+        let pending = s.pending.clone();
         match cb {
             None => namespace.on_connect(drop),
             Some(cb) => namespace.on_connect(move |req| {
+                let pending = pending.clone();
                 dispatch.push(Box::new(move || {
-                    if let Some(c) = iobus_connect::new(req) {
+                    if let Some(c) = iobus_connect::new(req, pending) {
                         let req = Box::into_raw(Box::new(c));
                         // SAFETY: the host's callback with its own user data.
                         unsafe { cb(ud.get(), req) };
@@ -717,7 +746,7 @@ pub unsafe extern "C" fn iobus_namespace_rooms(
         let s = server_ref(server)?;
         s.running()?;
         let nsp = unsafe { opt_text(nsp, "nsp") }?;
-        let mut rooms = s.server.of(nsp.unwrap_or("/")).rooms();
+        let mut rooms = s.server.existing(nsp.unwrap_or("/")).map(|n| n.rooms()).unwrap_or_default();
         rooms.sort();
         let json = serde_json::to_string(&rooms).unwrap_or_else(|_| "[]".into());
         unsafe { convert::give_string(json, json_out, len_out) }

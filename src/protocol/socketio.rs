@@ -195,14 +195,15 @@ pub fn is_placeholder(v: &Value) -> bool {
     }
 }
 
-/// Checks that every placeholder in `v` points at an attachment that exists
-/// and that every attachment is referenced, so a host cannot send a packet a
-/// client would fail to rebuild.
+/// Checks that placeholders and attachments pair up one to one: every
+/// placeholder points at an attachment that exists, and every attachment is
+/// referenced exactly once, so a host cannot send a packet a client would
+/// fail to rebuild.
 pub fn placeholders_match(values: &[Value], attachments: usize) -> bool {
     fn walk(v: &Value, seen: &mut [bool]) -> bool {
         match v {
             Value::Object(m) if is_placeholder(v) => match m.get("num").and_then(Value::as_u64) {
-                Some(n) if (n as usize) < seen.len() => {
+                Some(n) if (n as usize) < seen.len() && !seen[n as usize] => {
                     seen[n as usize] = true;
                     true
                 }
@@ -440,6 +441,7 @@ mod tests {
         assert!(placeholders_match(&[json!(1)], 0));
         assert!(placeholders_match(&[json!({"x": [placeholder(0)]}), placeholder(1)], 2));
         assert!(!placeholders_match(&[placeholder(1)], 1));
+        assert!(!placeholders_match(&[placeholder(0), placeholder(0)], 1));
         assert!(!placeholders_match(&[json!(1)], 1));
         assert!(!placeholders_match(&[json!({"_placeholder": true, "num": "a"})], 1));
         assert!(placeholders_in_range(&[json!(1)], 1));

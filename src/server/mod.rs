@@ -208,6 +208,11 @@ impl Server {
         self.dynamic_namespace(move |name| glob_match(&pattern, name))
     }
 
+    /// The namespace `name` if it exists (never creates one).
+    pub fn existing(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.inner.namespaces.read().get(&normalize_nsp(name)).cloned()
+    }
+
     /// A connected socket of any namespace, by id.
     pub fn socket(&self, sid: Sid) -> Option<Arc<Socket>> {
         self.inner.namespaces.read().values().find_map(|nsp| nsp.socket(sid))

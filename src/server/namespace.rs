@@ -106,6 +106,12 @@ impl Namespace {
         })
     }
 
+    /// A namespace attached to no server: empty, for queries about a name
+    /// that does not exist.
+    pub(crate) fn detached(name: &str) -> Arc<Namespace> {
+        Namespace::new(name, Arc::new(Handlers::default()))
+    }
+
     /// The namespace name (`/`, `/admin`, …).
     pub fn name(&self) -> &str {
         &self.name

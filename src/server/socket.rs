@@ -408,8 +408,10 @@ impl Socket {
         if !self.connected() {
             return;
         }
-        let _ = self.client.session.send(socketio::encode_disconnect(self.nsp.name()));
+        // Leave first, so that the reason stays this one even if the client
+        // closes its connection as soon as it reads the packet.
         self.on_close(DisconnectReason::ServerNamespaceDisconnect);
+        let _ = self.client.session.send(socketio::encode_disconnect(self.nsp.name()));
     }
 
     /// Accepts a pending connection: registers the socket, answers CONNECT,
@@ -442,6 +444,8 @@ impl Socket {
             return;
         }
         self.early.lock().clear();
+        // Rooms joined while waiting for the answer go with it.
+        self.nsp.adapter().del_all(self.id);
         self.client.forget(self);
         self.client.session.send(socketio::encode_connect_error(self.nsp.name(), message, data));
     }
