@@ -33,7 +33,7 @@ setup-python:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
 build:
-	$(CARGO) build --examples
+	$(CARGO) build --lib --examples
 
 lint:
 	$(CARGO) fmt --check
