@@ -597,9 +597,9 @@ enum iobus_status iobus_socket_emit_volatile(struct iobus_server *server,
 
 /**
  * Emits `event` to one socket and asks for an ack. When this returns
- * `IOBUS_OK`, `cb` is called exactly once (unless the server is freed
- * first): with the reply, after `timeout_ms` without one, or when the socket
- * disconnects. On error it is never called.
+ * `IOBUS_OK`, `cb` is called exactly once: with the reply, after
+ * `timeout_ms` without one (0: no timeout), or when the socket disconnects
+ * (also when the server stops or is freed). On error it is never called.
  */
 enum iobus_status iobus_socket_emit_with_ack(struct iobus_server *server,
                                              const char *sid,

@@ -139,3 +139,42 @@ async fn emit_rejects_reserved_names_and_mismatched_binary() {
     let s = server.clone();
     tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_namespaces_are_forgotten_once_empty() {
+    let server = Arc::new(Server::new(options()));
+    let template = server.dynamic_namespace_pattern("/room-*");
+    template.on_connect(|req| {
+        let refuse = req.socket().is_some_and(|s| s.handshake().auth().get("refuse").is_some());
+        if refuse {
+            req.reject("no", None);
+        } else {
+            req.accept();
+        }
+    });
+    let addr = server.start("127.0.0.1:0").unwrap();
+    let mut ws = connect(addr).await;
+    next_text(&mut ws).await.unwrap();
+
+    ws.send(Message::text("40/room-a,")).await.unwrap();
+    assert!(next_text(&mut ws).await.unwrap().starts_with("40/room-a,{\"sid\""));
+    assert!(server.existing("/room-a").is_some());
+    ws.send(Message::text("41/room-a,")).await.unwrap();
+    ws.send(Message::text("40/room-b,{\"refuse\":1}")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.unwrap(), "44/room-b,{\"message\":\"no\"}");
+    // Both are gone: one emptied by its last socket, one never joined.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while (server.existing("/room-a").is_some() || server.existing("/room-b").is_some())
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(server.existing("/room-a").is_none());
+    assert!(server.existing("/room-b").is_none());
+    // Unmatched names are refused and never stored.
+    ws.send(Message::text("40/other,")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.unwrap(), "44/other,{\"message\":\"Invalid namespace\"}");
+    assert!(server.existing("/other").is_none());
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+}

@@ -486,9 +486,9 @@ pub unsafe extern "C" fn iobus_socket_emit_volatile(
 }
 
 /// Emits `event` to one socket and asks for an ack. When this returns
-/// `IOBUS_OK`, `cb` is called exactly once (unless the server is freed
-/// first): with the reply, after `timeout_ms` without one, or when the socket
-/// disconnects. On error it is never called.
+/// `IOBUS_OK`, `cb` is called exactly once: with the reply, after
+/// `timeout_ms` without one (0: no timeout), or when the socket disconnects
+/// (also when the server stops or is freed). On error it is never called.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_socket_emit_with_ack(
     server: *mut iobus_server,
@@ -508,12 +508,13 @@ pub unsafe extern "C" fn iobus_socket_emit_with_ack(
         let socket = s.socket(sid)?;
         let event = unsafe { text(event, "event") }?;
         let payload = unsafe { convert::payload(args_json, args_len, binary, binary_count) }?;
+        let timeout = if timeout_ms == 0 { Duration::MAX } else { Duration::from_millis(timeout_ms) };
         let ud = UserData(user_data);
         let dispatch = s.dispatch.clone();
         let nsp = socket.namespace().name().to_owned();
         let sid = socket.id();
         socket
-            .emit_with_ack(event, payload, Duration::from_millis(timeout_ms), move |result| {
+            .emit_with_ack(event, payload, timeout, move |result| {
                 let job: Box<dyn FnOnce() + Send> = match result {
                     Ok(reply) => {
                         let reply = iobus_event::new(&nsp, sid.as_str(), None, reply, None);

@@ -126,7 +126,7 @@ impl Client {
             self.session.close(CloseReason::ForcedClose);
             return;
         }
-        let Some(nsp) = self.server.namespace_for(&packet.nsp) else {
+        let Some(nsp) = self.server.namespace_for_socket(&packet.nsp) else {
             self.session.send(socketio::encode_connect_error(&packet.nsp, "Invalid namespace", None));
             return;
         };
@@ -134,6 +134,11 @@ impl Client {
         let socket = Socket::new(nsp.clone(), self.clone(), auth);
         self.sockets.lock().insert(packet.nsp, socket.clone());
         nsp.handlers.connect(ConnectRequest::new(socket));
+    }
+
+    /// A socket of this connection is gone for good.
+    pub(crate) fn socket_left(&self, socket: &Socket) {
+        self.server.socket_left(socket.namespace());
     }
 
     /// Removes a socket from this connection's table.

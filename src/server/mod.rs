@@ -32,6 +32,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -99,15 +100,47 @@ impl ServerInner {
     /// The namespace a CONNECT addresses: a configured one, or a new one
     /// accepted by a dynamic matcher.
     pub(crate) fn namespace_for(&self, name: &str) -> Option<Arc<Namespace>> {
-        if let Some(nsp) = self.namespaces.read().get(name) {
-            return Some(nsp.clone());
+        self.lookup(name, false)
+    }
+
+    /// Like `namespace_for`, and counts a socket joining it, under the same
+    /// lock that removes empty dynamic namespaces.
+    pub(crate) fn namespace_for_socket(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.lookup(name, true)
+    }
+
+    fn lookup(&self, name: &str, for_socket: bool) -> Option<Arc<Namespace>> {
+        {
+            let namespaces = self.namespaces.read();
+            if let Some(nsp) = namespaces.get(name) {
+                if for_socket {
+                    nsp.live.fetch_add(1, Ordering::AcqRel);
+                }
+                return Some(nsp.clone());
+            }
         }
         let template = {
             let dynamic = self.dynamic.read();
             dynamic.iter().find(|(matches, _)| matches(name)).map(|(_, t)| t.handlers.clone())
         }?;
         let mut namespaces = self.namespaces.write();
-        Some(namespaces.entry(name.to_owned()).or_insert_with(|| Namespace::new(name, template)).clone())
+        let nsp = namespaces.entry(name.to_owned()).or_insert_with(|| Namespace::new_dynamic(name, template)).clone();
+        if for_socket {
+            nsp.live.fetch_add(1, Ordering::AcqRel);
+        }
+        Some(nsp)
+    }
+
+    /// A socket of `nsp` is gone; a dynamic namespace left empty is
+    /// forgotten, so that names clients try do not pile up.
+    pub(crate) fn socket_left(&self, nsp: &Arc<Namespace>) {
+        if nsp.live.fetch_sub(1, Ordering::AcqRel) != 1 || !nsp.is_dynamic() {
+            return;
+        }
+        let mut namespaces = self.namespaces.write();
+        if nsp.live.load(Ordering::Acquire) == 0 && namespaces.get(nsp.name()).is_some_and(|n| Arc::ptr_eq(n, nsp)) {
+            namespaces.remove(nsp.name());
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use parking_lot::RwLock;
 
@@ -85,6 +86,10 @@ impl Handlers {
 /// A Socket.IO namespace.
 pub struct Namespace {
     name: String,
+    /// Created by a dynamic matcher (and forgotten again once empty).
+    dynamic: bool,
+    /// Sockets of this namespace that are pending or connected.
+    pub(crate) live: AtomicUsize,
     pub(crate) handlers: Arc<Handlers>,
     sockets: RwLock<HashMap<Sid, Arc<Socket>>>,
     adapter: Box<dyn Adapter>,
@@ -100,10 +105,28 @@ impl Namespace {
     pub(crate) fn new(name: &str, handlers: Arc<Handlers>) -> Arc<Namespace> {
         Arc::new(Namespace {
             name: name.to_owned(),
+            dynamic: false,
+            live: AtomicUsize::new(0),
             handlers,
             sockets: RwLock::new(HashMap::new()),
             adapter: Box::new(MemoryAdapter::new()),
         })
+    }
+
+    pub(crate) fn new_dynamic(name: &str, handlers: Arc<Handlers>) -> Arc<Namespace> {
+        Arc::new(Namespace {
+            name: name.to_owned(),
+            dynamic: true,
+            live: AtomicUsize::new(0),
+            handlers,
+            sockets: RwLock::new(HashMap::new()),
+            adapter: Box::new(MemoryAdapter::new()),
+        })
+    }
+
+    /// Whether a dynamic matcher created this namespace.
+    pub fn is_dynamic(&self) -> bool {
+        self.dynamic
     }
 
     /// A namespace attached to no server: empty, for queries about a name

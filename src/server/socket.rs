@@ -125,6 +125,22 @@ impl std::error::Error for AckError {}
 /// Completion of an emit-with-ack; called exactly once.
 pub type AckCallback = Box<dyn FnOnce(Result<Payload, AckError>) + Send>;
 
+/// An emit-with-ack waiting for its reply, and its timeout timer (cancelled
+/// as soon as the ack completes another way).
+struct PendingAck {
+    callback: AckCallback,
+    timer: Option<tokio::task::AbortHandle>,
+}
+
+impl PendingAck {
+    fn complete(self, result: Result<Payload, AckError>) {
+        if let Some(timer) = self.timer {
+            timer.abort();
+        }
+        (self.callback)(result);
+    }
+}
+
 pub(crate) fn check_emit(event: &str, payload: &Payload) -> Result<(), EmitError> {
     if RESERVED_EVENTS.contains(&event) {
         return Err(EmitError::ReservedEvent);
@@ -188,7 +204,7 @@ pub struct Socket {
     auth: Value,
     state: AtomicU8,
     next_ack: AtomicU64,
-    acks: Mutex<HashMap<u64, AckCallback>>,
+    acks: Mutex<HashMap<u64, PendingAck>>,
     /// Frames emitted before the connection was accepted.
     early: Mutex<Vec<Frame>>,
     data: Mutex<Value>,
@@ -296,7 +312,8 @@ impl Socket {
     }
 
     /// Emits an event and asks for an ack; `callback` runs exactly once, with
-    /// the reply, a timeout, or a disconnect.
+    /// the reply, a timeout, or a disconnect. `Duration::MAX` waits without a
+    /// timeout (until the reply or the disconnect).
     pub fn emit_with_ack(
         self: &Arc<Self>,
         event: &str,
@@ -310,22 +327,30 @@ impl Socket {
             return Err(EmitError::Disconnected);
         }
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
-        self.acks.lock().insert(id, Box::new(callback));
+        self.acks.lock().insert(id, PendingAck { callback: Box::new(callback), timer: None });
         let frames = event_frames(self.nsp.name(), event, &payload, Some(id));
         if let Err(e) = self.send_frames(&frames) {
             self.acks.lock().remove(&id);
             return Err(e);
         }
-        let weak = Arc::downgrade(self);
-        self.client.runtime.spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(socket) = weak.upgrade() {
-                let cb = socket.acks.lock().remove(&id);
-                if let Some(cb) = cb {
-                    cb(Err(AckError::Timeout));
+        if timeout != Duration::MAX {
+            let weak = Arc::downgrade(self);
+            let timer = self.client.runtime.spawn(async move {
+                tokio::time::sleep(timeout).await;
+                if let Some(socket) = weak.upgrade() {
+                    let pending = socket.acks.lock().remove(&id);
+                    if let Some(p) = pending {
+                        // Its own timer: nothing to cancel.
+                        (p.callback)(Err(AckError::Timeout));
+                    }
                 }
+            });
+            match self.acks.lock().get_mut(&id) {
+                Some(p) => p.timer = Some(timer.abort_handle()),
+                // Already answered: the timer has nothing left to do.
+                None => timer.abort(),
             }
-        });
+        }
         // A disconnect that raced with the insert must still answer.
         if self.state.load(Ordering::Acquire) == DISCONNECTED {
             self.fail_acks();
@@ -349,16 +374,16 @@ impl Socket {
     }
 
     pub(crate) fn on_ack(&self, id: u64, payload: Payload) {
-        let cb = self.acks.lock().remove(&id);
-        if let Some(cb) = cb {
-            cb(Ok(payload));
+        let pending = self.acks.lock().remove(&id);
+        if let Some(p) = pending {
+            p.complete(Ok(payload));
         }
     }
 
     fn fail_acks(&self) {
-        let pending: Vec<AckCallback> = self.acks.lock().drain().map(|(_, cb)| cb).collect();
-        for cb in pending {
-            cb(Err(AckError::Disconnected));
+        let pending: Vec<PendingAck> = self.acks.lock().drain().map(|(_, p)| p).collect();
+        for p in pending {
+            p.complete(Err(AckError::Disconnected));
         }
     }
 
@@ -447,6 +472,7 @@ impl Socket {
         // Rooms joined while waiting for the answer go with it.
         self.nsp.adapter().del_all(self.id);
         self.client.forget(self);
+        self.client.socket_left(self);
         self.client.session.send(socketio::encode_connect_error(self.nsp.name(), message, data));
     }
 
@@ -463,6 +489,7 @@ impl Socket {
         }
         self.nsp.adapter().del_all(self.id);
         self.nsp.remove(self.id);
+        self.client.socket_left(self);
         self.fail_acks();
         if previous == CONNECTED {
             self.nsp.handlers.disconnect(self, reason);

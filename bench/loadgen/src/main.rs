@@ -174,12 +174,31 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU seconds of the server and of this process, read together.
-#[derive(Clone, Copy)]
+/// (busy, total) jiffies of every core, from `/proc/stat`.
+fn core_times() -> Vec<(u64, u64)> {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Vec::new();
+    };
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let get = |i: usize| v.get(i).copied().unwrap_or(0);
+            // user nice system idle iowait irq softirq steal
+            let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+            (busy, busy + get(3) + get(4))
+        })
+        .collect()
+}
+
+/// CPU seconds of the server and of this process, and the cores' busy
+/// time, read together.
+#[derive(Clone)]
 struct CpuMark {
     at: Instant,
     server: Option<f64>,
     me: f64,
+    cores: Vec<(u64, u64)>,
 }
 
 fn cpu_mark(pid: Option<u32>) -> CpuMark {
@@ -187,6 +206,7 @@ fn cpu_mark(pid: Option<u32>) -> CpuMark {
         at: Instant::now(),
         server: pid.and_then(|p| cpu_seconds(&p.to_string())),
         me: cpu_seconds("self").unwrap_or(0.0),
+        cores: core_times(),
     }
 }
 
@@ -194,6 +214,8 @@ struct CpuSpan {
     wall: f64,
     server: Option<f64>,
     me: f64,
+    /// Busy fraction of each core over the span (whoever used it).
+    cores: Vec<f64>,
 }
 
 fn cpu_span(a: CpuMark, b: CpuMark) -> CpuSpan {
@@ -204,6 +226,15 @@ fn cpu_span(a: CpuMark, b: CpuMark) -> CpuSpan {
             _ => None,
         },
         me: b.me - a.me,
+        cores: a
+            .cores
+            .iter()
+            .zip(&b.cores)
+            .map(|(x, y)| {
+                let total = y.1.saturating_sub(x.1);
+                if total == 0 { 0.0 } else { round(y.0.saturating_sub(x.0) as f64 / total as f64) }
+            })
+            .collect(),
     }
 }
 
@@ -499,7 +530,7 @@ async fn run_fanout(a: &Args) -> Res<Value> {
                         st.measuring.set(false);
                         let end = cpu_mark(a.pid);
                         st.stop.set(true);
-                        return Ok(cpu_span(s, end));
+                        return Ok(cpu_span(s.clone(), end));
                     }
                 }
             }
@@ -527,6 +558,7 @@ async fn run_fanout(a: &Args) -> Res<Value> {
         "deliveries_per_cpu_s": per_cpu(deliveries, span.server),
         "latency_us": percentiles(&mut lat),
         "loadgen_cpu_util": round(span.me / span.wall),
+        "core_busy": span.cores,
         "failures": st.failures.get(),
     }))
 }
@@ -626,6 +658,7 @@ async fn run_echo(a: &Args) -> Res<Value> {
         "acks_per_cpu_s": per_cpu(acks, span.server),
         "rtt_us": percentiles(&mut rtts),
         "loadgen_cpu_util": round(span.me / span.wall),
+        "core_busy": span.cores,
         "failures": st.failures.get(),
     }))
 }
@@ -660,6 +693,7 @@ async fn run_idle(a: &Args) -> Res<Value> {
         "rss_after_kib": rss_after,
         "rss_per_conn_bytes": rss_per_conn,
         "loadgen_cpu_util": round(ramp.me / ramp.wall),
+        "core_busy": ramp.cores,
         "hold_s": a.hold,
     }))
 }

@@ -1,0 +1,741 @@
+#!/usr/bin/env python3
+"""Side-by-side Socket.IO server benchmarks: iobus against its peers.
+
+    python3 bench/run.py [run] [options]     build, run every scenario, write BENCHMARKS.md
+    python3 bench/run.py serve NAME [--port P]   one server in the foreground
+    python3 bench/run.py list                the servers of bench/servers.toml
+    python3 bench/run.py report              BENCHMARKS.md again from saved results
+
+Each server is started pinned to CPU 0, the load generator (bench/loadgen)
+pinned to CPU 1; each (server, scenario, repetition) gets a fresh server
+process on a fresh port. Everything is on 127.0.0.1, every step has a time
+limit, and servers are stopped on exit. See bench/README.md.
+"""
+
+import argparse
+import atexit
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+LOADGEN_DIR = os.path.join(BENCH, "loadgen")
+LOADGEN = os.path.join(LOADGEN_DIR, "target", "release", "iobus-loadgen")
+WORK = os.path.join(BENCH, ".work")
+RESULTS = os.path.join(BENCH, "results", "latest.jsonl")
+REGISTRY = os.path.join(BENCH, "servers.toml")
+SCENARIOS = ("fanout", "echo", "idle")
+SERVER_CPU, LOADGEN_CPU = 0, 1
+
+_running = []  # server processes to stop on exit
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ registry
+
+
+def load_registry(path=REGISTRY):
+    with open(path, "rb") as f:
+        reg = tomllib.load(f)
+    for name, e in reg.items():
+        e.setdefault("label", name)
+        e.setdefault("group", "peer")
+        e.setdefault("cwd", ".")
+        e.setdefault("setup", [])
+        e.setdefault("build", [])
+        e.setdefault("enabled", True)
+        e.setdefault("targets", {})
+        if "cmd" not in e:
+            raise SystemExit(f"{path}: server {name} has no cmd")
+    return reg
+
+
+def subst(text, port=None):
+    out = text.replace("{root}", ROOT).replace("{python}", sys.executable)
+    if port is not None:
+        out = out.replace("{port}", str(port))
+    return out
+
+
+def entry_cwd(e):
+    return os.path.normpath(os.path.join(ROOT, e["cwd"]))
+
+
+def shell(cmd, cwd, timeout=1800, quiet=False):
+    """Runs a shell command; returns (ok, output)."""
+    try:
+        p = subprocess.run(cmd, shell=True, cwd=cwd, timeout=timeout, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except subprocess.TimeoutExpired:
+        return False, f"timed out after {timeout} s"
+    if p.returncode != 0 and not quiet:
+        log(f"failed ({p.returncode}): {cmd}\n{p.stdout[-3000:]}")
+    return p.returncode == 0, p.stdout
+
+
+def prepare(names, reg, do_setup=True):
+    """Installs and builds the load generator and the servers; returns the
+    names that are ready and the notes about the others."""
+    notes = []
+    log("building the load generator")
+    ok, _ = shell("cargo build --release", LOADGEN_DIR)
+    if not ok:
+        raise SystemExit("the load generator does not build")
+    ready = []
+    for name in names:
+        e = reg[name]
+        steps = (e["setup"] if do_setup else []) + e["build"]
+        good = True
+        for step in steps:
+            log(f"{name}: {subst(step)}")
+            ok, out = shell(subst(step), entry_cwd(e))
+            if not ok:
+                notes.append(f"{name} left out: `{step}` failed: {out.strip().splitlines()[-1:] or ''}")
+                good = False
+                break
+        if good:
+            ready.append(name)
+    return ready, notes
+
+
+def version_of(e):
+    if "version" not in e:
+        return ""
+    ok, out = shell(subst(e["version"]), entry_cwd(e), timeout=60, quiet=True)
+    return out.strip().splitlines()[-1] if ok and out.strip() else ""
+
+
+# ------------------------------------------------------------------ processes
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def port_free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class PortPool:
+    def __init__(self, start):
+        self.next = start
+
+    def take(self):
+        while not port_free(self.next):
+            self.next += 1
+        port = self.next
+        self.next += 1
+        return port
+
+
+def start_server(name, e, port, pin=True, timeout=30):
+    os.makedirs(os.path.join(WORK, "logs"), exist_ok=True)
+    logpath = os.path.join(WORK, "logs", f"{name}-{port}.log")
+    argv = shlex.split(subst(e["cmd"], port))
+    if pin:
+        argv = ["taskset", "-c", str(SERVER_CPU)] + argv
+    logf = open(logpath, "w")
+    proc = subprocess.Popen(argv, cwd=entry_cwd(e), stdout=logf, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    logf.close()
+    _running.append(proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        with open(logpath, errors="replace") as f:
+            text = f.read()
+        if "ready" in text and port_open(port):
+            return proc, logpath
+        time.sleep(0.05)
+    stop_server(proc)
+    with open(logpath, errors="replace") as f:
+        tail = f.read()[-2000:]
+    raise RuntimeError(f"{name} did not get ready on port {port}:\n{tail}")
+
+
+def stop_server(proc):
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+    if proc in _running:
+        _running.remove(proc)
+
+
+def stop_all():
+    for proc in list(_running):
+        try:
+            stop_server(proc)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            try:
+                proc.kill()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def on_signal(signum, _frame):
+    stop_all()
+    sys.exit(128 + signum)
+
+
+def core_busy(seconds):
+    """Busy fraction of each core over `seconds`."""
+    def snap():
+        out = []
+        with open("/proc/stat") as f:
+            for line in f:
+                if re.match(r"cpu\d", line):
+                    v = [int(x) for x in line.split()[1:]]
+                    busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+                    out.append((busy, busy + v[3] + v[4]))
+        return out
+    a = snap()
+    time.sleep(seconds)
+    b = snap()
+    return [(y[0] - x[0]) / max(1, y[1] - x[1]) for x, y in zip(a, b)]
+
+
+def wait_quiet(max_wait, threshold=0.15):
+    """Waits (up to max_wait s) until the two benchmark cores are idle."""
+    deadline = time.monotonic() + max_wait
+    warned = False
+    while True:
+        busy = core_busy(1.0)
+        used = [busy[i] for i in (SERVER_CPU, LOADGEN_CPU) if i < len(busy)]
+        if max(used, default=0) <= threshold:
+            return True
+        if time.monotonic() >= deadline:
+            log(f"cores still busy ({', '.join(f'{b:.0%}' for b in used)}); measuring anyway")
+            return False
+        if not warned:
+            log(f"waiting for the cores to be idle (busy {', '.join(f'{b:.0%}' for b in used)})")
+            warned = True
+
+
+# ------------------------------------------------------------------ running
+
+
+def loadgen_args(scenario, p):
+    if scenario == "fanout":
+        return ["--receivers", p.fanout_receivers, "--payload", p.fanout_payload, "--window", p.fanout_window,
+                "--warmup", p.warmup, "--duration", p.duration]
+    if scenario == "echo":
+        return ["--clients", p.echo_clients, "--payload", p.echo_payload,
+                "--warmup", p.warmup, "--duration", p.duration]
+    return ["--connections", p.idle_connections, "--connect-concurrency", p.idle_concurrency,
+            "--hold", p.idle_hold]
+
+
+def foreign_load(r):
+    """CPU used on the benchmark cores by other processes during the run."""
+    busy = r.get("core_busy") or []
+    out = {}
+    util = r.get("server_cpu_util")
+    if util is None and r.get("ramp_server_cpu_s") is not None and r.get("ramp_s"):
+        util = r["ramp_server_cpu_s"] / r["ramp_s"]
+    if len(busy) > SERVER_CPU and util is not None:
+        out["server_core"] = round(busy[SERVER_CPU] - util, 3)
+    if len(busy) > LOADGEN_CPU and r.get("loadgen_cpu_util") is not None:
+        out["loadgen_core"] = round(busy[LOADGEN_CPU] - r["loadgen_cpu_util"], 3)
+    return out
+
+
+def run_one(name, e, scenario, rep, p, ports):
+    port = ports.take()
+    proc, logpath = start_server(name, e, port)
+    try:
+        time.sleep(0.3)  # let the runtime settle before reading its baseline
+        argv = ["taskset", "-c", str(LOADGEN_CPU), LOADGEN, scenario, "--addr", f"127.0.0.1:{port}",
+                "--pid", str(proc.pid), "--server", name, "--timeout", str(p.run_timeout)]
+        argv += [str(x) for x in loadgen_args(scenario, p)]
+        try:
+            out = subprocess.run(argv, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 timeout=p.run_timeout + 30)
+            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+            r = json.loads(lines[-1]) if lines else {"error": out.stderr.strip()[-500:] or "no output"}
+            if out.returncode != 0 and "error" not in r:
+                r["error"] = out.stderr.strip()[-500:]
+        except subprocess.TimeoutExpired:
+            r = {"error": "load generator timed out"}
+        if proc.poll() is not None:
+            r.setdefault("error", f"server exited with {proc.returncode} (log: {logpath})")
+    finally:
+        stop_server(proc)
+    r.update({"server": name, "scenario": scenario, "rep": rep, "port": port})
+    r["foreign_load"] = foreign_load(r)
+    return r
+
+
+def noisy(r, limit):
+    """Whether other processes took more than `limit` of the server's core
+    (or more than twice that of the load generator's core) during the run."""
+    fl = r.get("foreign_load", {})
+    return fl.get("server_core", 0) > limit or fl.get("loadgen_core", 0) > 2 * limit
+
+
+def summary(r):
+    if "error" in r:
+        return f"ERROR {r['error']}"
+    s = r["scenario"]
+    if s == "fanout":
+        return (f"{r['deliveries_per_s']:,.0f} deliveries/s, {r['deliveries_per_cpu_s'] or 0:,.0f}/CPU-s, "
+                f"p99 {r['latency_us']['p99'] / 1000:.1f} ms, server {r['server_cpu_util']:.0%}, "
+                f"loadgen {r['loadgen_cpu_util']:.0%}")
+    if s == "echo":
+        return (f"{r['acks_per_s']:,.0f} acks/s, {r['acks_per_cpu_s'] or 0:,.0f}/CPU-s, "
+                f"p99 {r['rtt_us']['p99'] / 1000:.2f} ms, server {r['server_cpu_util']:.0%}, "
+                f"loadgen {r['loadgen_cpu_util']:.0%}")
+    return (f"{(r['rss_per_conn_bytes'] or 0) / 1024:.1f} KiB/conn, {r['conn_per_s']:,.0f} conn/s, "
+            f"loadgen {r['loadgen_cpu_util']:.0%}")
+
+
+def run_suite(names, reg, p):
+    ports = PortPool(p.port_base)
+    results = []
+    total = p.reps * len(names) * len(p.scenarios)
+    done = 0
+    started = time.monotonic()
+    # Repetitions on the outside: drift on the machine spreads over all servers.
+    for rep in range(1, p.reps + 1):
+        for name in names:
+            for scenario in p.scenarios:
+                done += 1
+                for attempt in range(1 + p.retry_noisy):
+                    if p.quiet_wait > 0:
+                        wait_quiet(p.quiet_wait)
+                    try:
+                        r = run_one(name, reg[name], scenario, rep, p, ports)
+                    except RuntimeError as err:
+                        r = {"server": name, "scenario": scenario, "rep": rep, "error": str(err)}
+                    r["attempt"] = attempt + 1
+                    if "error" in r or not noisy(r, p.noise_limit):
+                        break
+                    log(f"  other processes used the benchmark cores ({r['foreign_load']}); again")
+                log(f"[{done}/{total}] {name} {scenario} #{rep}: {summary(r)}")
+                results.append(r)
+    log(f"suite took {time.monotonic() - started:.0f} s")
+    return results
+
+
+# ------------------------------------------------------------------ report
+
+
+def machine_info():
+    info = {}
+    with open("/proc/cpuinfo") as f:
+        models = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+    info["cpu"] = models[0] if models else platform.processor()
+    info["cores"] = os.cpu_count()
+    info["kernel"] = platform.release()
+    with open("/proc/meminfo") as f:
+        kb = int(next(ln for ln in f if ln.startswith("MemTotal")).split()[1])
+    info["memory_gib"] = round(kb / 1024 / 1024, 1)
+    try:
+        with open("/etc/os-release") as f:
+            osr = dict(ln.rstrip().split("=", 1) for ln in f if "=" in ln)
+        info["os"] = osr.get("PRETTY_NAME", "").strip('"')
+    except OSError:
+        info["os"] = ""
+    for tool, cmd in (("rustc", "rustc --version"), ("node", "node --version"), ("python", f"{sys.executable} --version")):
+        ok, out = shell(cmd, ROOT, timeout=30, quiet=True)
+        info[tool] = out.strip() if ok else "?"
+    return info
+
+
+def med(values):
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def metric(rows, path):
+    out = []
+    for r in rows:
+        v = r
+        for k in path.split("."):
+            v = v.get(k) if isinstance(v, dict) else None
+        out.append(v)
+    return out
+
+
+def fmt(v, scale=1.0, digits=0, suffix=""):
+    if v is None:
+        return "n/a"
+    return f"{v * scale:,.{digits}f}{suffix}"
+
+
+def spread(rows, path):
+    vals = [v for v in metric(rows, path) if v is not None]
+    if len(vals) < 2:
+        return ""
+    m = statistics.median(vals)
+    if not m:
+        return ""
+    return f" ±{(max(vals) - min(vals)) / 2 / m:.0%}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def build_report(results, meta, reg):
+    # Medians come from the runs no other process disturbed, where there are
+    # any; cells resting on disturbed runs only are marked.
+    by, disturbed = {}, set()
+    for r in results:
+        if "error" not in r:
+            by.setdefault((r["server"], r["scenario"]), []).append(r)
+    for key, rows in by.items():
+        clean = [r for r in rows if not noisy(r, meta["noise_limit"])]
+        if clean:
+            by[key] = clean
+        else:
+            disturbed.add(key)
+    names = meta["servers"]
+    label = {n: reg[n]["label"] if n in reg else n for n in names}
+    p = meta["params"]
+    L = []
+    w = L.append
+    w("# Benchmarks")
+    w("")
+    w("iobus against the Socket.IO servers people would otherwise use, measured side by side with one load")
+    w("generator (`bench/loadgen`) and one bench contract (`join`, `broadcast`, `echo` on namespace `/`).")
+    w(f"Generated by `bench/run.py` on {meta['date']} in {meta['duration_s']:.0f} s; medians of "
+      f"{p['reps']} runs, each on a fresh server process. Raw results: `bench/results/latest.jsonl`.")
+    w("")
+    w("## Machine")
+    w("")
+    m = meta["machine"]
+    w(f"- CPU: {m['cpu']}, {m['cores']} cores; the server pinned to CPU {SERVER_CPU}, the load generator "
+      f"to CPU {LOADGEN_CPU} (`taskset`), so every server has exactly one core")
+    w(f"- Memory {m['memory_gib']} GiB; kernel {m['kernel']}; {m['os']}")
+    w(f"- Toolchains: {m['rustc']}; node {m['node']}; {m['python']}")
+    for n in names:
+        w(f"- {label[n]}: {meta['versions'].get(n) or '?'}")
+    w("- Loopback TCP (127.0.0.1), websocket transport, no compression.")
+    w("")
+    w("## Parameters")
+    w("")
+    w(f"- fan-out: {p['fanout_receivers']} receivers in one room, one sender broadcasting {p['fanout_payload']}-byte "
+      f"payloads, closed loop with at most {p['fanout_window']} broadcasts outstanding (a broadcast is "
+      f"outstanding until every receiver has it); {p['warmup']} s warm-up, {p['duration']} s measured; latency "
+      "from the send time carried in the payload to its arrival, over every delivery")
+    w(f"- echo: {p['echo_clients']} clients, each doing emit-with-ack round trips of a {p['echo_payload']}-byte string in a loop; "
+      f"{p['warmup']} s warm-up, {p['duration']} s measured")
+    w(f"- idle: {p['idle_connections']} connections opened {p['idle_concurrency']} at a time (websocket + Socket.IO CONNECT), "
+      f"held {p['idle_hold']} s answering pings; RSS per connection = (VmRSS after − VmRSS before) / connections")
+    w("- per CPU-second: deliveries (acks, connections) divided by the server's utime + stime from `/proc/<pid>/stat` "
+      "over the measured window")
+    w("")
+    w("## Results")
+    w("")
+
+    def name(n, s):
+        return label[n] + (" †" if (n, s) in disturbed else "")
+
+    w("### Fan-out")
+    w("")
+    w("| server | deliveries/s | per server CPU-s | latency p50 | p90 | p99 | server CPU | loadgen CPU |")
+    w("|---|--:|--:|--:|--:|--:|--:|--:|")
+    for n in names:
+        rows = by.get((n, "fanout"), [])
+        if not rows:
+            w(f"| {name(n, 'fanout')} | n/a | | | | | | |")
+            continue
+        w(f"| {name(n, 'fanout')} | {fmt(med(metric(rows, 'deliveries_per_s')))} "
+          f"| {fmt(med(metric(rows, 'deliveries_per_cpu_s')))}{spread(rows, 'deliveries_per_cpu_s')} "
+          f"| {fmt(med(metric(rows, 'latency_us.p50')), 1e-3, 2, ' ms')} "
+          f"| {fmt(med(metric(rows, 'latency_us.p90')), 1e-3, 2, ' ms')} "
+          f"| {fmt(med(metric(rows, 'latency_us.p99')), 1e-3, 2, ' ms')} "
+          f"| {fmt(med(metric(rows, 'server_cpu_util')), 100, 0, ' %')} "
+          f"| {fmt(med(metric(rows, 'loadgen_cpu_util')), 100, 0, ' %')} |")
+    w("")
+    w("### Echo")
+    w("")
+    w("| server | acks/s | per server CPU-s | RTT p50 | p90 | p99 | server CPU | loadgen CPU |")
+    w("|---|--:|--:|--:|--:|--:|--:|--:|")
+    for n in names:
+        rows = by.get((n, "echo"), [])
+        if not rows:
+            w(f"| {name(n, 'echo')} | n/a | | | | | | |")
+            continue
+        w(f"| {name(n, 'echo')} | {fmt(med(metric(rows, 'acks_per_s')))} "
+          f"| {fmt(med(metric(rows, 'acks_per_cpu_s')))}{spread(rows, 'acks_per_cpu_s')} "
+          f"| {fmt(med(metric(rows, 'rtt_us.p50')), 1e-3, 2, ' ms')} "
+          f"| {fmt(med(metric(rows, 'rtt_us.p90')), 1e-3, 2, ' ms')} "
+          f"| {fmt(med(metric(rows, 'rtt_us.p99')), 1e-3, 2, ' ms')} "
+          f"| {fmt(med(metric(rows, 'server_cpu_util')), 100, 0, ' %')} "
+          f"| {fmt(med(metric(rows, 'loadgen_cpu_util')), 100, 0, ' %')} |")
+    w("")
+    w("### Idle connections")
+    w("")
+    w("| server | RSS per connection | RSS before → after | connections/s (ramp-up) | per server CPU-s | loadgen CPU |")
+    w("|---|--:|--:|--:|--:|--:|")
+    for n in names:
+        rows = by.get((n, "idle"), [])
+        if not rows:
+            w(f"| {name(n, 'idle')} | n/a | | | | |")
+            continue
+        w(f"| {name(n, 'idle')} | {fmt(med(metric(rows, 'rss_per_conn_bytes')), 1 / 1024, 1, ' KiB')}"
+          f"{spread(rows, 'rss_per_conn_bytes')} "
+          f"| {fmt(med(metric(rows, 'rss_before_kib')), 1 / 1024, 1)} → {fmt(med(metric(rows, 'rss_after_kib')), 1 / 1024, 1, ' MiB')} "
+          f"| {fmt(med(metric(rows, 'conn_per_s')))} "
+          f"| {fmt(med(metric(rows, 'conn_per_cpu_s')))} "
+          f"| {fmt(med(metric(rows, 'loadgen_cpu_util')), 100, 0, ' %')} |")
+    w("")
+    w("Medians over the runs that no other process disturbed (see Notes); ± is half the range of those runs "
+      "relative to the median. † marks a row with disturbed runs only.")
+    w("")
+
+    def mv(n, s, path):
+        return med(metric(by.get((n, s), []), path))
+
+    iob = [n for n in names if reg.get(n, {}).get("group") == "iobus"]
+    peers = [n for n in names if reg.get(n, {}).get("group") != "iobus"]
+    if iob and peers:
+        w("## Ratios")
+        w("")
+        w("iobus ÷ peer for throughput (higher is better for iobus); peer ÷ iobus for memory and latency "
+          "(higher is better for iobus too).")
+        w("")
+        w("| iobus row | peer | fan-out per CPU-s | fan-out deliveries/s | fan-out p99 latency | echo per CPU-s "
+          "| echo acks/s | echo p99 RTT | RSS per connection | connections/s |")
+        w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for a in iob:
+            for b in peers:
+                cells = [
+                    ratio(mv(a, "fanout", "deliveries_per_cpu_s"), mv(b, "fanout", "deliveries_per_cpu_s")),
+                    ratio(mv(a, "fanout", "deliveries_per_s"), mv(b, "fanout", "deliveries_per_s")),
+                    ratio(mv(b, "fanout", "latency_us.p99"), mv(a, "fanout", "latency_us.p99")),
+                    ratio(mv(a, "echo", "acks_per_cpu_s"), mv(b, "echo", "acks_per_cpu_s")),
+                    ratio(mv(a, "echo", "acks_per_s"), mv(b, "echo", "acks_per_s")),
+                    ratio(mv(b, "echo", "rtt_us.p99"), mv(a, "echo", "rtt_us.p99")),
+                    ratio(mv(b, "idle", "rss_per_conn_bytes"), mv(a, "idle", "rss_per_conn_bytes")),
+                    ratio(mv(a, "idle", "conn_per_s"), mv(b, "idle", "conn_per_s")),
+                ]
+                w(f"| {label[a]} | {label[b]} | " + " | ".join(fmt(c, 1, 2, "×") for c in cells) + " |")
+        w("")
+        w("## Targets")
+        w("")
+        w("| iobus row | target | measured | met |")
+        w("|---|---|--:|:-:|")
+        for a in iob:
+            t = reg[a].get("targets", {})
+            checks = []
+            for key, scen, path in (("fanout_per_cpu", "fanout", "deliveries_per_cpu_s"),
+                                    ("echo_per_cpu", "echo", "acks_per_cpu_s")):
+                for peer, goal in t.get(key, {}).items():
+                    if peer not in names:
+                        continue
+                    r = ratio(mv(a, scen, path), mv(peer, scen, path))
+                    what = "deliveries" if scen == "fanout" else "acks"
+                    checks.append((f"{scen} {what} per CPU-s ≥ {goal}× {label[peer]}", fmt(r, 1, 2, "×"),
+                                   r is not None and r >= goal))
+            if "echo_p99_ms" in t:
+                v = mv(a, "echo", "rtt_us.p99")
+                checks.append((f"echo p99 RTT ≤ {t['echo_p99_ms']} ms at {p['echo_clients']} clients",
+                               fmt(v, 1e-3, 2, " ms"), v is not None and v / 1000 <= t["echo_p99_ms"]))
+            if "idle_rss_kib" in t:
+                v = mv(a, "idle", "rss_per_conn_bytes")
+                checks.append((f"idle RSS ≤ {t['idle_rss_kib']} KiB per connection", fmt(v, 1 / 1024, 1, " KiB"),
+                               v is not None and v / 1024 <= t["idle_rss_kib"]))
+            for what, got, ok in checks:
+                w(f"| {label[a]} | {what} | {got} | {'yes' if ok else '**no**'} |")
+        w("")
+    notes = list(meta.get("notes", []))
+    errors = [r for r in results if "error" in r]
+    for r in errors:
+        notes.append(f"{r['server']} {r['scenario']} run {r['rep']} failed: {r['error'][:300]}")
+    flagged = [r for r in results if "error" not in r and noisy(r, meta["noise_limit"])]
+    if flagged:
+        notes.append(f"{len(flagged)} run(s) shared a benchmark core with other processes (more than "
+                     f"{meta['noise_limit']:.0%} of the server's core or {2 * meta['noise_limit']:.0%} of the load "
+                     "generator's) and are left out of the medians where a clean run "
+                     "of the same server and scenario exists: " + ", ".join(
+                         f"{r['server']} {r['scenario']} #{r['rep']}" for r in flagged))
+    busy_lg = [r for r in results if "error" not in r and (r.get("loadgen_cpu_util") or 0) > 0.9]
+    if busy_lg:
+        notes.append("the load generator used more than 90 % of its core in: " + ", ".join(
+            f"{r['server']} {r['scenario']} #{r['rep']}" for r in busy_lg) +
+            " (there it may have limited the rate; per-CPU-second figures still hold)")
+    if notes:
+        w("## Notes")
+        w("")
+        for n in notes:
+            w(f"- {n}")
+        w("")
+    w("## Reproduce")
+    w("")
+    w("`bench/run.sh` (or `python3 bench/run.py`): builds, installs the peers' dependencies, runs the suite and "
+      "rewrites this file. `python3 bench/run.py --help` lists the parameters; bench/README.md describes the "
+      "server registry.")
+    w("")
+    return "\n".join(L)
+
+
+# ------------------------------------------------------------------ main
+
+
+def add_params(ap):
+    ap.add_argument("--servers", help="comma-separated server names (default: every enabled one)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--fanout-receivers", type=int, default=1000)
+    ap.add_argument("--fanout-payload", type=int, default=64)
+    ap.add_argument("--fanout-window", type=int, default=16)
+    ap.add_argument("--echo-clients", type=int, default=100)
+    ap.add_argument("--echo-payload", type=int, default=64)
+    ap.add_argument("--idle-connections", type=int, default=8000)
+    ap.add_argument("--idle-concurrency", type=int, default=100)
+    ap.add_argument("--idle-hold", type=float, default=3.0)
+    ap.add_argument("--run-timeout", type=float, default=90.0, help="limit for one load generator run (s)")
+    ap.add_argument("--port-base", type=int, default=31000)
+    ap.add_argument("--quiet-wait", type=float, default=60.0,
+                    help="wait up to this long before each run for the two cores to be idle (0: don't)")
+    ap.add_argument("--noise-limit", type=float, default=0.10,
+                    help="share of the server's core other processes may use before a run counts as disturbed "
+                         "and is repeated (twice that on the load generator's core)")
+    ap.add_argument("--retry-noisy", type=int, default=1, help="repeat a run disturbed by other processes this often")
+    ap.add_argument("--quick", action="store_true", help="one short repetition with small parameters (smoke test)")
+    ap.add_argument("--no-setup", action="store_true", help="skip the dependency installs (builds still run)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--results", default=RESULTS)
+
+
+def main():
+    argv = sys.argv[1:]
+    cmd = argv[0] if argv and argv[0] in ("run", "serve", "list", "report") else "run"
+    if argv and argv[0] == cmd:
+        argv = argv[1:]
+    reg = load_registry()
+
+    if cmd == "list":
+        for name, e in reg.items():
+            state = "" if e["enabled"] else "  (disabled)"
+            print(f"{name:18} {e['group']:6} {e['label']}{state}")
+        return 0
+
+    if cmd == "serve":
+        ap = argparse.ArgumentParser(prog="run.py serve")
+        ap.add_argument("name")
+        ap.add_argument("--port", type=int, default=3100)
+        ap.add_argument("--no-setup", action="store_true")
+        ap.add_argument("--pin", action="store_true", help=f"pin to CPU {SERVER_CPU}")
+        a = ap.parse_args(argv)
+        if a.name not in reg:
+            raise SystemExit(f"unknown server {a.name}; known: {', '.join(reg)}")
+        e = reg[a.name]
+        for step in ([] if a.no_setup else e["setup"]) + e["build"]:
+            ok, _ = shell(subst(step), entry_cwd(e))
+            if not ok:
+                return 1
+        raise_nofile()
+        run_argv = shlex.split(subst(e["cmd"], a.port))
+        if a.pin:
+            run_argv = ["taskset", "-c", str(SERVER_CPU)] + run_argv
+        os.chdir(entry_cwd(e))
+        os.execvp(run_argv[0], run_argv)
+
+    ap = argparse.ArgumentParser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_params(ap)
+    p = ap.parse_args(argv)
+
+    if cmd == "report":
+        with open(p.results) as f:
+            lines = [json.loads(ln) for ln in f if ln.strip()]
+        meta = next(x["meta"] for x in lines if "meta" in x)
+        results = [x for x in lines if "meta" not in x]
+        with open(p.out, "w") as f:
+            f.write(build_report(results, meta, reg))
+        log(f"wrote {p.out}")
+        return 0
+
+    if p.quick:
+        p.reps, p.duration, p.warmup = 1, 2.0, 0.5
+        p.fanout_receivers, p.idle_connections, p.idle_hold = 200, 1000, 1.0
+        p.quiet_wait = min(p.quiet_wait, 5.0)
+    p.scenarios = [s for s in p.scenarios.split(",") if s]
+    for s in p.scenarios:
+        if s not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {s}")
+    if p.servers:
+        names = [n for n in p.servers.split(",") if n]
+        for n in names:
+            if n not in reg:
+                raise SystemExit(f"unknown server {n}; known: {', '.join(reg)}")
+    else:
+        names = [n for n, e in reg.items() if e["enabled"]]
+    if os.cpu_count() < 2:
+        raise SystemExit("the benchmark needs two cores (server on CPU 0, load generator on CPU 1)")
+
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    nofile = raise_nofile()
+    if nofile < p.idle_connections + 1000:
+        log(f"open-file limit {nofile} is below what {p.idle_connections} idle connections need")
+
+    started = time.time()
+    ready, notes = prepare(names, reg, do_setup=not p.no_setup)
+    versions = {n: version_of(reg[n]) for n in ready}
+    results = run_suite(ready, reg, p)
+    params = {k: getattr(p, k) for k in ("reps", "warmup", "duration", "fanout_receivers", "fanout_payload",
+                                         "fanout_window", "echo_clients", "echo_payload", "idle_connections",
+                                         "idle_concurrency", "idle_hold")}
+    meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "duration_s": time.time() - started,
+            "servers": ready, "versions": versions, "machine": machine_info(), "params": params,
+            "notes": notes, "noise_limit": p.noise_limit}
+    os.makedirs(os.path.dirname(p.results), exist_ok=True)
+    with open(p.results, "w") as f:
+        f.write(json.dumps({"meta": meta}) + "\n")
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+    with open(p.out, "w") as f:
+        f.write(build_report(results, meta, reg))
+    log(f"wrote {p.out} and {p.results}")
+    return 1 if not ready else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+// Type declarations of the iobus Node binding: socket.io's server API, as
+// far as iobus provides it.
+
+/// <reference types="node" />
+
+import { EventEmitter } from "node:events";
+
+/** A room name. Every socket is also in the room named after its id. */
+export type Room = string;
+
+/** Why a socket left its namespace (Socket.IO's reason strings). */
+export type DisconnectReason =
+  | "transport error"
+  | "transport close"
+  | "forced close"
+  | "ping timeout"
+  | "parse error"
+  | "server shutting down"
+  | "forced server close"
+  | "client namespace disconnect"
+  | "server namespace disconnect";
+
+export interface ServerOptions {
+  /** The request path. Default "/socket.io/". */
+  path?: string;
+  /** Milliseconds between server pings. Default 25000. */
+  pingInterval?: number;
+  /** Milliseconds to wait for a pong. Default 20000. */
+  pingTimeout?: number;
+  /** Milliseconds an upgrade from polling to websocket may take. Default 10000. */
+  upgradeTimeout?: number;
+  /** Milliseconds a connection may stay without joining a namespace. Default 45000. */
+  connectTimeout?: number;
+  /** The largest message or polling body accepted, in bytes. Default 1e6. */
+  maxHttpBufferSize?: number;
+  /** The transports offered. Default both. */
+  transports?: Array<"polling" | "websocket">;
+  /** Whether polling sessions may upgrade to websocket. Default true. */
+  allowUpgrades?: boolean;
+  /** Browser origins allowed (`true` or "*": any), credentials, preflight cache. */
+  cors?: { origin?: string | string[] | boolean; credentials?: boolean; maxAge?: number };
+  /** Whether `<path>socket.io.js` is served. Default true. */
+  serveClient?: boolean;
+  /** iobus: the socket.io-client `dist/` directory to serve (default: the installed package's). */
+  clientDir?: string;
+  /** iobus: a directory of static files served for every other path. */
+  staticDir?: string;
+  /** iobus: the address `listen()` binds. Default "127.0.0.1". */
+  host?: string;
+  /** iobus: network worker threads. Default 2. */
+  workerThreads?: number;
+  /** iobus: most binary attachments one incoming packet may carry. Default 10. */
+  maxAttachments?: number;
+  /** iobus: bytes a connection may have queued before it is closed as too slow. */
+  maxBufferedBytes?: number;
+}
+
+export interface Handshake {
+  headers: Record<string, string>;
+  /** When the connection was made, as a date string. */
+  time: string;
+  /** The client's IP address. */
+  address: string;
+  /** Whether the request came from another origin. */
+  xdomain: boolean;
+  secure: boolean;
+  /** When the connection was made, in ms since the epoch. */
+  issued: number;
+  url: string;
+  query: Record<string, string>;
+  /** The auth object the client sent with its CONNECT. */
+  auth: Record<string, any>;
+}
+
+/** An error a middleware passes to `next` to refuse: `message` and `data` reach the client. */
+export interface ExtendedError extends Error {
+  data?: any;
+}
+
+export type Middleware = (socket: Socket, next: (err?: ExtendedError) => void) => void | Promise<void>;
+
+export type EventMiddleware = (event: [string, ...any[]], next: (err?: Error) => void) => void;
+
+export type AnyListener = (event: string, ...args: any[]) => void;
+
+export type NamespaceMatcher =
+  | RegExp
+  | ((name: string, auth: Record<string, any>, next: (err: Error | null, allow: boolean) => void) => void);
+
+/** A selection of sockets of one namespace; every modifier returns a new operator. */
+export class BroadcastOperator {
+  /** Adds a room (or rooms) to the selection; a socket in several receives once. */
+  to(room: Room | Room[]): BroadcastOperator;
+  in(room: Room | Room[]): BroadcastOperator;
+  /** Excludes the sockets in a room (or rooms). */
+  except(room: Room | Room[]): BroadcastOperator;
+  /** The packet may be dropped for clients that cannot take it right now. */
+  readonly volatile: BroadcastOperator;
+  readonly local: BroadcastOperator;
+  compress(compress: boolean): BroadcastOperator;
+  /** For emits with a callback: how long to wait for every client's ack. */
+  timeout(ms: number): BroadcastOperator;
+  /**
+   * Emits to the selection. With a callback last, every socket is asked for
+   * an ack: `callback(err, responses)`.
+   */
+  emit(event: string, ...args: any[]): boolean;
+  emitWithAck(event: string, ...args: any[]): Promise<any[]>;
+  fetchSockets(): Promise<Socket[]>;
+  socketsJoin(room: Room | Room[]): void;
+  socketsLeave(room: Room | Room[]): void;
+  disconnectSockets(close?: boolean): void;
+}
+
+/** One client in one namespace. */
+export class Socket extends EventEmitter {
+  readonly id: string;
+  readonly nsp: Namespace;
+  readonly server: Server;
+  readonly handshake: Handshake;
+  /** Application data kept with the socket. */
+  data: any;
+  connected: boolean;
+  readonly disconnected: boolean;
+  readonly recovered: boolean;
+  /** The rooms the socket is in, its id included (a fresh Set). */
+  readonly rooms: Set<Room>;
+
+  /** Emits to this client; a function last asks for an ack. */
+  emit(event: string, ...args: any[]): boolean;
+  emitWithAck(event: string, ...args: any[]): Promise<any>;
+  send(...args: any[]): this;
+  write(...args: any[]): this;
+  /** The next emit's ack callback gets `(err, ...reply)` and an error after `ms`. */
+  timeout(ms: number): this;
+  readonly volatile: this;
+  compress(compress: boolean): this;
+
+  readonly broadcast: BroadcastOperator;
+  readonly local: BroadcastOperator;
+  to(room: Room | Room[]): BroadcastOperator;
+  in(room: Room | Room[]): BroadcastOperator;
+  except(room: Room | Room[]): BroadcastOperator;
+
+  join(rooms: Room | Room[]): void;
+  leave(room: Room): void;
+  /** Leaves the namespace; with `close`, closes the whole connection. */
+  disconnect(close?: boolean): this;
+  use(fn: EventMiddleware): this;
+
+  onAny(listener: AnyListener): this;
+  prependAny(listener: AnyListener): this;
+  offAny(listener?: AnyListener): this;
+  listenersAny(): AnyListener[];
+  onAnyOutgoing(listener: AnyListener): this;
+  prependAnyOutgoing(listener: AnyListener): this;
+  offAnyOutgoing(listener?: AnyListener): this;
+  listenersAnyOutgoing(): AnyListener[];
+
+  on(event: "disconnecting" | "disconnect", listener: (reason: DisconnectReason, description?: any) => void): this;
+  on(event: "error", listener: (err: Error) => void): this;
+  on(event: string, listener: (...args: any[]) => void): this;
+  once(event: "disconnecting" | "disconnect", listener: (reason: DisconnectReason, description?: any) => void): this;
+  once(event: string, listener: (...args: any[]) => void): this;
+}
+
+export class Namespace extends EventEmitter {
+  readonly name: string;
+  readonly server: Server;
+  /** Connected sockets by id. */
+  readonly sockets: Map<string, Socket>;
+
+  /** A connection middleware; `next(err)` refuses with `err.message` and `err.data`. */
+  use(fn: Middleware): this;
+  to(room: Room | Room[]): BroadcastOperator;
+  in(room: Room | Room[]): BroadcastOperator;
+  except(room: Room | Room[]): BroadcastOperator;
+  readonly volatile: BroadcastOperator;
+  readonly local: BroadcastOperator;
+  compress(compress: boolean): BroadcastOperator;
+  timeout(ms: number): BroadcastOperator;
+  emit(event: string, ...args: any[]): boolean;
+  emitWithAck(event: string, ...args: any[]): Promise<any[]>;
+  send(...args: any[]): this;
+  write(...args: any[]): this;
+  fetchSockets(): Promise<Socket[]>;
+  socketsJoin(room: Room | Room[]): void;
+  socketsLeave(room: Room | Room[]): void;
+  disconnectSockets(close?: boolean): void;
+  /** Not available: an iobus server stands alone. Throws. */
+  serverSideEmit(...args: any[]): never;
+
+  on(event: "connection" | "connect", listener: (socket: Socket) => void): this;
+  on(event: "error", listener: (err: Error) => void): this;
+  on(event: "new_namespace", listener: (nsp: Namespace) => void): this;
+  on(event: string, listener: (...args: any[]) => void): this;
+  once(event: "connection" | "connect", listener: (socket: Socket) => void): this;
+  once(event: string, listener: (...args: any[]) => void): this;
+}
+
+/** Namespaces named by a RegExp or a function; its children are the namespaces that matched. */
+export class ParentNamespace extends Namespace {
+  readonly children: Set<Namespace>;
+}
+
+/** Where the server listens, shaped like `http.Server`. */
+export interface ListeningAddress {
+  readonly listening: boolean;
+  address(): { address: string; family: string; port: number } | null;
+  close(callback?: () => void): this;
+}
+
+export class Server {
+  /** Options only; call `listen(port)` to serve. */
+  constructor(opts?: ServerOptions);
+  /** Listens on `port` at once. */
+  constructor(port: number | string, opts?: ServerOptions);
+
+  readonly opts: ServerOptions;
+  /** The main namespace, "/". */
+  readonly sockets: Namespace;
+  readonly httpServer: ListeningAddress;
+
+  /** Starts listening (port 0: any free port). Throws if the address cannot be bound. */
+  listen(port: number | string, callback?: () => void): this;
+  listen(port: number | string, host: string | { host?: string }, callback?: () => void): this;
+  attach(port: number | string, opts?: { host?: string }): this;
+  /**
+   * Disconnects every socket ("server shutting down"), stops the server and
+   * frees it; the process can then exit by itself.
+   */
+  close(fn?: (err?: Error) => void): Promise<void>;
+
+  of(nsp: string, fn?: (socket: Socket) => void): Namespace;
+  of(nsp: NamespaceMatcher, fn?: (socket: Socket) => void): ParentNamespace;
+
+  use(fn: Middleware): this;
+  to(room: Room | Room[]): BroadcastOperator;
+  in(room: Room | Room[]): BroadcastOperator;
+  except(room: Room | Room[]): BroadcastOperator;
+  readonly volatile: BroadcastOperator;
+  readonly local: BroadcastOperator;
+  compress(compress: boolean): BroadcastOperator;
+  timeout(ms: number): BroadcastOperator;
+  emit(event: string, ...args: any[]): boolean;
+  emitWithAck(event: string, ...args: any[]): Promise<any[]>;
+  send(...args: any[]): this;
+  write(...args: any[]): this;
+  fetchSockets(): Promise<Socket[]>;
+  socketsJoin(room: Room | Room[]): void;
+  socketsLeave(room: Room | Room[]): void;
+  disconnectSockets(close?: boolean): void;
+  serverSideEmit(...args: any[]): never;
+
+  // EventEmitter methods act on the main namespace.
+  on(event: "connection" | "connect", listener: (socket: Socket) => void): Namespace;
+  on(event: "error", listener: (err: Error) => void): Namespace;
+  on(event: string, listener: (...args: any[]) => void): Namespace;
+  once(event: "connection" | "connect", listener: (socket: Socket) => void): Namespace;
+  once(event: string, listener: (...args: any[]) => void): Namespace;
+  off(event: string, listener: (...args: any[]) => void): Namespace;
+  addListener(event: string, listener: (...args: any[]) => void): Namespace;
+  removeListener(event: string, listener: (...args: any[]) => void): Namespace;
+  removeAllListeners(event?: string): Namespace;
+  listeners(event: string): Function[];
+  listenerCount(event: string): number;
+}
+
+/** The iobus library's version ("MAJOR.MINOR.PATCH"). */
+export const version: string;
+/** The shared library this process loaded. */
+export const libraryPath: string;

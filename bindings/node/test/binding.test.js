@@ -1,0 +1,316 @@
+// What the iobus binding promises beyond socket.io's API: where the library
+// comes from, failures in handlers reported without stopping the server, an
+// event loop that is never blocked, and a process that exits once the server
+// is closed.
+
+"use strict";
+
+const { describe, it } = require("node:test");
+const assert = require("node:assert/strict");
+const fs = require("node:fs");
+const http = require("node:http");
+const os = require("node:os");
+const path = require("node:path");
+const { spawnSync } = require("node:child_process");
+const { io: connectClient } = require("socket.io-client");
+const iobus = require("iobus");
+
+const { Server } = iobus;
+const WAIT_MS = 4000;
+const PACKAGE_DIR = path.resolve(__dirname, "..");
+
+function withTimeout(promise, label, ms = WAIT_MS) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${label}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function next(emitter, event) {
+  return withTimeout(new Promise((resolve) => emitter.once(event, (...a) => resolve(a))), `event "${event}"`);
+}
+
+function get(url) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      http
+        .get(url, (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (d) => (body += d));
+          res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body }));
+        })
+        .on("error", reject);
+    }),
+    `GET ${url}`,
+  );
+}
+
+/** A listening server and a connected websocket client; both closed after the test. */
+async function setup(t, opts = {}) {
+  const io = new Server(opts);
+  io.listen(0);
+  const url = `http://127.0.0.1:${io.httpServer.address().port}`;
+  const connection = next(io, "connection");
+  const client = connectClient(url, { transports: ["websocket"], forceNew: true, reconnection: false });
+  t.after(async () => {
+    client.disconnect();
+    await withTimeout(io.close(), "close");
+  });
+  const [socket] = await connection;
+  if (!client.connected) await next(client, "connect");
+  return { io, url, client, socket };
+}
+
+/** Runs a script in a fresh node process (from the package directory). */
+function runNode(source, env = {}) {
+  return spawnSync(process.execPath, ["-e", source], {
+    cwd: PACKAGE_DIR,
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+    timeout: 20000,
+  });
+}
+
+describe("the library", () => {
+  it("is found without environment variables, in the package's native/ directory", () => {
+    const out = runNode('console.log(require("iobus").libraryPath)', { IOBUS_LIBRARY: "" });
+    assert.equal(out.status, 0, out.stderr);
+    assert.equal(out.stdout.trim(), path.join(PACKAGE_DIR, "native", "libiobus.so"));
+    assert.match(iobus.version, /^\d+\.\d+\.\d+$/);
+  });
+
+  it("IOBUS_LIBRARY overrides it, and a wrong one says so", () => {
+    const lib = path.join(PACKAGE_DIR, "native", "libiobus.so");
+    const ok = runNode('console.log(require("iobus").libraryPath)', { IOBUS_LIBRARY: lib });
+    assert.equal(ok.stdout.trim(), lib);
+    const bad = runNode('require("iobus")', { IOBUS_LIBRARY: "/nonexistent/libiobus.so" });
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /IOBUS_LIBRARY points at \/nonexistent\/libiobus\.so/);
+  });
+});
+
+describe("handlers", () => {
+  it("an exception in an event handler goes to io.on('error'); serving continues", async (t) => {
+    const { io, client, socket } = await setup(t);
+    const errors = [];
+    io.on("error", (err) => errors.push(err.message));
+    socket.on("boom", () => {
+      throw new Error("handler failed");
+    });
+    socket.on("async boom", async () => {
+      throw new Error("async handler failed");
+    });
+    socket.on("echo", (x, ack) => ack(x));
+    client.emit("boom");
+    client.emit("async boom");
+    assert.equal(await client.timeout(WAIT_MS).emitWithAck("echo", 5), 5);
+    assert.deepEqual(errors.sort(), ["async handler failed", "handler failed"]);
+  });
+
+  it("without an error listener, the exception is printed; other listeners still run", async (t) => {
+    const { client, socket } = await setup(t);
+    const printed = [];
+    const original = console.error;
+    console.error = (...args) => printed.push(args.map(String).join(" "));
+    t.after(() => {
+      console.error = original;
+    });
+    let second = false;
+    socket.on("boom", () => {
+      throw new Error("first listener failed");
+    });
+    socket.on("boom", () => {
+      second = true;
+    });
+    socket.on("echo", (x, ack) => ack(x));
+    client.emit("boom");
+    assert.equal(await client.timeout(WAIT_MS).emitWithAck("echo", 1), 1);
+    console.error = original;
+    assert.equal(second, true);
+    assert.ok(printed.some((line) => line.includes("first listener failed")), printed.join("\n"));
+  });
+
+  it("a connection middleware that throws refuses the connection and is reported", async (t) => {
+    const io = new Server();
+    io.listen(0);
+    t.after(() => io.close());
+    const errors = [];
+    io.on("error", (err) => errors.push(err.message));
+    io.use(() => {
+      throw new Error("middleware failed");
+    });
+    const url = `http://127.0.0.1:${io.httpServer.address().port}`;
+    const client = connectClient(url, { transports: ["websocket"], forceNew: true, reconnection: false });
+    t.after(() => client.disconnect());
+    const [err] = await next(client, "connect_error");
+    assert.equal(err.message, "middleware failed");
+    assert.deepEqual(errors, ["middleware failed"]);
+  });
+
+  it("io.close() from inside a handler", async (t) => {
+    const { io, client, socket } = await setup(t);
+    const gone = next(socket, "disconnect");
+    socket.on("stop", () => io.close());
+    client.emit("stop");
+    assert.deepEqual(await gone, ["server shutting down", undefined]);
+  });
+});
+
+describe("the event loop", () => {
+  it("keeps turning while events stream in", async (t) => {
+    const { client, socket } = await setup(t);
+    let count = 0;
+    socket.on("tick", () => {
+      count += 1;
+    });
+    let last = Date.now();
+    let worstGap = 0;
+    let ticks = 0;
+    const timer = setInterval(() => {
+      const now = Date.now();
+      worstGap = Math.max(worstGap, now - last);
+      last = now;
+      if (count > 0 && count < 5000) ticks += 1;
+    }, 5);
+    for (let i = 0; i < 5000; i++) client.emit("tick", i);
+    const deadline = Date.now() + 10000;
+    while (count < 5000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    clearInterval(timer);
+    assert.equal(count, 5000);
+    // Timers ran while the events were being delivered, and no turn of the
+    // loop took long (the bound leaves room for a busy machine).
+    assert.ok(ticks > 0, "no timer ran while the events streamed in");
+    assert.ok(worstGap < 1000, `the loop stalled for ${worstGap} ms`);
+  });
+
+  it("a process exits by itself after io.close()", () => {
+    const script = `
+      const { Server } = require("iobus");
+      const { io } = require("socket.io-client");
+      const server = new Server();
+      server.listen(0);
+      server.on("connection", (s) => s.on("bye", (ack) => ack("bye")));
+      const c = io("http://127.0.0.1:" + server.httpServer.address().port, { transports: ["polling"], reconnection: false });
+      c.emit("bye", async (reply) => {
+        c.disconnect();
+        await server.close();
+        console.log("closed", reply);
+      });
+    `;
+    const started = Date.now();
+    const out = runNode(script);
+    assert.equal(out.status, 0, out.stderr);
+    assert.equal(out.stdout.trim(), "closed bye");
+    assert.ok(Date.now() - started < 10000);
+  });
+});
+
+describe("HTTP", () => {
+  it("serves the client bundle and a static directory beside Socket.IO", async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "iobus-static-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.writeFileSync(path.join(dir, "index.html"), "<h1>hello</h1>");
+    const { url } = await setup(t, { staticDir: dir });
+    const page = await get(`${url}/`);
+    assert.equal(page.status, 200);
+    assert.equal(page.body, "<h1>hello</h1>");
+    const bundle = await get(`${url}/socket.io/socket.io.js`);
+    assert.equal(bundle.status, 200);
+    assert.match(bundle.headers["content-type"], /javascript/);
+  });
+
+  it("options: cors answers browsers from an allowed origin, transports restrict", async (t) => {
+    const { url } = await setup(t, {
+      cors: { origin: ["https://app.example"], credentials: true },
+      transports: ["websocket"],
+    });
+    const res = await withTimeout(
+      new Promise((resolve, reject) => {
+        const req = http.request(`${url}/socket.io/?EIO=4&transport=polling`, {
+          method: "OPTIONS",
+          headers: { origin: "https://app.example", "access-control-request-method": "GET" },
+        });
+        req.on("response", resolve).on("error", reject).end();
+      }),
+      "preflight",
+    );
+    res.resume();
+    assert.equal(res.headers["access-control-allow-origin"], "https://app.example");
+    assert.equal(res.headers["access-control-allow-credentials"], "true");
+    const polling = await get(`${url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(polling.status, 400, "polling is not offered");
+  });
+
+  it("refuses an http.Server, which iobus does not need", () => {
+    assert.throws(() => new Server(http.createServer()), /iobus serves HTTP itself/);
+  });
+
+  it("a port in use is an error from listen()", async (t) => {
+    const first = new Server();
+    first.listen(0);
+    t.after(() => first.close());
+    const second = new Server();
+    t.after(() => second.close());
+    assert.throws(() => second.listen(first.httpServer.address().port), /cannot listen/);
+  });
+});
+
+describe("README", () => {
+  const readme = fs.readFileSync(path.join(PACKAGE_DIR, "README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("## The classic chat, ported"));
+  const [original, ported] = [...section.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+  const handlers = (source) => source.slice(source.indexOf('io.on("connection"'), source.indexOf("\n});\n") + 4);
+
+  it("the ported classic chat keeps every handler line of the socket.io original", () => {
+    assert.match(original, /require\("socket\.io"\)/);
+    assert.match(ported, /require\("iobus"\)/);
+    assert.ok(handlers(original).length > 100);
+    assert.equal(handlers(ported), handlers(original));
+  });
+
+  it("the ported classic chat runs: join, chat message and leave reach everyone", async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "iobus-classic-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.mkdirSync(path.join(dir, "public"));
+    fs.writeFileSync(path.join(dir, "public", "index.html"), "<p>chat</p>");
+    const program = ported
+      .replace('require("iobus")', `require(${JSON.stringify(PACKAGE_DIR)})`)
+      .replace("io.listen(3000,", "io.listen(0,")
+      .replace("http://127.0.0.1:3000", 'http://127.0.0.1:" + io.httpServer.address().port + "');
+    // The IPC channel must not keep the process alive: the server alone does.
+    fs.writeFileSync(path.join(dir, "chat.js"), `${program}\nprocess.channel.unref();\nprocess.on("message", () => io.close());\n`);
+    const { fork } = require("node:child_process");
+    const child = fork(path.join(dir, "chat.js"), { stdio: ["ignore", "pipe", "pipe", "ipc"] });
+    t.after(() => child.kill());
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    await withTimeout(
+      new Promise((resolve) => child.stdout.on("data", () => output.includes("chat server on") && resolve())),
+      "chat server banner",
+    );
+    const port = Number(/chat server on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)[1]);
+    const url = `http://127.0.0.1:${port}`;
+    assert.equal((await get(`${url}/`)).body, "<p>chat</p>");
+    const ann = connectClient(url, { forceNew: true, reconnection: false });
+    const bob = connectClient(url, { forceNew: true, reconnection: false, transports: ["websocket"] });
+    t.after(() => {
+      ann.disconnect();
+      bob.disconnect();
+    });
+    await Promise.all([next(ann, "connect"), next(bob, "connect")]);
+    const joined = next(bob, "join");
+    ann.emit("join", "ann");
+    assert.deepEqual(await joined, ["ann"]);
+    const message = next(ann, "chat message");
+    bob.emit("chat message", "hello");
+    assert.deepEqual(await message, ["hello"]);
+    const left = next(bob, "leave");
+    ann.disconnect();
+    assert.deepEqual(await left, ["ann"]);
+    const exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+    child.send("stop");
+    assert.equal(await withTimeout(exited, "chat exit"), 0);
+  });
+});

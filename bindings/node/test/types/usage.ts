@@ -1,0 +1,51 @@
+// Compiled (not run) by types.test.js: socket.io-style code against the declarations.
+import { Server, Socket, Namespace, BroadcastOperator, DisconnectReason, version } from "iobus";
+
+const io = new Server({ path: "/socket.io/", pingInterval: 25000, cors: { origin: "*" }, staticDir: "public" });
+const other = new Server(0, { transports: ["websocket"] });
+void other;
+
+io.use((socket: Socket, next) => {
+  const token: unknown = socket.handshake.auth.token;
+  if (typeof token !== "string") {
+    const err = new Error("unauthorized") as Error & { data?: unknown };
+    err.data = { reason: "no token" };
+    return next(err);
+  }
+  next();
+});
+
+io.on("connection", (socket: Socket) => {
+  const rooms: Set<string> = socket.rooms;
+  socket.data.name = `${socket.handshake.address} ${rooms.size}`;
+  socket.join(["a", "b"]);
+  socket.leave("b");
+  socket.on("chat", (msg: string, ack?: (reply: { ok: boolean }) => void) => {
+    io.to("a").except("b").emit("chat", msg, Buffer.from([1]));
+    socket.to("a").emit("chat", msg);
+    socket.broadcast.volatile.emit("typing");
+    socket.except("x").emit("y");
+    if (ack) ack({ ok: true });
+  });
+  socket.timeout(1000).emit("question", (err: Error | null, answer: number) => void [err, answer]);
+  socket.emitWithAck("q").then((r: unknown) => r);
+  socket.on("disconnecting", (reason: DisconnectReason) => void reason);
+  socket.on("disconnect", (reason) => {
+    const r: DisconnectReason = reason;
+    void r;
+  });
+  socket.onAny((event: string, ...args: unknown[]) => void [event, args]);
+  socket.disconnect(true);
+});
+
+const admin: Namespace = io.of("/admin");
+admin.on("connection", (s) => s.emit("hi"));
+const op: BroadcastOperator = io.in("room").except("x");
+op.fetchSockets().then((sockets: Socket[]) => sockets.map((s) => s.id));
+io.socketsJoin("all");
+io.in("all").socketsLeave("all");
+io.disconnectSockets();
+io.listen(3000);
+const port: number | undefined = io.httpServer.address()?.port;
+void [port, version];
+io.close().then(() => undefined);
