@@ -17,11 +17,14 @@ fn main() {
         }
     };
     let out = Path::new(&crate_dir).join("include/iobus.h");
-    match cbindgen::Builder::new().with_crate(&crate_dir).with_config(config).generate() {
-        Ok(bindings) => {
+    let generated =
+        std::panic::catch_unwind(|| cbindgen::Builder::new().with_crate(&crate_dir).with_config(config).generate());
+    match generated {
+        Ok(Ok(bindings)) => {
             // Writes only when the content differs, so timestamps stay put.
             bindings.write_to_file(out);
         }
-        Err(e) => println!("cargo:warning=could not generate include/iobus.h: {e}"),
+        Ok(Err(e)) => println!("cargo:warning=could not generate include/iobus.h: {e}"),
+        Err(_) => println!("cargo:warning=could not generate include/iobus.h: cbindgen failed"),
     }
 }

@@ -207,6 +207,8 @@ struct SessionState {
 /// One Engine.IO session.
 pub struct Session {
     sid: Sid,
+    /// The engine's max_buffered_bytes, kept here for the hot path.
+    max_buffered: usize,
     engine: Weak<Engine>,
     request: RequestInfo,
     state: Mutex<SessionState>,
@@ -246,14 +248,10 @@ impl Session {
         self.state.lock().closed.is_some()
     }
 
-    fn max_buffered(&self) -> usize {
-        self.engine.upgrade().map(|e| e.config.max_buffered_bytes).unwrap_or(usize::MAX)
-    }
-
     /// Queues frames for the client, in order. Returns false when the
     /// session is closed. A client whose queue outgrows the bound is closed.
     pub fn send_frames<'a>(self: &Arc<Self>, frames: impl IntoIterator<Item = &'a Frame>) -> bool {
-        let limit = self.max_buffered();
+        let limit = self.max_buffered;
         let overflow;
         {
             let mut st = self.state.lock();
@@ -268,7 +266,12 @@ impl Session {
         }
         if overflow {
             tracing::debug!(sid = %self.sid, "closing a session that does not read its queue");
-            self.close(CloseReason::TransportError);
+            // Closed from a task of its own: the sender may hold locks (a
+            // broadcast walks the room under them) that closing needs.
+            if let Some(engine) = self.engine.upgrade() {
+                let session = self.clone();
+                engine.runtime.spawn(async move { session.close(CloseReason::TransportError) });
+            }
             return false;
         }
         self.wake.notify_one();
@@ -446,7 +449,7 @@ impl Session {
 /// An Engine.IO server: the sessions of one path.
 pub struct Engine {
     config: EngineConfig,
-    sessions: RwLock<HashMap<Sid, Arc<Session>>>,
+    sessions: RwLock<HashMap<Sid, Arc<Session>, crate::sid::SidHasher>>,
     handler: Arc<dyn EngineHandler>,
     runtime: tokio::runtime::Handle,
     closing: AtomicBool,
@@ -571,7 +574,7 @@ impl Engine {
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>, runtime: tokio::runtime::Handle) -> Arc<Engine> {
         Arc::new(Engine {
             config,
-            sessions: RwLock::new(HashMap::new()),
+            sessions: RwLock::new(HashMap::default()),
             handler,
             runtime,
             closing: AtomicBool::new(false),
@@ -623,6 +626,7 @@ impl Engine {
         );
         let session = Arc::new(Session {
             sid,
+            max_buffered: self.config.max_buffered_bytes,
             engine: Arc::downgrade(self),
             request,
             state: Mutex::new(SessionState {

@@ -209,7 +209,7 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
         }
         let msg = tokio::select! {
             msg = ws.next() => msg,
-            _ = session.wake.notified() => continue,
+                                    _ = session.wake.notified() => continue,
         };
         if !handle(&session, &mut ws, msg, max_payload).await {
             continue;

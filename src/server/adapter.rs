@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use parking_lot::RwLock;
 
 use crate::Sid;
+use crate::sid::SidHasher;
 
 /// Who a broadcast is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,17 +36,24 @@ pub trait Adapter: Send + Sync + 'static {
     /// Every room that has members.
     fn rooms(&self) -> Vec<String>;
     /// The sockets a broadcast reaches, each once.
-    fn recipients(&self, opts: &BroadcastOptions) -> Vec<Sid>;
+    fn recipients(&self, opts: &BroadcastOptions) -> Vec<Sid> {
+        let mut out = Vec::new();
+        self.for_each_recipient(opts, &mut |sid| out.push(sid));
+        out
+    }
+    /// Calls `f` once for each socket a broadcast reaches. It may run under
+    /// the adapter's lock: `f` must not call back into the adapter.
+    fn for_each_recipient(&self, opts: &BroadcastOptions, f: &mut dyn FnMut(Sid));
 }
 
 #[derive(Default)]
 struct Rooms {
     /// Named rooms and their members.
-    members: HashMap<String, HashSet<Sid>>,
+    members: HashMap<String, HashSet<Sid, SidHasher>>,
     /// Every socket, with the named rooms it joined. A socket's own room
     /// (its id) is implied, not stored, so a socket in no other room costs
     /// one entry and no allocation.
-    sockets: HashMap<Sid, HashSet<String>>,
+    sockets: HashMap<Sid, HashSet<String>, SidHasher>,
 }
 
 impl Rooms {
@@ -130,9 +138,9 @@ impl Adapter for MemoryAdapter {
         r.members.keys().cloned().chain(r.sockets.keys().map(Sid::to_string)).collect()
     }
 
-    fn recipients(&self, opts: &BroadcastOptions) -> Vec<Sid> {
+    fn for_each_recipient(&self, opts: &BroadcastOptions, f: &mut dyn FnMut(Sid)) {
         let r = self.rooms.read();
-        let mut excluded: HashSet<Sid> = HashSet::new();
+        let mut excluded = HashSet::with_hasher(SidHasher);
         for room in &opts.except {
             r.each_member(room, |sid| {
                 excluded.insert(sid);
@@ -141,28 +149,27 @@ impl Adapter for MemoryAdapter {
         if let Some(sid) = opts.except_sid {
             excluded.insert(sid);
         }
-        let keep = |sid: &Sid| !excluded.contains(sid);
+        let keep = |sid: &Sid| excluded.is_empty() || !excluded.contains(sid);
         if opts.rooms.is_empty() {
-            return r.sockets.keys().copied().filter(keep).collect();
+            r.sockets.keys().copied().filter(keep).for_each(f);
+            return;
         }
-        let mut out = Vec::new();
         if opts.rooms.len() == 1 {
             r.each_member(&opts.rooms[0], |sid| {
                 if keep(&sid) {
-                    out.push(sid);
+                    f(sid);
                 }
             });
-            return out;
+            return;
         }
-        let mut seen: HashSet<Sid> = HashSet::new();
+        let mut seen = HashSet::with_hasher(SidHasher);
         for room in &opts.rooms {
             r.each_member(room, |sid| {
                 if keep(&sid) && seen.insert(sid) {
-                    out.push(sid);
+                    f(sid);
                 }
             });
         }
-        out
     }
 }
 

@@ -73,9 +73,11 @@ impl BroadcastOperator {
         check_emit(event, &payload)?;
         let frames = event_frames(self.nsp.name(), event, &payload, None);
         let mut reached = 0;
-        for socket in self.nsp.resolve(&self.opts) {
+        // Queueing takes only each session's own lock and never closes a
+        // session on the spot, so the room can be walked under its locks.
+        self.nsp.for_each_recipient(&self.opts, &mut |socket| {
             if !socket.connected() {
-                continue;
+                return;
             }
             let sent = if self.volatile {
                 socket.client.session.send_volatile(&frames)
@@ -83,7 +85,7 @@ impl BroadcastOperator {
                 socket.client.session.send_frames(&frames)
             };
             reached += usize::from(sent);
-        }
+        });
         Ok(reached)
     }
 

@@ -91,7 +91,7 @@ pub struct Namespace {
     /// Sockets of this namespace that are pending or connected.
     pub(crate) live: AtomicUsize,
     pub(crate) handlers: Arc<Handlers>,
-    sockets: RwLock<HashMap<Sid, Arc<Socket>>>,
+    sockets: RwLock<HashMap<Sid, Arc<Socket>, crate::sid::SidHasher>>,
     adapter: Box<dyn Adapter>,
 }
 
@@ -108,7 +108,7 @@ impl Namespace {
             dynamic: false,
             live: AtomicUsize::new(0),
             handlers,
-            sockets: RwLock::new(HashMap::new()),
+            sockets: RwLock::new(HashMap::default()),
             adapter: Box::new(MemoryAdapter::new()),
         })
     }
@@ -119,7 +119,7 @@ impl Namespace {
             dynamic: true,
             live: AtomicUsize::new(0),
             handlers,
-            sockets: RwLock::new(HashMap::new()),
+            sockets: RwLock::new(HashMap::default()),
             adapter: Box::new(MemoryAdapter::new()),
         })
     }
@@ -207,6 +207,17 @@ impl Namespace {
     /// How many sockets are connected.
     pub fn socket_count(&self) -> usize {
         self.sockets.read().len()
+    }
+
+    /// Calls `f` for each connected socket a broadcast reaches, under the
+    /// namespace's locks (read): `f` must not join, leave or disconnect.
+    pub(crate) fn for_each_recipient(&self, opts: &BroadcastOptions, f: &mut dyn FnMut(&Arc<Socket>)) {
+        let sockets = self.sockets.read();
+        self.adapter.for_each_recipient(opts, &mut |sid| {
+            if let Some(s) = sockets.get(&sid) {
+                f(s);
+            }
+        });
     }
 
     pub(crate) fn resolve(&self, opts: &BroadcastOptions) -> Vec<Arc<Socket>> {
