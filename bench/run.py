@@ -36,6 +36,7 @@ LOADGEN = os.path.join(LOADGEN_DIR, "target", "release", "iobus-loadgen")
 WORK = os.path.join(BENCH, ".work")
 RESULTS = os.path.join(BENCH, "results", "latest.jsonl")
 REGISTRY = os.path.join(BENCH, "servers.toml")
+ANALYSIS = os.path.join(BENCH, "analysis.md")
 SCENARIOS = ("fanout", "echo", "idle")
 SERVER_CPU, LOADGEN_CPU = 0, 1
 
@@ -60,6 +61,7 @@ def load_registry(path=REGISTRY):
         e.setdefault("build", [])
         e.setdefault("enabled", True)
         e.setdefault("targets", {})
+        e.setdefault("env", {})
         if "cmd" not in e:
             raise SystemExit(f"{path}: server {name} has no cmd")
     return reg
@@ -76,10 +78,16 @@ def entry_cwd(e):
     return os.path.normpath(os.path.join(ROOT, e["cwd"]))
 
 
-def shell(cmd, cwd, timeout=1800, quiet=False):
+def entry_env(e):
+    env = dict(os.environ)
+    env.update({k: subst(str(v)) for k, v in e.get("env", {}).items()})
+    return env
+
+
+def shell(cmd, cwd, timeout=1800, quiet=False, env=None):
     """Runs a shell command; returns (ok, output)."""
     try:
-        p = subprocess.run(cmd, shell=True, cwd=cwd, timeout=timeout, text=True,
+        p = subprocess.run(cmd, shell=True, cwd=cwd, timeout=timeout, text=True, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except subprocess.TimeoutExpired:
         return False, f"timed out after {timeout} s"
@@ -103,7 +111,7 @@ def prepare(names, reg, do_setup=True):
         good = True
         for step in steps:
             log(f"{name}: {subst(step)}")
-            ok, out = shell(subst(step), entry_cwd(e))
+            ok, out = shell(subst(step), entry_cwd(e), env=entry_env(e))
             if not ok:
                 notes.append(f"{name} left out: `{step}` failed: {out.strip().splitlines()[-1:] or ''}")
                 good = False
@@ -116,7 +124,7 @@ def prepare(names, reg, do_setup=True):
 def version_of(e):
     if "version" not in e:
         return ""
-    ok, out = shell(subst(e["version"]), entry_cwd(e), timeout=60, quiet=True)
+    ok, out = shell(subst(e["version"]), entry_cwd(e), timeout=60, quiet=True, env=entry_env(e))
     return out.strip().splitlines()[-1] if ok and out.strip() else ""
 
 
@@ -167,7 +175,7 @@ def start_server(name, e, port, pin=True, timeout=30):
     if pin:
         argv = ["taskset", "-c", str(SERVER_CPU)] + argv
     logf = open(logpath, "w")
-    proc = subprocess.Popen(argv, cwd=entry_cwd(e), stdout=logf, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(argv, cwd=entry_cwd(e), env=entry_env(e), stdout=logf, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     logf.close()
     _running.append(proc)
@@ -238,7 +246,7 @@ def wait_quiet(max_wait, threshold=0.15):
     deadline = time.monotonic() + max_wait
     warned = False
     while True:
-        busy = core_busy(1.0)
+        busy = core_busy(0.5)
         used = [busy[i] for i in (SERVER_CPU, LOADGEN_CPU) if i < len(busy)]
         if max(used, default=0) <= threshold:
             return True
@@ -360,9 +368,20 @@ def run_suite(names, reg, p):
 
 def machine_info():
     info = {}
+    fields = {}
     with open("/proc/cpuinfo") as f:
-        models = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-    info["cpu"] = models[0] if models else platform.processor()
+        for ln in f:
+            if ":" in ln:
+                k, v = (x.strip() for x in ln.split(":", 1))
+                fields.setdefault(k, v)
+    cpu = fields.get("model name") or platform.processor()
+    extra = [f"family {fields['cpu family']} model {fields['model']} stepping {fields.get('stepping', '?')}"
+             if "cpu family" in fields and "model" in fields else "",
+             f"{float(fields['cpu MHz']):.0f} MHz" if "cpu MHz" in fields else "",
+             f"{fields['cache size']} cache" if "cache size" in fields else "",
+             "virtual machine" if " hypervisor" in f" {fields.get('flags', '')} " else ""]
+    extra = [x for x in extra if x]
+    info["cpu"] = cpu + (f" ({', '.join(extra)})" if extra else "")
     info["cores"] = os.cpu_count()
     info["kernel"] = platform.release()
     with open("/proc/meminfo") as f:
@@ -592,17 +611,39 @@ def build_report(results, meta, reg):
                      "generator's) and are left out of the medians where a clean run "
                      "of the same server and scenario exists: " + ", ".join(
                          f"{r['server']} {r['scenario']} #{r['rep']}" for r in flagged))
+    def server_util(r):
+        if r.get("server_cpu_util") is not None:
+            return r["server_cpu_util"]
+        if r.get("ramp_server_cpu_s") is not None and r.get("ramp_s"):
+            return r["ramp_server_cpu_s"] / r["ramp_s"]
+        return None
+
     busy_lg = [r for r in results if "error" not in r and (r.get("loadgen_cpu_util") or 0) > 0.9]
-    if busy_lg:
-        notes.append("the load generator used more than 90 % of its core in: " + ", ".join(
-            f"{r['server']} {r['scenario']} #{r['rep']}" for r in busy_lg) +
-            " (there it may have limited the rate; per-CPU-second figures still hold)")
+    limited = [r for r in busy_lg if (server_util(r) or 0) < 0.95]
+    if limited:
+        notes.append("the load generator used more than 90 % of its core while the server used less than 95 % "
+                     "of its own in: " + ", ".join(f"{r['server']} {r['scenario']} #{r['rep']}" for r in limited) +
+                     " (there the load generator may have limited the rate; per-CPU-second figures still hold)")
+    if len(busy_lg) > len(limited):
+        notes.append("in " + ", ".join(f"{r['server']} {r['scenario']} #{r['rep']}" for r in busy_lg
+                                        if r not in limited) +
+                     " both the server and the load generator were near a full core: the server was saturated")
     if notes:
         w("## Notes")
         w("")
         for n in notes:
             w(f"- {n}")
         w("")
+    if os.path.exists(ANALYSIS):
+        with open(ANALYSIS) as f:
+            text = f.read().strip()
+        if text:
+            w("## Where the time and memory go")
+            w("")
+            w("(From `bench/analysis.md`, kept by hand beside the generated tables.)")
+            w("")
+            w(text)
+            w("")
     w("## Reproduce")
     w("")
     w("`bench/run.sh` (or `python3 bench/run.py`): builds, installs the peers' dependencies, runs the suite and "
@@ -620,7 +661,7 @@ def add_params(ap):
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warmup", type=float, default=1.0)
-    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--fanout-receivers", type=int, default=1000)
     ap.add_argument("--fanout-payload", type=int, default=64)
     ap.add_argument("--fanout-window", type=int, default=16)
@@ -628,7 +669,7 @@ def add_params(ap):
     ap.add_argument("--echo-payload", type=int, default=64)
     ap.add_argument("--idle-connections", type=int, default=8000)
     ap.add_argument("--idle-concurrency", type=int, default=100)
-    ap.add_argument("--idle-hold", type=float, default=3.0)
+    ap.add_argument("--idle-hold", type=float, default=2.0)
     ap.add_argument("--run-timeout", type=float, default=90.0, help="limit for one load generator run (s)")
     ap.add_argument("--port-base", type=int, default=31000)
     ap.add_argument("--quiet-wait", type=float, default=60.0,
@@ -667,7 +708,7 @@ def main():
             raise SystemExit(f"unknown server {a.name}; known: {', '.join(reg)}")
         e = reg[a.name]
         for step in ([] if a.no_setup else e["setup"]) + e["build"]:
-            ok, _ = shell(subst(step), entry_cwd(e))
+            ok, _ = shell(subst(step), entry_cwd(e), env=entry_env(e))
             if not ok:
                 return 1
         raise_nofile()
@@ -675,7 +716,7 @@ def main():
         if a.pin:
             run_argv = ["taskset", "-c", str(SERVER_CPU)] + run_argv
         os.chdir(entry_cwd(e))
-        os.execvp(run_argv[0], run_argv)
+        os.execvpe(run_argv[0], run_argv, entry_env(e))
 
     ap = argparse.ArgumentParser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_params(ap)

@@ -578,7 +578,7 @@ struct Echo {
 fn ack_id(text: &str) -> Option<u64> {
     let rest = text.strip_prefix("43")?;
     let end = rest.find('[')?;
-    digits(rest[..end].as_bytes())
+    digits(&rest.as_bytes()[..end])
 }
 
 async fn echo_client(mut ws: Ws, st: Rc<Echo>, data_json: Rc<str>) {
