@@ -183,9 +183,21 @@ impl Dispatcher {
     }
 }
 
+/// How many times the idle dispatcher yields before it sleeps.
+const SPIN_YIELDS: usize = 64;
+
 fn run_thread(weak: Weak<Dispatcher>) {
     loop {
         let Some(d) = weak.upgrade() else { return };
+        // Under load the next event is usually a moment away: yield a few
+        // times before sleeping, so that the network thread's pushes need
+        // no wake-up (and no context switch ping-pong with it).
+        for _ in 0..SPIN_YIELDS {
+            if !d.queue.lock().is_empty() || d.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            std::thread::yield_now();
+        }
         let batch: Vec<Job> = {
             let mut q = d.queue.lock();
             while q.is_empty() && !d.stopping.load(Ordering::Acquire) {

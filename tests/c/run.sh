@@ -37,7 +37,8 @@ SHARED=(-L"$LIB_DIR" -Wl,-rpath,"$ROOT/$LIB_DIR" -liobus -lpthread)
 # What the static library needs from the system (rustc --print native-static-libs).
 STATIC=("$LIB_DIR/libiobus.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl)
 VALGRIND_ARGS=(-q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
-    --show-leak-kinds=definite,indirect --child-silent-after-fork=yes)
+    --show-leak-kinds=definite,indirect --child-silent-after-fork=yes
+    --fair-sched=yes)
 
 C_TESTS=(test_basics test_events test_poll)
 CXX_TESTS=(test_cpp)
