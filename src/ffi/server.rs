@@ -441,6 +441,26 @@ pub unsafe extern "C" fn iobus_server_on_disconnect(
 
 // ---- sockets -------------------------------------------------------------------
 
+/// The socket, event name and payload of an emit to one socket.
+///
+/// # Safety
+/// The pointers follow the contract of `iobus_socket_emit`.
+unsafe fn emit_parts<'a>(
+    server: *mut iobus_server,
+    sid: *const c_char,
+    event: *const c_char,
+    args_json: *const c_char,
+    args_len: usize,
+    binary: *const iobus_buf,
+    binary_count: usize,
+) -> Result<(Arc<Socket>, &'a str, crate::Payload), Error> {
+    let s = server_ref(server)?;
+    let socket = s.socket(sid)?;
+    let event = unsafe { text(event, "event") }?;
+    let payload = unsafe { convert::payload(args_json, args_len, binary, binary_count) }?;
+    Ok((socket, event, payload))
+}
+
 /// Emits `event` to one socket. `args_json` is the JSON text of the argument
 /// array (`args_len` bytes, or `SIZE_MAX` when NUL-terminated; NULL for no
 /// arguments); binary arguments are `{"_placeholder":true,"num":N}` objects
@@ -456,10 +476,8 @@ pub unsafe extern "C" fn iobus_socket_emit(
     binary_count: usize,
 ) -> iobus_status {
     guard(|| {
-        let s = server_ref(server)?;
-        let socket = s.socket(sid)?;
-        let event = unsafe { text(event, "event") }?;
-        let payload = unsafe { convert::payload(args_json, args_len, binary, binary_count) }?;
+        let (socket, event, payload) =
+            unsafe { emit_parts(server, sid, event, args_json, args_len, binary, binary_count) }?;
         socket.emit(event, payload).map_err(emit_error)
     })
 }
@@ -477,10 +495,8 @@ pub unsafe extern "C" fn iobus_socket_emit_volatile(
     binary_count: usize,
 ) -> iobus_status {
     guard(|| {
-        let s = server_ref(server)?;
-        let socket = s.socket(sid)?;
-        let event = unsafe { text(event, "event") }?;
-        let payload = unsafe { convert::payload(args_json, args_len, binary, binary_count) }?;
+        let (socket, event, payload) =
+            unsafe { emit_parts(server, sid, event, args_json, args_len, binary, binary_count) }?;
         socket.emit_volatile(event, payload).map_err(emit_error)
     })
 }
@@ -505,9 +521,8 @@ pub unsafe extern "C" fn iobus_socket_emit_with_ack(
     guard(|| {
         let s = server_ref(server)?;
         let cb = cb.ok_or_else(|| null("cb"))?;
-        let socket = s.socket(sid)?;
-        let event = unsafe { text(event, "event") }?;
-        let payload = unsafe { convert::payload(args_json, args_len, binary, binary_count) }?;
+        let (socket, event, payload) =
+            unsafe { emit_parts(server, sid, event, args_json, args_len, binary, binary_count) }?;
         let timeout = if timeout_ms == 0 { Duration::MAX } else { Duration::from_millis(timeout_ms) };
         let ud = UserData(user_data);
         let dispatch = s.dispatch.clone();
