@@ -183,21 +183,29 @@ impl Dispatcher {
     }
 }
 
-/// How many times the idle dispatcher yields before it sleeps.
+/// How many times the idle dispatcher yields before it sleeps, after a
+/// spin that found work ...
 const SPIN_YIELDS: usize = 64;
+/// ... and after one that found none.
+const SPIN_MIN_YIELDS: usize = 4;
 
 fn run_thread(weak: Weak<Dispatcher>) {
+    let mut spin = SPIN_YIELDS;
     loop {
         let Some(d) = weak.upgrade() else { return };
         // Under load the next event is usually a moment away: yield a few
         // times before sleeping, so that the network thread's pushes need
-        // no wake-up (and no context switch ping-pong with it).
-        for _ in 0..SPIN_YIELDS {
+        // no wake-up (and no context switch ping-pong with it). The spin
+        // shrinks while it finds nothing, so sparse events cost little.
+        let mut found = false;
+        for _ in 0..spin {
             if !d.queue.lock().is_empty() || d.stopping.load(Ordering::Acquire) {
+                found = true;
                 break;
             }
             std::thread::yield_now();
         }
+        spin = if found { SPIN_YIELDS } else { SPIN_MIN_YIELDS };
         let batch: Vec<Job> = {
             let mut q = d.queue.lock();
             while q.is_empty() && !d.stopping.load(Ordering::Acquire) {
