@@ -6,6 +6,10 @@
 //! One worker thread, so the server fits the single core the benchmark
 //! gives it. Usage: `bench_rust <port>`; prints a ready line once listening.
 
+#[path = "../common/signal.rs"]
+mod signal;
+use signal::wait_for_signal;
+
 use iobus::{Payload, Server, ServerOptions};
 use serde_json::Value;
 
@@ -44,20 +48,4 @@ fn main() {
     }
     wait_for_signal();
     server.stop();
-}
-
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-        return;
-    };
-    rt.block_on(async {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    });
 }
