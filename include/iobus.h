@@ -19,7 +19,8 @@
  *   thread: they run on the library's dispatcher thread (the default), or on
  *   the host's thread inside iobus_server_poll() (IOBUS_DISPATCH_POLL), whose
  *   file descriptor (iobus_server_poll_fd) is readable while callbacks are
- *   pending. Events from one socket arrive in order. Callbacks must return
+ *   pending; iobus_server_poll_records() takes them as records in a buffer
+ *   instead of calling them. Events from one socket arrive in order. Callbacks must return
  *   normally (no longjmp, no C++ exceptions across them).
  * - Every other call (emit, join, leave, disconnect, ack, accept/reject, stop)
  *   is thread-safe and non-blocking, and may be made from inside a callback.
@@ -151,6 +152,28 @@ typedef enum iobus_dispatch {
    */
   IOBUS_DISPATCH_POLL = 1,
 } iobus_dispatch;
+
+/**
+ * What a record describes.
+ */
+typedef enum iobus_record_kind {
+  /**
+   * A connect callback: decide with the handle (`iobus_connect *`).
+   */
+  IOBUS_RECORD_CONNECT = 0,
+  /**
+   * An event callback; the handle is its `iobus_ack *` or 0.
+   */
+  IOBUS_RECORD_EVENT = 1,
+  /**
+   * A disconnect callback.
+   */
+  IOBUS_RECORD_DISCONNECT = 2,
+  /**
+   * The completion of an emit-with-ack.
+   */
+  IOBUS_RECORD_ACK = 3,
+} iobus_record_kind;
 
 /**
  * The answer to an incoming event that asked for one. Owned by the host
@@ -524,6 +547,39 @@ int32_t iobus_server_poll_fd(const struct iobus_server *server);
 enum iobus_status iobus_server_poll(struct iobus_server *server,
                                     size_t max_events,
                                     size_t *processed_out);
+
+/**
+ * In `IOBUS_DISPATCH_POLL` mode, the batch alternative to
+ * `iobus_server_poll`: instead of calling the pending callbacks, describes
+ * each call as a record written to `buf` (`cap` bytes), oldest first, until
+ * the next record does not fit or none is pending. Writes the bytes used to
+ * `*len_out` and the number of records to `*count_out` (either may be NULL).
+ * Handles in records (`iobus_connect *`, `iobus_ack *`) are the host's, as
+ * if the callback had received them. Layout, per record (host byte order,
+ * no padding):
+ *
+ * - `u32` size of the record (this field included), `u8` kind
+ *   (`iobus_record_kind`), `u8` ack status (`IOBUS_RECORD_ACK`, else 0),
+ *   two zero bytes, `u64` user data of the callback (of the emit for
+ *   `IOBUS_RECORD_ACK`), `u64` handle (CONNECT: `iobus_connect *`; EVENT:
+ *   `iobus_ack *` or 0; else 0);
+ * - then fields, each a `u32` length and that many bytes, no NUL:
+ *   CONNECT namespace, socket id, handshake JSON; EVENT namespace, socket
+ *   id, event name, arguments JSON, then a `u32` count of attachments and
+ *   each one as a field; DISCONNECT namespace, socket id, reason, rooms
+ *   JSON; ACK namespace, socket id, arguments JSON (empty unless the status
+ *   is `IOBUS_ACK_OK`), then the attachments as for EVENT.
+ *
+ * When the oldest pending record alone is larger than `cap`, nothing is
+ * taken, `*len_out` gets its size and the result is
+ * `IOBUS_ERR_INVALID_ARGUMENT`: call again with a buffer that large. Never
+ * blocks; not allowed from inside a callback.
+ */
+enum iobus_status iobus_server_poll_records(struct iobus_server *server,
+                                            uint8_t *buf,
+                                            size_t cap,
+                                            size_t *len_out,
+                                            size_t *count_out);
 
 /**
  * Accepts every namespace matching `pattern`, where `*` matches any run of

@@ -15,8 +15,10 @@ use std::thread::{JoinHandle, ThreadId};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::records;
+
 /// A queued callback invocation.
-pub(crate) type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn records::Job>;
 
 /// How callbacks are run.
 #[repr(C)]
@@ -62,7 +64,7 @@ fn run_one(d: &Dispatcher, job: Job) {
     }
     IN_CALLBACK.with(|c| c.set(true));
     // A panic in our own glue must not take the dispatcher down.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
     IN_CALLBACK.with(|c| c.set(false));
 }
 
@@ -139,9 +141,50 @@ impl Dispatcher {
                 done += 1;
             }
         }
-        // Re-arm: empty the descriptor, then clear the signal, then signal
-        // again if work remains. While the flag is still set no producer
-        // writes, so nothing written after the clear is drained by mistake.
+        self.rearm(wake);
+        done
+    }
+
+    /// Poll mode: writes records for pending jobs into `buf`, in order,
+    /// until the next one does not fit. `Ok((bytes, records))`, or
+    /// `Err(size)` when the first pending record alone needs `size` bytes.
+    pub(crate) fn poll_records(&self, buf: &mut [u8]) -> Result<(usize, usize), usize> {
+        let Some(wake) = &self.wake else { return Ok((0, 0)) };
+        let _one_at_a_time = self.poll_lock.lock();
+        let (mut used, mut count) = (0, 0);
+        let mut result = Ok(());
+        loop {
+            let job = {
+                let mut q = self.queue.lock();
+                let Some(front) = q.front() else { break };
+                let need = front.record_len();
+                if need > buf.len() - used {
+                    if count == 0 {
+                        result = Err(need);
+                    }
+                    break;
+                }
+                q.pop_front()
+            };
+            let Some(job) = job else { break };
+            if self.discarding.load(Ordering::Acquire) {
+                continue;
+            }
+            let need = job.record_len();
+            let out = &mut buf[used..used + need];
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.record(out))).is_ok() {
+                used += need;
+                count += 1;
+            }
+        }
+        self.rearm(wake);
+        result.map(|()| (used, count))
+    }
+
+    /// Re-arm: empty the descriptor, then clear the signal, then signal
+    /// again if work remains. While the flag is still set no producer
+    /// writes, so nothing written after the clear is drained by mistake.
+    fn rearm(&self, wake: &Wake) {
         let mut sink = [0u8; 64];
         while let Ok(n) = (&wake.reader).read(&mut sink) {
             if n == 0 {
@@ -152,7 +195,6 @@ impl Dispatcher {
         if !self.queue.lock().is_empty() && !wake.signaled.swap(true, Ordering::AcqRel) {
             let _ = (&wake.writer).write(&[1]);
         }
-        done
     }
 
     /// Ends the dispatcher thread after it has run what is queued. When

@@ -58,6 +58,37 @@ impl iobus_event {
     }
 }
 
+impl iobus_event {
+    pub(crate) fn nsp_bytes(&self) -> &[u8] {
+        self.nsp.as_bytes()
+    }
+
+    pub(crate) fn sid_bytes(&self) -> &[u8] {
+        self.sid.as_bytes()
+    }
+
+    /// The event name (empty for an ack reply).
+    pub(crate) fn name_bytes(&self) -> &[u8] {
+        self.name.as_ref().map_or(&b""[..], |n| n.as_bytes())
+    }
+
+    pub(crate) fn args_bytes(&self) -> &[u8] {
+        self.args.as_bytes()
+    }
+
+    pub(crate) fn attachments(&self) -> &[Bytes] {
+        &self.binary
+    }
+
+    /// Takes the ack as a handle the host owns (NULL if none).
+    pub(crate) fn take_ack_handle(&self) -> *mut iobus_ack {
+        match self.ack.take() {
+            Some(sender) => Box::into_raw(Box::new(iobus_ack { sender })),
+            None => ptr::null_mut(),
+        }
+    }
+}
+
 /// The answer to an incoming event that asked for one. Owned by the host
 /// once taken with `iobus_event_take_ack`: answer it once with
 /// `iobus_ack_send` (from any thread, at any time) or drop it with
@@ -91,6 +122,18 @@ impl iobus_connect {
             request: Some(request),
             pending,
         })
+    }
+}
+
+impl iobus_connect {
+    /// The namespace and socket id.
+    pub(crate) fn names(&self) -> (&[u8], &[u8]) {
+        (self.nsp.as_bytes(), self.sid.as_bytes())
+    }
+
+    /// The handshake JSON, while the client is still there.
+    pub(crate) fn handshake(&self) -> Option<String> {
+        self.request.as_ref().and_then(ConnectRequest::socket).map(|s| handshake_json(s))
     }
 }
 
@@ -191,10 +234,7 @@ pub unsafe extern "C" fn iobus_event_wants_ack(event: *const iobus_event) -> boo
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_event_take_ack(event: *const iobus_event) -> *mut iobus_ack {
     let Some(e) = (unsafe { event.as_ref() }) else { return ptr::null_mut() };
-    match e.ack.take() {
-        Some(sender) => Box::into_raw(Box::new(iobus_ack { sender })),
-        None => ptr::null_mut(),
-    }
+    e.take_ack_handle()
 }
 
 // ---- iobus_ack ---------------------------------------------------------------

@@ -18,6 +18,7 @@ pub mod config;
 mod convert;
 mod dispatch;
 pub mod event;
+pub mod records;
 pub mod server;
 
 use std::cell::RefCell;

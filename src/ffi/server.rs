@@ -12,6 +12,7 @@ use super::config::iobus_config;
 use super::convert::{self, null, opt_text, text, texts};
 use super::dispatch::{Dispatcher, in_callback, iobus_dispatch};
 use super::event::{handshake_json, iobus_buf, iobus_connect, iobus_event};
+use super::records::{AckJob, ConnectJob, DisconnectJob, EventJob, UserData};
 use super::{Error, guard, guard_void, iobus_status};
 use crate::server::BroadcastOperator;
 use crate::{AckError, EmitError, Namespace, Server, Sid, Socket};
@@ -75,21 +76,6 @@ pub type iobus_disconnect_cb = Option<
 /// client's arguments when `status` is `IOBUS_ACK_OK`, and is NULL otherwise.
 pub type iobus_ack_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, status: iobus_ack_status, reply: *const iobus_event)>;
-
-/// The host's `void *`, carried to the dispatcher. The host promises it may
-/// be used from the thread callbacks run on.
-#[derive(Clone, Copy)]
-struct UserData(*mut c_void);
-// SAFETY: only handed back to the host's own callbacks, which run one at a
-// time; what it points at is the host's business (documented in the header).
-unsafe impl Send for UserData {}
-unsafe impl Sync for UserData {}
-
-impl UserData {
-    fn get(self) -> *mut c_void {
-        self.0
-    }
-}
 
 fn server_ref<'a>(server: *const iobus_server) -> Result<&'a iobus_server, Error> {
     // SAFETY: NULL or a live handle from `iobus_server_new`.
@@ -289,6 +275,76 @@ pub unsafe extern "C" fn iobus_server_poll(
     })
 }
 
+/// In `IOBUS_DISPATCH_POLL` mode, the batch alternative to
+/// `iobus_server_poll`: instead of calling the pending callbacks, describes
+/// each call as a record written to `buf` (`cap` bytes), oldest first, until
+/// the next record does not fit or none is pending. Writes the bytes used to
+/// `*len_out` and the number of records to `*count_out` (either may be NULL).
+/// Handles in records (`iobus_connect *`, `iobus_ack *`) are the host's, as
+/// if the callback had received them. Layout, per record (host byte order,
+/// no padding):
+///
+/// - `u32` size of the record (this field included), `u8` kind
+///   (`iobus_record_kind`), `u8` ack status (`IOBUS_RECORD_ACK`, else 0),
+///   two zero bytes, `u64` user data of the callback (of the emit for
+///   `IOBUS_RECORD_ACK`), `u64` handle (CONNECT: `iobus_connect *`; EVENT:
+///   `iobus_ack *` or 0; else 0);
+/// - then fields, each a `u32` length and that many bytes, no NUL:
+///   CONNECT namespace, socket id, handshake JSON; EVENT namespace, socket
+///   id, event name, arguments JSON, then a `u32` count of attachments and
+///   each one as a field; DISCONNECT namespace, socket id, reason, rooms
+///   JSON; ACK namespace, socket id, arguments JSON (empty unless the status
+///   is `IOBUS_ACK_OK`), then the attachments as for EVENT.
+///
+/// When the oldest pending record alone is larger than `cap`, nothing is
+/// taken, `*len_out` gets its size and the result is
+/// `IOBUS_ERR_INVALID_ARGUMENT`: call again with a buffer that large. Never
+/// blocks; not allowed from inside a callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_server_poll_records(
+    server: *mut iobus_server,
+    buf: *mut u8,
+    cap: usize,
+    len_out: *mut usize,
+    count_out: *mut usize,
+) -> iobus_status {
+    guard(|| {
+        let s = server_ref(server)?;
+        if buf.is_null() {
+            return Err(null("buf"));
+        }
+        if !s.dispatch.is_poll_mode() {
+            return Err(Error::new(iobus_status::IOBUS_ERR_WRONG_STATE, "the server dispatches on its own thread"));
+        }
+        if in_callback() {
+            return Err(Error::new(
+                iobus_status::IOBUS_ERR_WRONG_STATE,
+                "iobus_server_poll_records called from a callback",
+            ));
+        }
+        // SAFETY: the host gives `cap` writable bytes at `buf`.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf, cap) };
+        let (len, count, result) = match s.dispatch.poll_records(out) {
+            Ok((len, count)) => (len, count, Ok(())),
+            Err(need) => (
+                need,
+                0,
+                Err(Error::new(
+                    iobus_status::IOBUS_ERR_INVALID_ARGUMENT,
+                    format!("the next record needs {need} bytes; the buffer has {cap}"),
+                )),
+            ),
+        };
+        if !len_out.is_null() {
+            unsafe { *len_out = len };
+        }
+        if !count_out.is_null() {
+            unsafe { *count_out = count };
+        }
+        result
+    })
+}
+
 // ---- handlers ----------------------------------------------------------------
 
 /// Accepts every namespace matching `pattern`, where `*` matches any run of
@@ -333,14 +389,11 @@ pub unsafe extern "C" fn iobus_server_on_connect(
         match cb {
             None => namespace.on_connect(drop),
             Some(cb) => namespace.on_connect(move |req| {
-                let pending = pending.clone();
-                dispatch.push(Box::new(move || {
-                    if let Some(c) = iobus_connect::new(req, pending) {
-                        let req = Box::into_raw(Box::new(c));
-                        // SAFETY: the host's callback with its own user data.
-                        unsafe { cb(ud.get(), req) };
-                    }
-                }));
+                if let Some(job) =
+                    iobus_connect::new(req, pending.clone()).and_then(|c| ConnectJob::new(Some(cb), ud, c))
+                {
+                    dispatch.push(Box::new(job));
+                }
             }),
         }
         Ok(())
@@ -354,10 +407,9 @@ fn event_handler(
 ) -> impl Fn(&Arc<Socket>, &str, crate::Payload, Option<crate::AckSender>) + Send + Sync + 'static {
     move |socket, name, payload, ack| {
         let event = iobus_event::new(socket.namespace().name(), socket.id().as_str(), Some(name), payload, ack);
-        dispatch.push(Box::new(move || {
-            // SAFETY: the host's callback; `event` outlives the call.
-            unsafe { cb(ud.get(), &event) };
-        }));
+        if let Some(job) = EventJob::new(Some(cb), ud, event) {
+            dispatch.push(Box::new(job));
+        }
     }
 }
 
@@ -429,10 +481,9 @@ pub unsafe extern "C" fn iobus_server_on_disconnect(
                 let nsp = convert::c_string(socket.namespace().name());
                 let sid = convert::c_string(socket.id().as_str());
                 let reason = convert::c_string(reason.as_str());
-                dispatch.push(Box::new(move || {
-                    // SAFETY: the host's callback; the strings outlive the call.
-                    unsafe { cb(ud.get(), nsp.as_ptr(), sid.as_ptr(), reason.as_ptr(), rooms.as_ptr()) };
-                }));
+                if let Some(job) = DisconnectJob::new(Some(cb), ud, nsp, sid, reason, rooms) {
+                    dispatch.push(Box::new(job));
+                }
             }),
         }
         Ok(())
@@ -530,20 +581,17 @@ pub unsafe extern "C" fn iobus_socket_emit_with_ack(
         let sid = socket.id();
         socket
             .emit_with_ack(event, payload, timeout, move |result| {
-                let job: Box<dyn FnOnce() + Send> = match result {
-                    Ok(reply) => {
-                        let reply = iobus_event::new(&nsp, sid.as_str(), None, reply, None);
-                        Box::new(move || unsafe { cb(ud.get(), iobus_ack_status::IOBUS_ACK_OK, &reply) })
-                    }
-                    Err(e) => {
-                        let status = match e {
-                            AckError::Timeout => iobus_ack_status::IOBUS_ACK_TIMEOUT,
-                            AckError::Disconnected => iobus_ack_status::IOBUS_ACK_DISCONNECTED,
-                        };
-                        Box::new(move || unsafe { cb(ud.get(), status, std::ptr::null()) })
+                let (status, reply) = match result {
+                    Ok(reply) => (iobus_ack_status::IOBUS_ACK_OK, reply),
+                    Err(AckError::Timeout) => (iobus_ack_status::IOBUS_ACK_TIMEOUT, crate::Payload::default()),
+                    Err(AckError::Disconnected) => {
+                        (iobus_ack_status::IOBUS_ACK_DISCONNECTED, crate::Payload::default())
                     }
                 };
-                dispatch.push(job);
+                let reply = iobus_event::new(&nsp, sid.as_str(), None, reply, None);
+                if let Some(job) = AckJob::new(Some(cb), ud, status, reply) {
+                    dispatch.push(Box::new(job));
+                }
             })
             .map_err(emit_error)
     })

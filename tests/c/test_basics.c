@@ -466,6 +466,10 @@ static void test_bad_input(void) {
     CHECK_ST(iobus_server_poll(NULL, 1, &processed), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_server_poll(s, 1, &processed), IOBUS_ERR_WRONG_STATE);
     CHECK(processed == 5);
+    uint8_t records[64];
+    size_t count = 5;
+    CHECK_ST(iobus_server_poll_records(s, records, sizeof records, &processed, &count), IOBUS_ERR_WRONG_STATE);
+    CHECK(processed == 5 && count == 5);
 
     /* Not running yet: socket and namespace calls say so. */
     check_not_running(s);

@@ -160,6 +160,79 @@ static void on_completion(void *ud, iobus_ack_status st, const iobus_event *repl
     leave_cb();
 }
 
+/* ---- records: iobus_server_poll_records ---- */
+
+typedef struct {
+    uint32_t size;
+    uint8_t kind, status;
+    uint64_t user, handle;
+    const uint8_t *at, *end; /* the fields not read yet */
+} record;
+
+static uint32_t get_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Reads the record at *p (of the `left` bytes there); advances *p. */
+static int next_record(const uint8_t **p, size_t *left, record *r) {
+    if (*left < 24) return 0;
+    r->size = get_u32(*p);
+    if (r->size < 24 || r->size > *left) return 0;
+    r->kind = (*p)[4];
+    r->status = (*p)[5];
+    r->user = get_u64(*p + 8);
+    r->handle = get_u64(*p + 16);
+    r->at = *p + 24;
+    r->end = *p + r->size;
+    *p += r->size;
+    *left -= r->size;
+    return 1;
+}
+
+/* The next field as a NUL-terminated copy in out (truncated to cap); -1 past the end. */
+static long next_field(record *r, char *out, size_t cap) {
+    if (r->end - r->at < 4) return -1;
+    uint32_t n = get_u32(r->at);
+    if ((size_t)(r->end - r->at) < 4 + (size_t)n) return -1;
+    size_t k = n < cap - 1 ? n : cap - 1;
+    memcpy(out, r->at + 4, k);
+    out[k] = '\0';
+    r->at += 4 + n;
+    return (long)n;
+}
+
+static uint32_t next_count(record *r) {
+    if (r->end - r->at < 4) return UINT32_MAX;
+    uint32_t n = get_u32(r->at);
+    r->at += 4;
+    return n;
+}
+
+/* Takes records until `want` of them have been seen or the time is up. */
+static uint8_t rec_buf[65536];
+static int take_records(uint8_t *buf, size_t cap, size_t *len, int want, int ms) {
+    int64_t deadline = h_now_ms() + T(ms);
+    size_t used = 0;
+    int got = 0;
+    while (got < want && h_now_ms() < deadline) {
+        size_t n = 0, count = 0;
+        CHECK_OK(iobus_server_poll_records(server, buf + used, cap - used, &n, &count));
+        used += n;
+        got += (int)count;
+        if (got < want) h_sleep_ms(10);
+    }
+    *len = used;
+    return got;
+}
+
 /* ---- a second host thread that polls too ---- */
 
 static volatile int helper_stop;
@@ -308,6 +381,103 @@ int main(void) {
         while (h_log_count("count") < before + 1000 * (round + 1) && h_now_ms() < until) h_pump_once(20);
     }
     CHECK(h_log_count("count") == before + 2000);
+
+    SECTION("records: pending callbacks as records in one buffer");
+    h_pump_server = NULL;
+    peer_cmd(p, "{\"op\":\"connect\",\"c\":\"r\"}");
+    deadline = h_now_ms() + T(5000);
+    while (!readable(fd) && h_now_ms() < deadline) h_sleep_ms(5);
+    CHECK(readable(fd));
+    {
+        /* Too small for the first record: nothing taken, its size reported. */
+        size_t need = 0, count = 7;
+        CHECK_ST(iobus_server_poll_records(server, rec_buf, 8, &need, &count), IOBUS_ERR_INVALID_ARGUMENT);
+        CHECK(need > 24 && count == 0);
+        CHECK(strstr(iobus_last_error(), "bytes") != NULL);
+        CHECK(readable(fd));
+        CHECK_ST(iobus_server_poll_records(NULL, rec_buf, sizeof rec_buf, &need, &count), IOBUS_ERR_NULL_ARGUMENT);
+        CHECK_ST(iobus_server_poll_records(server, NULL, 64, &need, &count), IOBUS_ERR_NULL_ARGUMENT);
+        size_t len = 0;
+        CHECK(take_records(rec_buf, sizeof rec_buf, &len, 1, 5000) == 1);
+        CHECK(len == need);
+        const uint8_t *at = rec_buf;
+        record r;
+        char f1[256], f2[64], f3[512];
+        CHECK(next_record(&at, &len, &r));
+        CHECK(r.kind == IOBUS_RECORD_CONNECT && r.status == 0 && r.user == 0 && r.handle != 0);
+        CHECK(next_field(&r, f1, sizeof f1) == 1 && strcmp(f1, "/") == 0);
+        CHECK(next_field(&r, f2, sizeof f2) > 0);
+        CHECK(next_field(&r, f3, sizeof f3) > 0 && strstr(f3, "\"headers\"") != NULL);
+        CHECK(r.at == r.end && len == 0);
+        char rsid[64];
+        snprintf(rsid, sizeof rsid, "%s", f2);
+        /* The handle is the host's, as in the callback. */
+        CHECK_OK(iobus_connect_accept((iobus_connect *)(uintptr_t)r.handle));
+        const char *cl = PEER_WAIT(p, "{\"t\":\"connect\",\"c\":\"r\"", 5000);
+        char psid[64];
+        CHECK(cl && h_json_field(cl, "sid", psid, sizeof psid) && strcmp(psid, rsid) == 0);
+        CHECK(!readable(fd));
+
+        /* An event with an ack and a binary attachment, one without, and an ack reply. */
+        peer_cmd(p, "{\"op\":\"emit\",\"c\":\"r\",\"event\":\"echo\",\"args\":[\"r1\",{\"$bin\":\"AAEC\"}],"
+                    "\"ack\":true,\"seq\":31}");
+        peer_cmd(p, "{\"op\":\"emit\",\"c\":\"r\",\"event\":\"count\",\"args\":[],\"seq\":32}");
+        PEER_WAIT(p, "{\"t\":\"sent\",\"c\":\"r\",\"seq\":32}", 5000);
+        CHECK_OK(iobus_socket_emit_with_ack(server, rsid, "ask", "[\"q\"]", SIZE_MAX, NULL, 0, T(5000), on_completion,
+                                            (void *)(uintptr_t)77));
+        CHECK(take_records(rec_buf, sizeof rec_buf, &len, 3, 5000) == 3);
+        at = rec_buf;
+        int events = 0, acks = 0;
+        while (next_record(&at, &len, &r)) {
+            CHECK(next_field(&r, f1, sizeof f1) == 1 && strcmp(f1, "/") == 0);
+            CHECK(next_field(&r, f2, sizeof f2) > 0 && strcmp(f2, rsid) == 0);
+            if (r.kind == IOBUS_RECORD_EVENT) {
+                events++;
+                CHECK(next_field(&r, f1, sizeof f1) > 0);
+                CHECK(next_field(&r, f3, sizeof f3) > 0);
+                uint32_t nbin = next_count(&r);
+                if (strcmp(f1, "echo") == 0) {
+                    CHECK_STR(f3, "[\"r1\",{\"_placeholder\":true,\"num\":0}]");
+                    CHECK(nbin == 1);
+                    CHECK(next_field(&r, f2, sizeof f2) == 3 && memcmp(f2, "\x00\x01\x02", 3) == 0);
+                    CHECK(r.handle != 0);
+                    iobus_buf bin = {(const uint8_t *)"\x05", 1};
+                    CHECK_OK(iobus_ack_send((iobus_ack *)(uintptr_t)r.handle, "[\"back\",{\"_placeholder\":true,\"num\":0}]",
+                                            SIZE_MAX, &bin, 1));
+                } else {
+                    CHECK_STR(f1, "count");
+                    CHECK_STR(f3, "[]");
+                    CHECK(nbin == 0 && r.handle == 0);
+                }
+            } else {
+                acks++;
+                CHECK(r.kind == IOBUS_RECORD_ACK && r.status == IOBUS_ACK_OK && r.user == 77 && r.handle == 0);
+                CHECK(next_field(&r, f3, sizeof f3) > 0);
+                CHECK_STR(f3, "[\"q\"]");
+                CHECK(next_count(&r) == 0);
+            }
+            CHECK(r.at == r.end);
+        }
+        CHECK(events == 2 && acks == 1 && len == 0);
+        PEER_WAIT(p, "{\"t\":\"ack\",\"c\":\"r\",\"seq\":31,\"args\":[\"back\",{\"$bin\":\"BQ==\"}]}", 5000);
+        CHECK(completions == 1); /* the record stood in for the callback */
+
+        /* A disconnect. */
+        peer_cmd(p, "{\"op\":\"disconnect\",\"c\":\"r\"}");
+        CHECK(take_records(rec_buf, sizeof rec_buf, &len, 1, 5000) == 1);
+        at = rec_buf;
+        CHECK(next_record(&at, &len, &r));
+        CHECK(r.kind == IOBUS_RECORD_DISCONNECT && r.handle == 0);
+        CHECK(next_field(&r, f1, sizeof f1) == 1);
+        CHECK(next_field(&r, f2, sizeof f2) > 0 && strcmp(f2, rsid) == 0);
+        CHECK(next_field(&r, f3, sizeof f3) > 0);
+        CHECK_STR(f3, "client namespace disconnect");
+        CHECK(next_field(&r, f3, sizeof f3) > 0);
+        CHECK(strstr(f3, rsid) != NULL);
+        CHECK(r.at == r.end);
+        CHECK(!readable(fd));
+    }
+    h_pump_server = server;
 
     SECTION("stop from a callback; the rest runs at the next poll; restart");
     peer_cmd(p, "{\"op\":\"emit\",\"c\":\"b\",\"event\":\"stop\",\"args\":[]}");
