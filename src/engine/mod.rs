@@ -253,11 +253,13 @@ impl Session {
     pub fn send_frames<'a>(self: &Arc<Self>, frames: impl IntoIterator<Item = &'a Frame>) -> bool {
         let limit = self.max_buffered;
         let overflow;
+        let was_empty;
         {
             let mut st = self.state.lock();
             if st.closed.is_some() {
                 return false;
             }
+            was_empty = st.queue.is_empty();
             for f in frames {
                 st.queued_bytes += f.len();
                 st.queue.push_back(f.clone());
@@ -274,7 +276,13 @@ impl Session {
             }
             return false;
         }
-        self.wake.notify_one();
+        // Whoever drains the queue (the websocket writer, a pending GET)
+        // looks at it before waiting and waits only when it is empty, so
+        // only the push that makes it non-empty needs to wake them: under
+        // load (a burst of broadcasts) the other pushes skip the wake-up.
+        if was_empty {
+            self.wake.notify_one();
+        }
         true
     }
 
