@@ -14,6 +14,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -46,6 +47,30 @@ fn to_ws(frame: Frame) -> WsMessage {
         // (see `Frame`), so their bytes are valid UTF-8.
         WsMessage::Text(unsafe { Utf8Bytes::from_bytes_unchecked(bytes) })
     }
+}
+
+/// Queued frames as websocket data frames (RFC 6455 §5.2), ready to write.
+/// A server never masks its frames, so a frame is a 2–10 byte header and
+/// the packet's bytes: the same bytes for every recipient of a broadcast,
+/// copied once into the connection's write and never re-encoded.
+fn encode_frames(frames: &[Frame]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frames.iter().map(|f| f.len() + 10).sum());
+    for f in frames {
+        let opcode = if f.is_binary() { 0x2 } else { 0x1 };
+        out.push(0x80 | opcode); // FIN: every message is one frame
+        let len = f.len();
+        if len < 126 {
+            out.push(len as u8);
+        } else if let Ok(len) = u16::try_from(len) {
+            out.push(126);
+            out.extend_from_slice(&len.to_be_bytes());
+        } else {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(f.bytes());
+    }
+    out
 }
 
 /// Answers the upgrade request with 101 and hands the connection to a task.
@@ -190,14 +215,11 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
     loop {
         let frames = session.take_frames(usize::MAX, false);
         if !frames.is_empty() {
-            let mut failed = false;
-            for f in frames {
-                if ws.feed(to_ws(f)).await.is_err() {
-                    failed = true;
-                    break;
-                }
-            }
-            if failed || ws.flush().await.is_err() {
+            let out = encode_frames(&frames);
+            drop(frames);
+            // Whatever the websocket layer still holds (an automatic pong)
+            // goes first, whole; then the frames, in one write.
+            if ws.flush().await.is_err() || ws.get_mut().write_all(&out).await.is_err() {
                 session.close(CloseReason::TransportError);
                 break;
             }
@@ -209,7 +231,7 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
         }
         let msg = tokio::select! {
             msg = ws.next() => msg,
-                                    _ = session.wake.notified() => continue,
+            _ = session.wake.notified() => continue,
         };
         if !handle(&session, &mut ws, msg, max_payload).await {
             continue;
@@ -270,4 +292,49 @@ async fn handle(
 async fn refuse_too_big(ws: &mut Ws) {
     let frame = CloseFrame { code: CloseCode::Size, reason: "message too big".into() };
     let _ = ws.send(WsMessage::Close(Some(frame))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    use super::*;
+
+    /// The frames as a websocket client parses them: (opcode, payload).
+    fn parse(mut bytes: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let mut cursor = Cursor::new(bytes);
+            let (header, len) = FrameHeader::parse(&mut cursor).expect("header").expect("complete header");
+            assert!(header.is_final && header.mask.is_none());
+            let start = cursor.position() as usize;
+            let end = start + len as usize;
+            out.push((header.opcode, bytes[start..end].to_vec()));
+            bytes = &bytes[end..];
+        }
+        out
+    }
+
+    #[test]
+    fn frames_encode_with_every_length_form() {
+        let small = Frame::message("hi");
+        let medium = Frame::message(&"m".repeat(300));
+        let large = Frame::message(&"l".repeat(70_000));
+        let binary = Frame::binary(Bytes::from_static(&[0, 1, 2, 255]));
+        let frames = [small.clone(), medium.clone(), large.clone(), binary.clone()];
+        let parsed = parse(&encode_frames(&frames));
+        assert_eq!(parsed.len(), 4);
+        for ((opcode, payload), frame) in parsed.iter().zip(&frames) {
+            let want = if frame.is_binary() { OpCode::Data(Data::Binary) } else { OpCode::Data(Data::Text) };
+            assert_eq!(*opcode, want);
+            assert_eq!(payload.as_slice(), frame.bytes().as_ref());
+        }
+        // Length forms: 7-bit, 16-bit (126) and 64-bit (127).
+        assert_eq!(encode_frames(&[small])[1], 3);
+        assert_eq!(encode_frames(&[medium])[1], 126);
+        assert_eq!(encode_frames(&[large])[1], 127);
+    }
 }
