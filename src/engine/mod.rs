@@ -405,6 +405,18 @@ impl Session {
     }
 
     /// Takes queued frames, at most about `max_bytes` (always at least one).
+    /// Takes every queued frame, handing each to `f` under the session's
+    /// lock (no intermediate list): `f` must not call back into the session.
+    fn drain_frames(&self, mut f: impl FnMut(Frame)) -> usize {
+        let mut st = self.state.lock();
+        st.queued_bytes = 0;
+        let n = st.queue.len();
+        for frame in st.queue.drain(..) {
+            f(frame);
+        }
+        n
+    }
+
     fn take_frames(&self, max_bytes: usize, polling: bool) -> Vec<Frame> {
         let mut st = self.state.lock();
         let mut out = Vec::with_capacity(st.queue.len().min(256));

@@ -49,28 +49,27 @@ fn to_ws(frame: Frame) -> WsMessage {
     }
 }
 
-/// Queued frames as websocket data frames (RFC 6455 §5.2), ready to write.
-/// A server never masks its frames, so a frame is a 2–10 byte header and
-/// the packet's bytes: the same bytes for every recipient of a broadcast,
-/// copied once into the connection's write and never re-encoded.
-fn encode_frames(frames: &[Frame]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(frames.iter().map(|f| f.len() + 10).sum());
-    for f in frames {
-        let opcode = if f.is_binary() { 0x2 } else { 0x1 };
-        out.push(0x80 | opcode); // FIN: every message is one frame
-        let len = f.len();
-        if len < 126 {
-            out.push(len as u8);
-        } else if let Ok(len) = u16::try_from(len) {
-            out.push(126);
-            out.extend_from_slice(&len.to_be_bytes());
-        } else {
-            out.push(127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(f.bytes());
+/// Capacity of the write buffer kept between writes.
+const KEEP_WRITE_BUFFER: usize = 16 * 1024;
+
+/// Appends a queued frame as a websocket data frame (RFC 6455 §5.2). A
+/// server never masks its frames, so a frame is a 2–10 byte header and the
+/// packet's bytes: the same bytes for every recipient of a broadcast, copied
+/// once into the connection's write and never re-encoded.
+fn encode_frame(out: &mut Vec<u8>, f: &Frame) {
+    let opcode = if f.is_binary() { 0x2 } else { 0x1 };
+    out.push(0x80 | opcode); // FIN: every message is one frame
+    let len = f.len();
+    if len < 126 {
+        out.push(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
     }
-    out
+    out.extend_from_slice(f.bytes());
 }
 
 /// Answers the upgrade request with 101 and hands the connection to a task.
@@ -212,14 +211,18 @@ async fn probe_and_switch(engine: &Engine, session: &Arc<Session>, ws: &mut Ws) 
 /// Reads client frames and writes queued frames until the session ends.
 async fn run(session: Arc<Session>, mut ws: Ws) {
     let max_payload = session.engine.upgrade().map(|e| e.config.max_payload).unwrap_or(usize::MAX);
+    // The frames of one write; kept between writes unless a burst made it big.
+    let mut out = Vec::new();
     loop {
-        let frames = session.take_frames(usize::MAX, false);
-        if !frames.is_empty() {
-            let out = encode_frames(&frames);
-            drop(frames);
+        if session.drain_frames(|f| encode_frame(&mut out, &f)) > 0 {
             // Whatever the websocket layer still holds (an automatic pong)
             // goes first, whole; then the frames, in one write.
-            if ws.flush().await.is_err() || ws.get_mut().write_all(&out).await.is_err() {
+            let written = ws.flush().await.is_ok() && ws.get_mut().write_all(&out).await.is_ok();
+            out.clear();
+            if out.capacity() > KEEP_WRITE_BUFFER {
+                out = Vec::new();
+            }
+            if !written {
                 session.close(CloseReason::TransportError);
                 break;
             }
@@ -325,7 +328,14 @@ mod tests {
         let large = Frame::message(&"l".repeat(70_000));
         let binary = Frame::binary(Bytes::from_static(&[0, 1, 2, 255]));
         let frames = [small.clone(), medium.clone(), large.clone(), binary.clone()];
-        let parsed = parse(&encode_frames(&frames));
+        let encode = |frames: &[Frame]| {
+            let mut out = Vec::new();
+            for f in frames {
+                encode_frame(&mut out, f);
+            }
+            out
+        };
+        let parsed = parse(&encode(&frames));
         assert_eq!(parsed.len(), 4);
         for ((opcode, payload), frame) in parsed.iter().zip(&frames) {
             let want = if frame.is_binary() { OpCode::Data(Data::Binary) } else { OpCode::Data(Data::Text) };
@@ -333,8 +343,8 @@ mod tests {
             assert_eq!(payload.as_slice(), frame.bytes().as_ref());
         }
         // Length forms: 7-bit, 16-bit (126) and 64-bit (127).
-        assert_eq!(encode_frames(&[small])[1], 3);
-        assert_eq!(encode_frames(&[medium])[1], 126);
-        assert_eq!(encode_frames(&[large])[1], 127);
+        assert_eq!(encode(&[small])[1], 3);
+        assert_eq!(encode(&[medium])[1], 126);
+        assert_eq!(encode(&[large])[1], 127);
     }
 }
