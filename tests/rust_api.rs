@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use iobus::{AckError, DisconnectReason, Payload, Server, ServerOptions};
+use iobus::{AckError, DisconnectReason, Payload, Server, ServerOptions, Sid};
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -175,6 +175,106 @@ async fn dynamic_namespaces_are_forgotten_once_empty() {
     ws.send(Message::text("40/other,")).await.unwrap();
     assert_eq!(next_text(&mut ws).await.unwrap(), "44/other,{\"message\":\"Invalid namespace\"}");
     assert!(server.existing("/other").is_none());
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+}
+
+/// Connects to "/" and returns the socket id.
+async fn connect_socket(addr: std::net::SocketAddr) -> (Ws, String) {
+    let mut ws = connect(addr).await;
+    next_text(&mut ws).await.unwrap();
+    ws.send(Message::text("40")).await.unwrap();
+    let connect = next_text(&mut ws).await.unwrap();
+    let sid = connect.trim_start_matches("40{\"sid\":\"").trim_end_matches("\"}").to_owned();
+    (ws, sid)
+}
+
+/// Sends several messages in one write, so the server reads them as one burst.
+async fn send_burst(ws: &mut Ws, messages: &[String]) {
+    for m in messages {
+        ws.feed(Message::text(m.clone())).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_in_one_burst_keep_their_order_against_joins_emits_and_leaves() {
+    let server = Arc::new(Server::new(options()));
+    let nsp = server.of("/");
+    // bc(n): to room r; join / leave: the sender; to(sid, n): one socket;
+    // ask(n): ack with n.
+    nsp.on("bc", |socket, payload, _| {
+        let _ = socket.namespace().to("r").emit("m", payload);
+    });
+    nsp.on("join", |socket, _, _| socket.join("r"));
+    nsp.on("leave", |socket, _, _| socket.leave("r"));
+    let s = server.clone();
+    nsp.on("to", move |_, payload, _| {
+        if let Some(target) = payload.str(0).and_then(Sid::parse).and_then(|sid| s.of("/").socket(sid)) {
+            let _ = target.emit("m", vec![payload.args[1].clone()]);
+        }
+    });
+    nsp.on("ask", |_, payload, ack| {
+        if let Some(ack) = ack {
+            let _ = ack.send(payload);
+        }
+    });
+    let addr = server.start("127.0.0.1:0").unwrap();
+    let (mut receiver, receiver_sid) = connect_socket(addr).await;
+    send_burst(&mut receiver, &["42[\"join\"]".into(), "421[\"ask\",0]".into()]).await;
+    assert_eq!(next_text(&mut receiver).await.unwrap(), "431[0]");
+    let (mut sender, _) = connect_socket(addr).await;
+
+    let bc = |n: u32| format!("42[\"bc\",{n}]");
+    send_burst(
+        &mut sender,
+        &[
+            bc(1),
+            bc(2),
+            // The receiver gets 3 between 2 and 4.
+            format!("42[\"to\",\"{receiver_sid}\",3]"),
+            bc(4),
+            // The sender joins: it gets 5 and 6, not what came before.
+            "42[\"join\"]".into(),
+            bc(5),
+            "427[\"ask\",\"after 5\"]".into(),
+            bc(6),
+            // The sender leaves: 7 is not for it.
+            "42[\"leave\"]".into(),
+            bc(7),
+        ],
+    )
+    .await;
+    for n in 1..=7 {
+        assert_eq!(next_text(&mut receiver).await.unwrap(), format!("42[\"m\",{n}]"));
+    }
+    assert_eq!(next_text(&mut sender).await.unwrap(), "42[\"m\",5]");
+    assert_eq!(next_text(&mut sender).await.unwrap(), "437[\"after 5\"]");
+    assert_eq!(next_text(&mut sender).await.unwrap(), "42[\"m\",6]");
+    // Nothing else for the sender: the next thing it gets is this answer.
+    sender.send(Message::text("428[\"ask\",\"end\"]")).await.unwrap();
+    assert_eq!(next_text(&mut sender).await.unwrap(), "438[\"end\"]");
+
+    // A socket that disconnects inside the burst still gets what was
+    // broadcast before it left, then its disconnect.
+    let (mut leaving, _) = connect_socket(addr).await;
+    send_burst(&mut leaving, &["42[\"join\"]".into(), "421[\"ask\",0]".into()]).await;
+    assert_eq!(next_text(&mut leaving).await.unwrap(), "431[0]");
+    send_burst(&mut sender, &[bc(8), bc(9)]).await;
+    for n in 8..=9 {
+        assert_eq!(next_text(&mut leaving).await.unwrap(), format!("42[\"m\",{n}]"));
+        assert_eq!(next_text(&mut receiver).await.unwrap(), format!("42[\"m\",{n}]"));
+    }
+    // Its own broadcast was emitted while it was still in the room.
+    send_burst(&mut leaving, &[bc(10), "41".into()]).await;
+    assert_eq!(next_text(&mut leaving).await.unwrap(), "42[\"m\",10]");
+    assert_eq!(next_text(&mut receiver).await.unwrap(), "42[\"m\",10]");
+    // And nothing after it left.
+    send_burst(&mut sender, &[bc(11)]).await;
+    assert_eq!(next_text(&mut receiver).await.unwrap(), "42[\"m\",11]");
+    leaving.send(Message::text("40")).await.unwrap();
+    assert!(next_text(&mut leaving).await.unwrap().starts_with("40{\"sid\""));
+
     let s = server.clone();
     tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
 }

@@ -11,6 +11,7 @@
 //! that writes everything queued with one flush. The queue is bounded in
 //! bytes; a client that does not keep up is disconnected.
 
+pub(crate) mod burst;
 mod polling;
 mod websocket;
 
@@ -251,6 +252,7 @@ impl Session {
     /// Queues frames for the client, in order. Returns false when the
     /// session is closed. A client whose queue outgrows the bound is closed.
     pub fn send_frames<'a>(self: &Arc<Self>, frames: impl IntoIterator<Item = &'a Frame>) -> bool {
+        burst::flush();
         let limit = self.max_buffered;
         let overflow;
         let was_empty;
@@ -294,6 +296,7 @@ impl Session {
     /// Queues frames only if the transport can take them right now (nothing
     /// waiting, and for polling a request open); otherwise drops them.
     pub fn send_volatile<'a>(&self, frames: impl IntoIterator<Item = &'a Frame>) -> bool {
+        burst::flush();
         {
             let mut st = self.state.lock();
             let writable = st.closed.is_none()
@@ -315,6 +318,7 @@ impl Session {
     /// Ends the session. Frames already queued are still delivered before
     /// the transport closes. Idempotent.
     pub fn close(self: &Arc<Self>, reason: CloseReason) {
+        burst::flush();
         let keep_for_poll;
         {
             let mut st = self.state.lock();

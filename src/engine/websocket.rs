@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 
+use super::burst::Burst;
 use super::{Body, CloseReason, Engine, ErrorCode, RequestInfo, Session, TransportKind, error_response};
 use crate::protocol::engine::{Frame, Packet, decode_text};
 
@@ -236,20 +237,26 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
             msg = ws.next() => msg,
             _ = session.wake.notified() => continue,
         };
-        if !handle(&session, &mut ws, msg, max_payload).await {
-            continue;
-        }
         // Take in what has already arrived before writing the answers, so
-        // that a burst costs one write.
-        for _ in 0..BURST {
-            match ws.next().now_or_never() {
-                Some(msg) => {
-                    if !handle(&session, &mut ws, msg, max_payload).await {
-                        break;
-                    }
+        // that a burst costs one write (and consecutive broadcasts it causes
+        // are queued together: see `burst`).
+        let next = {
+            let _burst = Burst::begin();
+            let mut next = handle(&session, msg, max_payload);
+            for _ in 0..BURST {
+                if next != Next::Read {
+                    break;
                 }
-                None => break,
+                match ws.next().now_or_never() {
+                    Some(msg) => next = handle(&session, msg, max_payload),
+                    None => break,
+                }
             }
+            next
+        };
+        if next == Next::TooBig {
+            refuse_too_big(&mut ws).await;
+            session.close(CloseReason::TransportError);
         }
     }
 }
@@ -257,22 +264,22 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
 /// Client messages read in a row before queued frames are written.
 const BURST: usize = 32;
 
-/// Handles one read from the websocket; false once the session is over.
-async fn handle(
-    session: &Arc<Session>,
-    ws: &mut Ws,
-    msg: Option<Result<WsMessage, WsError>>,
-    max_payload: usize,
-) -> bool {
+/// What to do after handling a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Read on.
+    Read,
+    /// The session is over.
+    Done,
+    /// A message was over maxPayload: close with 1009.
+    TooBig,
+}
+
+/// Handles one read from the websocket (without waiting on anything).
+fn handle(session: &Arc<Session>, msg: Option<Result<WsMessage, WsError>>, max_payload: usize) -> Next {
     match msg {
-        Some(Ok(WsMessage::Text(t))) if t.len() > max_payload => {
-            refuse_too_big(ws).await;
-            session.close(CloseReason::TransportError);
-        }
-        Some(Ok(WsMessage::Binary(b))) if b.len() > max_payload => {
-            refuse_too_big(ws).await;
-            session.close(CloseReason::TransportError);
-        }
+        Some(Ok(WsMessage::Text(t))) if t.len() > max_payload => return Next::TooBig,
+        Some(Ok(WsMessage::Binary(b))) if b.len() > max_payload => return Next::TooBig,
         Some(Ok(WsMessage::Text(t))) => match decode_text(t.as_str()) {
             Ok(packet) => session.on_packet(packet),
             Err(_) => session.close(CloseReason::ParseError),
@@ -283,12 +290,12 @@ async fn handle(
         Some(Err(e)) => {
             tracing::debug!(sid = %session.sid, "websocket error: {e}");
             if matches!(e, WsError::Capacity(_)) {
-                refuse_too_big(ws).await;
+                return Next::TooBig;
             }
             session.close(CloseReason::TransportError);
         }
     }
-    !session.is_closed()
+    if session.is_closed() { Next::Done } else { Next::Read }
 }
 
 /// Closes with 1009: a message was over maxPayload.

@@ -3,6 +3,8 @@
 //!
 //! A broadcast is encoded once; every recipient's queue gets the same bytes.
 
+use std::any::Any;
+use std::cell::Cell;
 use std::sync::Arc;
 
 use super::adapter::BroadcastOptions;
@@ -10,6 +12,25 @@ use super::namespace::Namespace;
 use super::payload::Payload;
 use super::socket::{EmitError, Socket, check_emit, event_frames};
 use crate::Sid;
+use crate::engine::burst;
+use crate::protocol::engine::Frame;
+
+/// Broadcasts waiting for the end of a burst: the same selection, frames in
+/// emit order.
+struct Deferred {
+    op: BroadcastOperator,
+    frames: Vec<Frame>,
+}
+
+impl burst::Deferred for Deferred {
+    fn run(self: Box<Self>) {
+        self.op.deliver(&self.frames);
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
 
 /// Selects sockets of one namespace and emits to them or acts on them.
 #[derive(Debug, Clone)]
@@ -63,8 +84,32 @@ impl BroadcastOperator {
     }
 
     /// Emits to every selected socket.
+    ///
+    /// Called while the server handles a burst of messages from one
+    /// connection (a handler of the Rust API), the packet is queued when the
+    /// burst ends or before anything else reaches a client, whichever comes
+    /// first; consecutive broadcasts to the same selection are then queued
+    /// together, walking the rooms once.
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        self.emit_count(event, payload).map(|_| ())
+        let payload = payload.into();
+        check_emit(event, &payload)?;
+        let frames = event_frames(self.nsp.name(), event, &payload, None);
+        if self.volatile {
+            self.deliver(&frames);
+            return Ok(());
+        }
+        let frames = Cell::new(Some(frames));
+        burst::defer(
+            |pending| match pending.downcast_mut::<Deferred>() {
+                Some(d) if Arc::ptr_eq(&d.op.nsp, &self.nsp) && d.op.opts == self.opts => {
+                    d.frames.extend(frames.take().unwrap_or_default());
+                    true
+                }
+                _ => false,
+            },
+            || Box::new(Deferred { op: self.clone(), frames: frames.take().unwrap_or_default() }),
+        );
+        Ok(())
     }
 
     /// Emits and returns how many sockets the packet was queued for.
@@ -72,6 +117,11 @@ impl BroadcastOperator {
         let payload = payload.into();
         check_emit(event, &payload)?;
         let frames = event_frames(self.nsp.name(), event, &payload, None);
+        Ok(self.deliver(&frames))
+    }
+
+    /// Queues frames for every selected socket; how many it reached.
+    fn deliver(&self, frames: &[Frame]) -> usize {
         let mut reached = 0;
         // Queueing takes only each session's own lock and never closes a
         // session on the spot, so the room can be walked under its locks.
@@ -80,13 +130,13 @@ impl BroadcastOperator {
                 return;
             }
             let sent = if self.volatile {
-                socket.client.session.send_volatile(&frames)
+                socket.client.session.send_volatile(frames)
             } else {
-                socket.client.session.send_frames(&frames)
+                socket.client.session.send_frames(frames)
             };
             reached += usize::from(sent);
         });
-        Ok(reached)
+        reached
     }
 
     /// The selected sockets.

@@ -15,7 +15,7 @@ use super::client::Client;
 use super::namespace::Namespace;
 use super::payload::Payload;
 use crate::Sid;
-use crate::engine::CloseReason;
+use crate::engine::{CloseReason, burst};
 use crate::protocol::engine::Frame;
 use crate::protocol::socketio::{self, RESERVED_EVENTS};
 
@@ -389,16 +389,19 @@ impl Socket {
 
     /// Joins a room.
     pub fn join(&self, room: &str) {
+        burst::flush();
         self.nsp.adapter().add_all(self.id, &[room]);
     }
 
     /// Joins several rooms.
     pub fn join_many(&self, rooms: &[&str]) {
+        burst::flush();
         self.nsp.adapter().add_all(self.id, rooms);
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
+        burst::flush();
         self.nsp.adapter().del(self.id, room);
     }
 
@@ -442,6 +445,8 @@ impl Socket {
     /// Accepts a pending connection: registers the socket, answers CONNECT,
     /// sends what was emitted meanwhile.
     pub(crate) fn accept(self: &Arc<Self>) -> bool {
+        // Broadcasts emitted before this socket connected are not for it.
+        burst::flush();
         if self.client.session.is_closed() {
             return false;
         }
@@ -465,6 +470,7 @@ impl Socket {
 
     /// Refuses a pending connection with CONNECT_ERROR.
     pub(crate) fn refuse(self: &Arc<Self>, message: &str, data: Option<&Value>) {
+        burst::flush();
         if self.state.compare_exchange(PENDING, DISCONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return;
         }
@@ -479,6 +485,8 @@ impl Socket {
     /// The socket leaves its namespace for `reason`: handlers are told, rooms
     /// and pending acks are cleaned up. Runs once.
     pub(crate) fn on_close(self: &Arc<Self>, reason: DisconnectReason) {
+        // Broadcasts emitted before it left still reach it.
+        burst::flush();
         let previous = self.state.swap(DISCONNECTED, Ordering::AcqRel);
         if previous == DISCONNECTED {
             return;
