@@ -2,8 +2,8 @@
 // Echo rate through the binding: a client process keeps WINDOW events in
 // flight; the server answers each `ping` with a `pong` carrying the same
 // argument. Prints events/s (ping in + pong out counts as one) and the time
-// the main thread spends per event inside the binding's pump (poll, the C
-// callbacks, decoding, the handler and its emit back).
+// the main thread spends per event inside the binding's pump (the poll for
+// records, reading them, decoding, the handler and its emit back).
 //
 //   node bench/echo.js [iobus|socket.io] [seconds]
 
@@ -58,7 +58,6 @@ async function main() {
       pump.call(this);
       pumpMs += performance.now() - t0;
     };
-    io._onWake = () => io._pump();
   }
   io.on("connection", (socket) => socket.on("ping", (n) => socket.emit("pong", n)));
   io.listen(0);

@@ -7,9 +7,10 @@
 // function: ffi-napi's generic ForeignFunction allocates and attaches a
 // Buffer per argument on every call, which costs ~10 µs per argument, while
 // writing into preallocated storage costs well under a microsecond. In the
-// same spirit, strings go to C through a reusable arena, pointers travel as
-// plain numbers (addresses), and callbacks read their arguments straight from
-// libffi's argument array.
+// same spirit, strings go to C through a reusable arena and pointers travel as
+// plain numbers (addresses). Nothing comes back through calls from C on the
+// hot path: events arrive as records in a Buffer (see records.js), one C call
+// per batch.
 
 "use strict";
 
@@ -64,9 +65,18 @@ const dl = new ffi.DynamicLibrary(LIBRARY_PATH, ffi.DynamicLibrary.FLAGS.RTLD_NO
 
 const TWO_32 = 4294967296;
 
+/** Writes an integer of at most 53 bits as a little-endian u64 (byte stores: no range checks). */
 function writeU64(buf, offset, value) {
-  buf.writeUInt32LE(value % TWO_32 >>> 0, offset);
-  buf.writeUInt32LE(Math.floor(value / TWO_32) >>> 0, offset + 4);
+  const lo = value >>> 0;
+  const hi = Math.floor(value / TWO_32) >>> 0;
+  buf[offset] = lo;
+  buf[offset + 1] = lo >>> 8;
+  buf[offset + 2] = lo >>> 16;
+  buf[offset + 3] = lo >>> 24;
+  buf[offset + 4] = hi;
+  buf[offset + 5] = hi >>> 8;
+  buf[offset + 6] = hi >>> 16;
+  buf[offset + 7] = hi >>> 24;
 }
 
 function readU64(buf, offset) {
@@ -79,9 +89,9 @@ function addressOf(buf) {
 }
 
 // Strings and arrays handed to the current call. The arena is reused by
-// every call (calls into iobus never nest, except the accessors used inside
-// callbacks during iobus_server_poll, which pass no strings); bigger values
-// get their own Buffers, held here until the call returns.
+// every call (calls into iobus only nest inside iobus_server_free, whose
+// callbacks may call back in, and it passes no strings); bigger values get
+// their own Buffers, held here until the call returns.
 const ARENA_SIZE = 64 * 1024;
 const arena = Buffer.alloc(ARENA_SIZE);
 const arenaBase = addressOf(arena);
@@ -150,7 +160,7 @@ const outSlot = Buffer.alloc(8);
 const OUT = addressOf(outSlot);
 const lenSlot = Buffer.alloc(8);
 const LEN = addressOf(lenSlot);
-// iobus_server_poll's count: its callbacks use the other slots meanwhile.
+// iobus_server_poll_records' record count (its byte count goes to LEN).
 const countSlot = Buffer.alloc(8);
 const COUNT = addressOf(countSlot);
 
@@ -172,12 +182,6 @@ function u64At(address) {
 /** The int32 at `address`. */
 function i32At(address) {
   return ref.reinterpret(arena, 4, address - arenaBase).readInt32LE(0);
-}
-
-/** `len` bytes at `address`, copied. */
-function bytesAt(address, len) {
-  if (address === 0 || len === 0) return Buffer.alloc(0);
-  return Buffer.from(ref.reinterpret(arena, len, address - arenaBase));
 }
 
 // ---- functions -----------------------------------------------------------------
@@ -317,19 +321,9 @@ const SIGNATURES = {
   iobus_config_set_static_dir: ["i", "ps"],
   iobus_config_set_dispatch: ["i", "pi"],
 
-  iobus_event_namespace: ["s", "p"],
-  iobus_event_socket_id: ["s", "p"],
-  iobus_event_name: ["s", "p"],
-  iobus_event_args: ["s", "pp"],
-  iobus_event_binary_count: ["u", "p"],
-  iobus_event_binary: ["p", "pup"],
-  iobus_event_take_ack: ["p", "p"],
   iobus_ack_send: ["i", "psnpu"],
   iobus_ack_free: ["v", "p"],
 
-  iobus_connect_namespace: ["s", "p"],
-  iobus_connect_socket_id: ["s", "p"],
-  iobus_connect_handshake: ["i", "ppp"],
   iobus_connect_accept: ["i", "p"],
   iobus_connect_reject: ["i", "pssn"],
 
@@ -339,7 +333,7 @@ const SIGNATURES = {
   iobus_server_stop: ["i", "p"],
   iobus_server_free: ["v", "p"],
   iobus_server_poll_fd: ["i", "p"],
-  iobus_server_poll: ["i", "pup"],
+  iobus_server_poll_records: ["i", "ppupp"],
   iobus_server_add_namespace_pattern: ["i", "ps"],
   iobus_server_on_connect: ["i", "pspu"],
   iobus_server_on_any: ["i", "pspu"],
@@ -378,14 +372,32 @@ const dup = (() => {
   };
 })();
 
+// sched_yield(2), likewise (null where the C library lacks it).
+const schedYield = (() => {
+  let fn;
+  try {
+    fn = libc.get("sched_yield");
+  } catch {
+    return null;
+  }
+  const cif = prepare("i", "");
+  const [, argv] = storage(0);
+  const result = Buffer.alloc(8);
+  return () => {
+    binding.ffi_call(cif, fn, result, argv);
+  };
+})();
+
 // ---- callbacks ---------------------------------------------------------------
 
 /**
  * A C function pointer (`void (*)(…)`, argument kinds as above: p, u, i, s)
  * that calls `fn` with the decoded arguments; whatever `fn` throws goes to
  * `report` (nothing may unwind into C). It must only be called on the main
- * thread, which iobus_server_poll guarantees. Returns { address, keep }:
- * `keep` must stay referenced as long as C may call the pointer.
+ * thread, which poll mode guarantees: there the library calls callbacks only
+ * from iobus_server_poll (which this package does not use) and
+ * iobus_server_free, on the calling thread. Returns { address, keep }: `keep`
+ * must stay referenced as long as C may call the pointer.
  */
 function callback(kinds, fn, report) {
   const cif = prepare("v", kinds);
@@ -475,20 +487,15 @@ function takeU16() {
   return lenSlot.readUInt16LE(0);
 }
 
-/** The size_t iobus_server_poll wrote to the COUNT slot. */
+/** The size_t iobus_server_poll_records wrote to the COUNT slot. */
 function takeCount() {
   return readU64(countSlot, 0);
-}
-
-/** Copies attachment `index` of an event (valid only during its callback). */
-function eventBinary(event, index) {
-  const address = lib.iobus_event_binary(event, index, LEN);
-  return bytesAt(address, takeLength());
 }
 
 module.exports = {
   lib,
   dup,
+  schedYield,
   callback,
   LIBRARY_PATH,
   Status,
@@ -507,5 +514,5 @@ module.exports = {
   takeLength,
   takeU16,
   takeCount,
-  eventBinary,
+  addressOf,
 };

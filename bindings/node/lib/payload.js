@@ -72,9 +72,4 @@ function decodeArgs(json, buffers) {
   return fillPlaceholders(args, buffers);
 }
 
-/** Whether JSON text from the library may carry placeholders (a cheap pre-check). */
-function mayHavePlaceholders(json) {
-  return json.includes('"_placeholder"');
-}
-
-module.exports = { isBinary, hasBinary, encodeArgs, decodeArgs, mayHavePlaceholders };
+module.exports = { isBinary, hasBinary, encodeArgs, decodeArgs };

@@ -5,24 +5,31 @@
 //   queue callbacks, and a unix socket (iobus_server_poll_fd) becomes
 //   readable when some are pending;
 // - a net.Socket watches (a duplicate of) that descriptor from libuv, so a
-//   wake-up is an ordinary I/O event on the main thread;
-// - on a wake-up, iobus_server_poll runs up to POLL_BATCH queued callbacks
-//   right here; each one only copies what it was given into a record (the
-//   views die with the callback), and once poll returns the records are
+//   wake-up is an ordinary I/O event on the main thread (when the process
+//   may only use one CPU, the main thread first yields it once, so that the
+//   network thread it interrupted can queue the rest of its burst: see
+//   sharesOneCpu);
+// - on a wake-up, one iobus_server_poll_records call takes the queued
+//   callbacks as records (see records.js) into one persistent Buffer, as
+//   many as fit; the records are then read straight from that Buffer and
 //   delivered in order to namespaces and sockets, whose listeners may call
-//   back into the library freely (they are outside any callback by then).
+//   back into the library freely (the poll has returned by then). The C
+//   callbacks are registered but not called on this path.
 //
 // No JavaScript ever runs on a library thread, nothing blocks the event loop
-// waiting for the network, and one queue keeps each socket's events in order.
+// waiting for the network, one queue keeps each socket's events in order,
+// and a whole batch of events costs one call into C.
 
 "use strict";
 
 const net = require("node:net");
+const os = require("node:os");
 const path = require("node:path");
 const { EventEmitter } = require("node:events");
 const {
   lib,
   dup,
+  schedYield,
   callback,
   Status,
   DISPATCH_POLL,
@@ -32,36 +39,36 @@ const {
   COUNT,
   check,
   statusError,
-  takeString,
   takePointer,
+  takeLength,
   takeU16,
   takeCount,
-  eventBinary,
+  addressOf,
 } = require("./native");
-const { decodeArgs, mayHavePlaceholders } = require("./payload");
+const { decodeArgs } = require("./payload");
+const { Kind, RecordReader, MalformedRecord } = require("./records");
 const { Namespace, ParentNamespace } = require("./namespace");
 const { Socket } = require("./socket");
 const { fire } = require("./listeners");
 
-/** Callbacks run per wake-up before the loop gets a turn again. */
-const POLL_BATCH = 256;
+/**
+ * The record Buffer's starting size: what one wake-up takes at most before
+ * the loop gets a turn again (a record bigger than this grows the Buffer to
+ * its size).
+ */
+const RECORD_BUFFER_SIZE = 256 * 1024;
 
 /**
  * How often the queue is also polled without a wake-up. The library's re-arm
  * of the wake-up descriptor can lose a wake-up when a callback is queued
- * while iobus_server_poll finishes (it clears its "signaled" flag before it
- * drains the descriptor); this bounds the delay such a callback can see.
+ * while a poll finishes (it clears its "signaled" flag before it drains the
+ * descriptor); this bounds the delay such a callback can see.
  */
 const RESCUE_POLL_MS = 20;
 
 /** The namespace pattern behind every RegExp/function namespace. */
 const DYNAMIC_PATTERN = "/*";
 const DYNAMIC = Symbol("iobus.dynamic");
-
-const CONNECT = 0;
-const EVENT = 1;
-const DISCONNECT = 2;
-const ACK = 3;
 
 function clientDist() {
   try {
@@ -181,14 +188,23 @@ class Server {
     this._acks = new Map();
     this._nextAckId = 1;
     this._pending = new Set();
-    this._queue = [];
+    this._records = Buffer.alloc(RECORD_BUFFER_SIZE);
+    this._recordsAddress = addressOf(this._records);
+    this._reader = new RecordReader();
     this._pumping = false;
     this._watcher = null;
     this._rescue = null;
     this._closing = null;
     this._dynamicId = -1;
     this._report = (err) => this._reportError(err);
-    this._onWake = () => this._pump();
+    this._onWake = () => {
+      this._pump();
+    };
+    this._yieldOnWake = false;
+    this._onReadable = () => {
+      if (this._yieldOnWake) schedYield();
+      this._pump();
+    };
 
     this._handle = createHandle(this.opts);
     this._createCallbacks();
@@ -198,43 +214,23 @@ class Server {
     if (srv !== undefined && srv !== null) this.listen(srv);
   }
 
-  // ---- the callbacks: copy, queue, return ------------------------------------
+  // ---- the callbacks: registered, not called -----------------------------------
 
   _createCallbacks() {
-    // The C function pointers; `keep` holds them for the server's lifetime.
+    // Registering a handler takes a C function pointer, but the pump takes
+    // what is queued as records (iobus_server_poll_records) instead of
+    // letting the library call these. The library only calls them from
+    // iobus_server_free, for what was queued after the last poll (after a
+    // stop has already wound the network down); nothing can be delivered by
+    // then, so they only answer what the host owns: a pending connection is
+    // refused. (An event's unanswered ack handle stays the library's.)
+    // `keep` holds the pointers for the server's lifetime.
     const connect = callback("up", (id, req) => {
-      const dynamic = id === this._dynamicId;
-      const record = { kind: CONNECT, id, req, nsp: null, sid: null, handshake: null };
-      this._queue.push(record);
-      record.nsp = dynamic ? lib.iobus_connect_namespace(req) : null;
-      record.sid = lib.iobus_connect_socket_id(req);
-      if (lib.iobus_connect_handshake(req, OUT, 0) === Status.OK) record.handshake = takeString();
+      lib.iobus_connect_reject(req, "server shutting down", null, JSON_NUL_TERMINATED);
     }, this._report);
-    const event = callback("up", (id, ev) => {
-      const json = lib.iobus_event_args(ev, 0);
-      const ack = lib.iobus_event_take_ack(ev);
-      this._queue.push({
-        kind: EVENT,
-        id,
-        nsp: id === this._dynamicId ? lib.iobus_event_namespace(ev) : null,
-        sid: lib.iobus_event_socket_id(ev),
-        name: lib.iobus_event_name(ev),
-        json,
-        binary: mayHavePlaceholders(json) ? this._binaries(ev) : null,
-        ack: ack === 0 ? null : ack,
-      });
-    }, this._report);
-    const disconnect = callback("ussss", (id, nsp, sid, reason, rooms) => {
-      this._queue.push({ kind: DISCONNECT, id, nsp, sid, reason, rooms });
-    }, this._report);
-    const ack = callback("uip", (id, status, reply) => {
-      const record = { kind: ACK, id, status, json: null, binary: null };
-      if (status === 0) {
-        record.json = lib.iobus_event_args(reply, 0);
-        if (mayHavePlaceholders(record.json)) record.binary = this._binaries(reply);
-      }
-      this._queue.push(record);
-    }, this._report);
+    const event = callback("up", noop, this._report);
+    const disconnect = callback("ussss", noop, this._report);
+    const ack = callback("uip", noop, this._report);
     this._callbacks = [connect.keep, event.keep, disconnect.keep, ack.keep];
     this._connectCallback = connect.address;
     this._eventCallback = event.address;
@@ -242,114 +238,208 @@ class Server {
     this._ackCallback = ack.address;
   }
 
-  _binaries(event) {
-    const count = lib.iobus_event_binary_count(event);
-    const out = new Array(count);
-    for (let i = 0; i < count; i++) out[i] = eventBinary(event, i);
-    return out;
-  }
-
-  // ---- the pump: poll, then deliver ------------------------------------------
+  // ---- the pump: take records, deliver them ------------------------------------
 
   _pump() {
     if (this._pumping || !this._handle) return;
     this._pumping = true;
     try {
-      const code = lib.iobus_server_poll(this._handle, POLL_BATCH, COUNT);
-      this._deliverQueued();
-      if (code !== Status.OK) this._report(statusError(code, "poll"));
+      this._take(this._handle);
     } finally {
       this._pumping = false;
     }
   }
 
-  _deliverQueued() {
-    while (this._queue.length > 0) {
-      const batch = this._queue;
-      this._queue = [];
-      for (const record of batch) {
-        try {
-          this._deliver(record);
-        } catch (err) {
-          this._report(err);
-        }
-      }
+  /**
+   * One iobus_server_poll_records into the record Buffer, then the delivery
+   * of every record it took, in order. Returns how many it took (0 when the
+   * queue was empty or the poll failed).
+   */
+  _take(handle) {
+    let code = lib.iobus_server_poll_records(handle, this._recordsAddress, this._records.length, LEN, COUNT);
+    if (code === Status.INVALID_ARGUMENT && takeCount() === 0 && takeLength() > this._records.length) {
+      // The oldest record alone is bigger than the Buffer: nothing was taken.
+      this._growRecords(takeLength());
+      code = lib.iobus_server_poll_records(handle, this._recordsAddress, this._records.length, LEN, COUNT);
     }
-  }
-
-  _deliver(r) {
-    switch (r.kind) {
-      case CONNECT:
-        return this._onConnect(r);
-      case EVENT: {
-        const socket = this._socketOf(r);
-        if (!socket) {
-          if (r.ack) lib.iobus_ack_free(r.ack);
-          return;
-        }
-        socket._onevent(r.name, decodeArgs(r.json, r.binary), r.ack);
-        return;
-      }
-      case DISCONNECT: {
-        const socket = this._socketOf(r);
-        if (socket) socket._onclose(r.reason, JSON.parse(r.rooms));
-        return;
-      }
-      case ACK: {
-        const callback = this._acks.get(r.id);
-        if (!callback) return;
-        this._acks.delete(r.id);
-        if (r.status === 0) callback(null, ...decodeArgs(r.json, r.binary));
-        else callback(new Error(r.status === 1 ? "operation has timed out" : "socket has been disconnected"));
-        return;
-      }
+    if (code !== Status.OK) {
+      this._report(statusError(code, "poll"));
+      return 0;
     }
+    const count = takeCount();
+    if (count > 0) this._deliverRecords(takeLength());
+    return count;
   }
 
-  _namespaceOf(r) {
-    return r.id === this._dynamicId ? this._nsps.get(r.nsp) : this._byId[r.id];
+  _growRecords(need) {
+    let size = this._records.length;
+    while (size < need) size *= 2;
+    this._records = Buffer.alloc(size);
+    this._recordsAddress = addressOf(this._records);
   }
 
-  _socketOf(r) {
-    const nsp = this._namespaceOf(r);
-    return nsp ? nsp.sockets.get(r.sid) : undefined;
-  }
-
-  _onConnect(r) {
-    this._pending.add(r.req);
-    if (this._closing) {
-      this._pending.delete(r.req);
-      lib.iobus_connect_reject(r.req, "server shutting down", null, JSON_NUL_TERMINATED);
+  /**
+   * Reads and delivers the records in the first `len` bytes of the record
+   * Buffer. A listener's failure is reported and delivery goes on; so does
+   * a malformed record, whose handle is given back, unless its size is what
+   * is wrong, which leaves the rest of the batch unreadable.
+   */
+  _deliverRecords(len) {
+    const reader = this._reader;
+    try {
+      reader.start(this._records, len);
+    } catch (err) {
+      this._report(err);
       return;
     }
-    const handshake = buildHandshake(r.handshake);
-    const admit = (nsp) => {
-      if (!nsp) {
-        if (this._pending.delete(r.req)) {
-          lib.iobus_connect_reject(r.req, "Invalid namespace", null, JSON_NUL_TERMINATED);
+    for (;;) {
+      try {
+        if (!reader.next()) return;
+      } catch (err) {
+        this._report(err);
+        return;
+      }
+      try {
+        this._deliver(reader);
+      } catch (err) {
+        if (err instanceof MalformedRecord) this._release(reader.kind, reader.handle);
+        this._report(err);
+      }
+    }
+  }
+
+  /** Gives back the handle of a record that could not be read. */
+  _release(kind, handle) {
+    if (handle === 0) return;
+    if (kind === Kind.CONNECT) {
+      this._pending.delete(handle);
+      lib.iobus_connect_reject(handle, "server error", null, JSON_NUL_TERMINATED);
+    } else if (kind === Kind.EVENT) {
+      lib.iobus_ack_free(handle);
+    }
+  }
+
+  /** Delivers the reader's current record; its fields are read here, in order. */
+  _deliver(rd) {
+    const id = rd.user;
+    switch (rd.kind) {
+      case Kind.CONNECT: {
+        const nsp = this._namespaceField(rd, id);
+        const sid = rd.latin1();
+        const handshake = rd.text();
+        return this._onConnect(id, rd.handle, nsp, sid, handshake);
+      }
+      case Kind.EVENT: {
+        const nsp = this._namespaceField(rd, id);
+        const sid = rd.latin1();
+        const name = rd.text();
+        const json = rd.text();
+        const binary = rd.attachments();
+        const ack = rd.handle;
+        const socket = this._socketOf(id, nsp, sid);
+        if (!socket) {
+          if (ack !== 0) lib.iobus_ack_free(ack);
+          return undefined;
+        }
+        let args;
+        try {
+          args = decodeArgs(json, binary);
+        } catch (err) {
+          if (ack !== 0) lib.iobus_ack_free(ack);
+          throw err;
+        }
+        socket._onevent(name, args, ack === 0 ? null : ack);
+        return undefined;
+      }
+      case Kind.DISCONNECT: {
+        const nsp = this._namespaceField(rd, id);
+        const sid = rd.latin1();
+        const reason = rd.text();
+        const rooms = rd.text();
+        const socket = this._socketOf(id, nsp, sid);
+        if (socket) socket._onclose(reason, JSON.parse(rooms));
+        return undefined;
+      }
+      case Kind.ACK: {
+        rd.skip(); // namespace
+        rd.skip(); // socket id
+        const status = rd.status;
+        const json = rd.text();
+        const binary = rd.attachments();
+        const callback = this._acks.get(id);
+        if (!callback) return undefined;
+        this._acks.delete(id);
+        if (status === 0) callback(null, ...decodeArgs(json, binary));
+        else callback(new Error(status === 1 ? "operation has timed out" : "socket has been disconnected"));
+        return undefined;
+      }
+      default:
+        throw new MalformedRecord(`unknown kind ${rd.kind}`, false);
+    }
+  }
+
+  /** The namespace field: its name under the dynamic pattern, else skipped (the id tells). */
+  _namespaceField(rd, id) {
+    if (id === this._dynamicId) return rd.text();
+    rd.skip();
+    return null;
+  }
+
+  _namespaceOf(id, nsp) {
+    return id === this._dynamicId ? this._nsps.get(nsp) : this._byId[id];
+  }
+
+  _socketOf(id, nsp, sid) {
+    const namespace = this._namespaceOf(id, nsp);
+    return namespace ? namespace.sockets.get(sid) : undefined;
+  }
+
+  /**
+   * A connection to namespace `nsp` (a name only under the dynamic pattern;
+   * else registration `id` tells) waiting for a decision through `req`.
+   */
+  _onConnect(id, req, nsp, sid, handshakeJson) {
+    this._pending.add(req);
+    if (this._closing) {
+      this._pending.delete(req);
+      lib.iobus_connect_reject(req, "server shutting down", null, JSON_NUL_TERMINATED);
+      return;
+    }
+    let handshake;
+    try {
+      handshake = buildHandshake(handshakeJson);
+    } catch (err) {
+      this._pending.delete(req);
+      lib.iobus_connect_reject(req, "server error", null, JSON_NUL_TERMINATED);
+      throw err;
+    }
+    const admit = (namespace) => {
+      if (!namespace) {
+        if (this._pending.delete(req)) {
+          lib.iobus_connect_reject(req, "Invalid namespace", null, JSON_NUL_TERMINATED);
         }
         return;
       }
-      nsp._admit(new Socket(nsp, r.sid, handshake), r.req);
+      namespace._admit(new Socket(namespace, sid, handshake), req);
     };
-    if (r.id !== this._dynamicId) return admit(this._byId[r.id]);
-    const known = this._nsps.get(r.nsp);
+    if (id !== this._dynamicId) return admit(this._byId[id]);
+    const known = this._nsps.get(nsp);
     if (known) return admit(known);
     // The first parent namespace that matches creates the child.
     const tryParent = (i) => {
       if (i === this._parents.length) return admit(null);
-      this._parents[i]._matches(r.nsp, handshake.auth, (ok) => {
+      this._parents[i]._matches(nsp, handshake.auth, (ok) => {
         if (!ok) return tryParent(i + 1);
-        let child = this._nsps.get(r.nsp);
+        let child = this._nsps.get(nsp);
         if (!child) {
-          child = this._parents[i]._createChild(r.nsp);
-          this._nsps.set(r.nsp, child);
+          child = this._parents[i]._createChild(nsp);
+          this._nsps.set(nsp, child);
           fire(this.sockets, "new_namespace", [child], this._report);
         }
         admit(child);
       });
     };
-    tryParent(0);
+    return tryParent(0);
   }
 
   _registerAck(callback) {
@@ -509,8 +599,15 @@ class Server {
     if (this._watcher) return;
     const fd = dup(lib.iobus_server_poll_fd(this._handle));
     if (fd < 0) throw new Error("iobus: cannot watch the poll descriptor");
-    this._watcher = new net.Socket({ fd, readable: true, writable: false });
-    this._watcher.on("data", this._onWake);
+    this._yieldOnWake = schedYield !== null && sharesOneCpu();
+    // The bytes read are only wake-up tokens: read into one small Buffer and
+    // handed straight to the pump, without a stream's per-read allocations.
+    this._watcher = new net.Socket({
+      fd,
+      readable: true,
+      writable: false,
+      onread: { buffer: Buffer.alloc(64), callback: this._onReadable },
+    });
     this._watcher.on("error", this._report);
     this._rescue = setInterval(this._onWake, RESCUE_POLL_MS);
     this._rescue.unref();
@@ -555,12 +652,7 @@ class Server {
     // Deliver what the stop queued (disconnects, failed acks), then free.
     this._pumping = true;
     try {
-      for (;;) {
-        const code = lib.iobus_server_poll(handle, POLL_BATCH, COUNT);
-        const ran = takeCount();
-        this._deliverQueued();
-        if (code !== Status.OK || ran === 0) break;
-      }
+      while (this._take(handle) > 0);
     } finally {
       this._pumping = false;
     }
@@ -571,6 +663,21 @@ class Server {
     this._acks.clear();
     for (const callback of stranded) callback(new Error("socket has been disconnected"));
   }
+}
+
+function noop() {}
+
+/**
+ * Whether this process may only run on one CPU (taskset, cpusets): then the
+ * library's network threads and JavaScript take turns on it. The wake-up
+ * comes with the first callback queued, and the woken main thread usually
+ * preempts the network thread in the middle of a burst of events; yielding
+ * the CPU once before polling lets it queue the rest of the burst, so one
+ * poll takes them all instead of a few per wake-up (with several CPUs the
+ * threads run side by side and there is nothing to wait for).
+ */
+function sharesOneCpu() {
+  return typeof os.availableParallelism === "function" && os.availableParallelism() === 1;
 }
 
 /** The handshake JSON of the library → socket.io's `socket.handshake`. */

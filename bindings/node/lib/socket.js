@@ -11,9 +11,20 @@ const { encodeArgs } = require("./payload");
 const { BroadcastOperator, RESERVED_EVENTS } = require("./broadcast");
 const { invoke, fire } = require("./listeners");
 
-// Ack callbacks nobody called: their handles go back to the library when the
-// callback is collected.
+// Ack functions that outlived their event's delivery unanswered: their
+// handles go back to the library if the function is collected without being
+// called. (An ack answered while its listeners run, the usual case, is never
+// registered here.)
 const unansweredAcks = new FinalizationRegistry((handle) => lib.iobus_ack_free(handle));
+
+/** The iobus_ack handle behind an ack function: 0 once answered. */
+class PendingAck {
+  constructor(handle) {
+    this.handle = handle;
+    /** Whether it is in `unansweredAcks` (with itself as the unregister token). */
+    this.watched = false;
+  }
+}
 
 // "No timeout" for emits with an ack: the library needs one; this is ~285,000 years.
 const NO_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
@@ -294,7 +305,26 @@ class Socket extends EventEmitter {
 
   /** An incoming event; `ackHandle` is an iobus_ack pointer or null. */
   _onevent(event, args, ackHandle) {
-    if (ackHandle) args.push(this._ackFunction(ackHandle));
+    if (!ackHandle) {
+      this._dispatch(event, args);
+      return;
+    }
+    const pending = new PendingAck(ackHandle);
+    const ack = ackFunction(pending);
+    args.push(ack);
+    try {
+      this._dispatch(event, args);
+    } finally {
+      // Kept for later (or never called): watch for it being dropped.
+      if (pending.handle !== 0) {
+        pending.watched = true;
+        unansweredAcks.register(ack, pending.handle, pending);
+      }
+    }
+  }
+
+  /** Middlewares, catch-all listeners, then the event's listeners. */
+  _dispatch(event, args) {
     const report = this.server._report;
     if (this._anyListeners && this._anyListeners.length > 0) {
       for (const fn of this._anyListeners.slice()) invoke(fn, this, [event, ...args], report);
@@ -314,26 +344,6 @@ class Socket extends EventEmitter {
     run(0);
   }
 
-  /** The ack function handed to a listener: answers once, from any moment. */
-  _ackFunction(handle) {
-    let sent = false;
-    const ack = (...reply) => {
-      if (sent) return;
-      sent = true;
-      unansweredAcks.unregister(ack);
-      const { json, buffers } = encodeArgs(reply);
-      const [bufs, count] = bufArray(buffers);
-      const code = lib.iobus_ack_send(handle, json, JSON_NUL_TERMINATED, bufs, count);
-      // On DISCONNECTED the library has consumed the handle; on other errors
-      // it is still ours.
-      if (code === Status.OK || code === Status.DISCONNECTED) return;
-      lib.iobus_ack_free(handle);
-      throw statusError(code, "ack");
-    };
-    unansweredAcks.register(ack, handle, ack);
-    return ack;
-  }
-
   /** The socket left its namespace: `disconnecting` (rooms still known), then `disconnect`. */
   _onclose(reason, rooms) {
     if (!this._live) return;
@@ -349,6 +359,31 @@ class Socket extends EventEmitter {
 }
 
 function noop() {}
+
+/** The ack function handed to a listener: answers once, from any moment. */
+function ackFunction(pending) {
+  return (...reply) => {
+    const handle = pending.handle;
+    if (handle === 0) return;
+    // Encoded first: a reply that cannot be encoded throws and leaves the
+    // ack unanswered (and its handle watched).
+    const { json, buffers } = encodeArgs(reply);
+    pending.handle = 0;
+    if (pending.watched) unansweredAcks.unregister(pending);
+    let code;
+    if (buffers === null) {
+      code = lib.iobus_ack_send(handle, json, JSON_NUL_TERMINATED, 0, 0);
+    } else {
+      const [bufs, count] = bufArray(buffers);
+      code = lib.iobus_ack_send(handle, json, JSON_NUL_TERMINATED, bufs, count);
+    }
+    // On DISCONNECTED the library has consumed the handle; on other errors
+    // it is still ours.
+    if (code === Status.OK || code === Status.DISCONNECTED) return;
+    lib.iobus_ack_free(handle);
+    throw statusError(code, "ack");
+  };
+}
 
 function isGone(code) {
   return code === Status.UNKNOWN_SOCKET || code === Status.DISCONNECTED || code === Status.NOT_RUNNING;

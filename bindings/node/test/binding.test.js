@@ -207,6 +207,137 @@ describe("the event loop", () => {
   });
 });
 
+describe("records from the library", () => {
+  it("an event bigger than the record buffer arrives whole, in order with its neighbours", async (t) => {
+    const { client, socket } = await setup(t);
+    const seen = [];
+    socket.on("m", (...args) => {
+      const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+      seen.push(args.map((a) => (Buffer.isBuffer(a) ? `buffer ${a.length} ${a[a.length - 1]}` : typeof a === "string" ? `string ${a.length}` : a)));
+      if (ack) ack(seen.length);
+    });
+    const text = "é".repeat(300 * 1024); // 600 KiB of UTF-8
+    const blob = Buffer.alloc(700 * 1024, 7);
+    client.emit("m", 1);
+    client.emit("m", text, blob);
+    const count = await client.timeout(WAIT_MS).emitWithAck("m", 2);
+    assert.equal(count, 3);
+    assert.deepEqual(seen, [[1], [`string ${300 * 1024}`, `buffer ${700 * 1024} 7`], [2]]);
+  });
+
+  it("a malformed record is reported, its handle given back, and delivery goes on", async (t) => {
+    const { io, socket } = await setup(t);
+    const { lib } = require("../lib/native");
+    const { Kind, HEADER_SIZE } = require("../lib/records");
+    const errors = [];
+    io.on("error", (err) => errors.push(err));
+    const got = [];
+    socket.on("m", (...args) => got.push(args));
+
+    // Handles in these records are made up: the calls that would give them
+    // back to the library are replaced for the test.
+    const freed = [];
+    const rejected = [];
+    const { iobus_ack_free: ackFree, iobus_connect_reject: connectReject } = lib;
+    lib.iobus_ack_free = (handle) => freed.push(handle);
+    lib.iobus_connect_reject = (handle, message) => rejected.push([handle, message]);
+    t.after(() => {
+      lib.iobus_ack_free = ackFree;
+      lib.iobus_connect_reject = connectReject;
+    });
+
+    const field = (text) => {
+      const bytes = Buffer.from(text, "utf8");
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(bytes.length, 0);
+      return Buffer.concat([len, bytes]);
+    };
+    const record = (kind, handle, size, ...parts) => {
+      const body = Buffer.concat(parts);
+      const header = Buffer.alloc(HEADER_SIZE);
+      header.writeUInt32LE(size ?? HEADER_SIZE + body.length, 0);
+      header[4] = kind;
+      header.writeBigUInt64LE(BigInt(io._byId.indexOf(io.sockets)), 8);
+      header.writeBigUInt64LE(BigInt(handle), 16);
+      return Buffer.concat([header, body]);
+    };
+    const count = Buffer.alloc(4);
+    const event = (text) => [field("/"), field(socket.id), field("m"), field(JSON.stringify([text])), count];
+    const bytes = Buffer.concat([
+      record(Kind.EVENT, 0x1234, undefined, field("/"), field(socket.id), field("m"), Buffer.from([0xff, 0xff, 0, 0])),
+      record(Kind.EVENT, 0, undefined, ...event("first")),
+      record(Kind.CONNECT, 0x5678, undefined, field("/"), field("x".repeat(20))),
+      record(9, 0, undefined, field("?")),
+      record(Kind.EVENT, 0, undefined, ...event("second")),
+      record(Kind.EVENT, 0, HEADER_SIZE - 1, ...event("never")),
+      record(Kind.EVENT, 0, undefined, ...event("after the broken size")),
+    ]);
+    bytes.copy(io._records);
+    io._deliverRecords(bytes.length);
+
+    assert.deepEqual(got, [["first"], ["second"]]);
+    assert.deepEqual(freed, [0x1234]);
+    assert.deepEqual(rejected, [[0x5678, "server error"]]);
+    assert.equal(errors.length, 4, errors.map(String).join("\n"));
+    assert.ok(errors.every((err) => err.code === "IOBUS_MALFORMED_RECORD"), errors.map(String).join("\n"));
+    assert.match(errors[2].message, /unknown kind 9/);
+  });
+});
+
+describe("acks", () => {
+  it("an ack answered after its listener returned reaches the client, once", async (t) => {
+    const { client, socket } = await setup(t);
+    socket.on("later", (x, ack) => {
+      setTimeout(() => {
+        ack(`late ${x}`);
+        ack("twice");
+      }, 20);
+    });
+    assert.equal(await client.timeout(WAIT_MS).emitWithAck("later", 1), "late 1");
+    assert.equal(await client.timeout(WAIT_MS).emitWithAck("later", 2), "late 2");
+  });
+
+  it("an ack function dropped unanswered gives its handle back once collected; answered ones are not", () => {
+    const script = `
+      const { Server } = require("iobus");
+      const { lib } = require("./lib/native");
+      const { io } = require("socket.io-client");
+      const freed = [];
+      const free = lib.iobus_ack_free;
+      lib.iobus_ack_free = (handle) => { freed.push(handle); free(handle); };
+      const server = new Server();
+      server.listen(0);
+      let arrived = 0;
+      server.on("connection", (s) => {
+        s.on("answered", (ack) => ack(1));
+        s.on("kept", (ack) => { setTimeout(() => ack(2), 10); });
+        s.on("dropped", () => { arrived += 1; });
+      });
+      const c = io("http://127.0.0.1:" + server.httpServer.address().port, { transports: ["websocket"], reconnection: false });
+      const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+      c.on("connect", async () => {
+        await c.emitWithAck("answered");
+        await c.emitWithAck("kept");
+        c.emit("dropped", () => {});
+        c.emit("dropped", () => {});
+        while (arrived < 2) await sleep(10);
+        for (let i = 0; i < 50 && freed.length < 2; i++) { global.gc(); await sleep(20); }
+        await sleep(100);
+        console.log(freed.length);
+        c.disconnect();
+        await server.close();
+      });
+    `;
+    const out = spawnSync(process.execPath, ["--expose-gc", "-e", script], {
+      cwd: PACKAGE_DIR,
+      encoding: "utf8",
+      timeout: 20000,
+    });
+    assert.equal(out.status, 0, out.stderr);
+    assert.equal(out.stdout.trim(), "2");
+  });
+});
+
 describe("HTTP", () => {
   it("serves the client bundle and a static directory beside Socket.IO", async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "iobus-static-"));

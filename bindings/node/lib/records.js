@@ -1,0 +1,155 @@
+// Reading what iobus_server_poll_records writes: one record per callback the
+// library owes the host, packed into one Buffer (little-endian, no padding):
+//
+//   u32 size of the record (this field included), u8 kind, u8 ack status,
+//   2 zero bytes, u64 user data, u64 handle          (the 24-byte header)
+//   fields: u32 length + that many bytes (UTF-8 text or raw attachment bytes)
+//
+// Fields by kind: CONNECT namespace, socket id, handshake JSON; EVENT
+// namespace, socket id, event name, arguments JSON, then a u32 attachment
+// count and each attachment as a field; DISCONNECT namespace, socket id,
+// reason, rooms JSON; ACK namespace, socket id, arguments JSON, then the
+// attachments as for EVENT.
+//
+// The reader checks every length against the record and the record against
+// the bytes the poll wrote, so a malformed record becomes an exception here
+// and never a read outside what the library wrote.
+
+"use strict";
+
+const Kind = Object.freeze({ CONNECT: 0, EVENT: 1, DISCONNECT: 2, ACK: 3 });
+
+const HEADER_SIZE = 24;
+const TWO_32 = 4294967296;
+const EMPTY = Buffer.alloc(0);
+
+/** A record that cannot be read as the format says. */
+class MalformedRecord extends Error {
+  constructor(message, framing) {
+    super(`iobus: malformed record from iobus_server_poll_records: ${message}`);
+    this.code = "IOBUS_MALFORMED_RECORD";
+    /** Whether the record's own size is wrong: then nothing after it can be found either. */
+    this.framing = framing;
+  }
+}
+
+/**
+ * A cursor over the records of one poll. `start(buf, len)`, then `next()`
+ * for each record, whose header is in `kind`, `status`, `user` and `handle`
+ * and whose fields are read in order with `text`, `latin1`, `skip`,
+ * `attachments`. Reading a field past the record's end throws
+ * MalformedRecord; so does `next()` when a record's size does not fit.
+ */
+class RecordReader {
+  constructor() {
+    this.buf = EMPTY;
+    this.end = 0;
+    /** Where the next record starts. */
+    this.following = 0;
+    /** The current field position and the end of the current record. */
+    this.at = 0;
+    this.limit = 0;
+    this.kind = 0;
+    this.status = 0;
+    this.user = 0;
+    this.handle = 0;
+  }
+
+  /** Reads the `len` bytes a poll wrote at the start of `buf`. */
+  start(buf, len) {
+    if (!(len >= 0 && len <= buf.length)) {
+      throw new MalformedRecord(`the poll reports ${len} bytes written into a buffer of ${buf.length}`, true);
+    }
+    this.buf = buf;
+    this.end = len;
+    this.following = 0;
+    this.at = 0;
+    this.limit = 0;
+  }
+
+  /** Moves to the next record: false when there is none. */
+  next() {
+    const begin = this.following;
+    const left = this.end - begin;
+    if (left <= 0) return false;
+    const buf = this.buf;
+    if (left < HEADER_SIZE) {
+      this.following = this.end;
+      throw new MalformedRecord(`${left} trailing bytes, less than a header`, true);
+    }
+    const size = buf.readUInt32LE(begin);
+    if (size < HEADER_SIZE || size > left) {
+      this.following = this.end;
+      throw new MalformedRecord(`a record of ${size} bytes with ${left} bytes left`, true);
+    }
+    this.kind = buf[begin + 4];
+    this.status = buf[begin + 5];
+    this.user = buf.readUInt32LE(begin + 8) + buf.readUInt32LE(begin + 12) * TWO_32;
+    this.handle = buf.readUInt32LE(begin + 16) + buf.readUInt32LE(begin + 20) * TWO_32;
+    this.at = begin + HEADER_SIZE;
+    this.limit = begin + size;
+    this.following = this.limit;
+    return true;
+  }
+
+  /** A u32 of the record. */
+  u32() {
+    const at = this.at;
+    if (this.limit - at < 4) throw new MalformedRecord(`kind ${this.kind}: a field runs past the record`, false);
+    this.at = at + 4;
+    return this.buf.readUInt32LE(at);
+  }
+
+  /** Steps over the next field; returns where its bytes start (they end at `this.at`). */
+  field() {
+    const length = this.u32();
+    const begin = this.at;
+    if (length > this.limit - begin) {
+      throw new MalformedRecord(`kind ${this.kind}: a field of ${length} bytes runs past the record`, false);
+    }
+    this.at = begin + length;
+    return begin;
+  }
+
+  /** The next field as UTF-8 text. */
+  text() {
+    const begin = this.field();
+    return this.buf.toString("utf8", begin, this.at);
+  }
+
+  /** The next field as text known to be ASCII (socket ids). */
+  latin1() {
+    const begin = this.field();
+    return this.buf.toString("latin1", begin, this.at);
+  }
+
+  /** Steps over the next field. */
+  skip() {
+    this.field();
+  }
+
+  /** The attachment count and attachments: an array of Buffer copies, or null for none. */
+  attachments() {
+    const count = this.u32();
+    if (count === 0) return null;
+    // Every attachment takes at least its 4-byte length.
+    if (count > (this.limit - this.at) / 4) {
+      throw new MalformedRecord(`kind ${this.kind}: ${count} attachments cannot fit in the record`, false);
+    }
+    const out = new Array(count);
+    for (let i = 0; i < count; i++) {
+      const begin = this.field();
+      const length = this.at - begin;
+      if (length === 0) {
+        out[i] = Buffer.alloc(0);
+      } else {
+        const copy = Buffer.allocUnsafe(length);
+        this.buf.copy(copy, 0, begin, this.at);
+        out[i] = copy;
+      }
+    }
+    return out;
+  }
+}
+
+module.exports = { Kind, RecordReader, MalformedRecord, HEADER_SIZE };
