@@ -1,12 +1,15 @@
 """What the blocking and the asyncio servers share: the native server handle
-and its lifetime, handler registration, the callbacks libiobus calls, and
+and its lifetime, handler registration, reading what libiobus delivers, and
 every operation on sockets, rooms and namespaces.
 
-Both flavours run libiobus in ``IOBUS_DISPATCH_POLL`` mode: callbacks run on
-a thread of Python's choosing inside ``iobus_server_poll`` (the blocking
-server's dispatch thread, or the asyncio loop through ``add_reader`` on the
-poll descriptor). How a handler's result is awaited is the only thing the
-subclasses decide (``_invoke``).
+Both flavours run libiobus in ``IOBUS_DISPATCH_POLL`` mode, on a thread of
+Python's choosing (the blocking server's dispatch thread, or the asyncio
+loop through ``add_reader`` on the poll descriptor). Events do not arrive as
+ctypes callbacks: one ``iobus_server_poll_records`` call takes every pending
+connection, event, disconnection and ack reply as records in one buffer
+(one foreign call per batch, not five per event), and ``_deliver`` reads
+them with ``struct``. How a handler's result is awaited is the only thing
+the subclasses decide (``_invoke``).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import inspect
 import itertools
 import json
 import logging
+import struct
 import threading
-import weakref
-from ctypes import byref, c_size_t, c_uint16, c_void_p
+from ctypes import addressof, byref, c_size_t, c_uint16, c_void_p
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -67,7 +70,10 @@ _IGNORED_OPTIONS = frozenset(
 # a client that asked for an ack gets none, as in python-socketio.
 NOT_HANDLED: Any = object()
 
-_POLL_BATCH = 1024
+# The record buffer; a record larger than this (a big binary event) is
+# read into a buffer of its own size.
+_RECORDS_CAP = 256 * 1024
+_RECORD_HEADER = n.RECORD_HEADER.size
 _RESERVED = frozenset({"connect", "disconnect"})
 # Statuses after which iobus_ack_send has not consumed the handle.
 _ACK_STILL_OWNED = frozenset({n.ERR_NULL_ARGUMENT, n.ERR_INVALID_UTF8, n.ERR_INVALID_JSON, n.ERR_INVALID_BINARY})
@@ -90,16 +96,18 @@ class DisconnectReason:
     FORCED_SERVER_CLOSE = "forced server close"
 
 
-@dataclass
 class _HandlerContext:
     """The event being handled on this thread or task: a handler that
     disconnects its own socket while the client waits for the ack gets the
     disconnection after the ack, so that the ack still arrives."""
 
-    server: "BaseServer"
-    sid: str
-    acking: bool
-    deferred: List[Callable[[], None]] = field(default_factory=list)
+    __slots__ = ("server", "sid", "acking", "deferred")
+
+    def __init__(self, server: "BaseServer", sid: str, acking: bool) -> None:
+        self.server = server
+        self.sid = sid
+        self.acking = acking
+        self.deferred: Optional[List[Callable[[], None]]] = None
 
 
 _current_handler: contextvars.ContextVar[Optional[_HandlerContext]] = contextvars.ContextVar(
@@ -116,11 +124,24 @@ class _PendingConnect:
     ops: List[Callable[[], None]] = field(default_factory=list)
 
 
-@dataclass
 class _Registration:
-    kind: str  # "event", "any", "connect", "disconnect"
-    namespace: str  # the key handlers are stored under ("/", "/chat", "*", "/room-*")
-    event: str = ""
+    """What a registration's user data stands for."""
+
+    __slots__ = ("kind", "namespace", "event", "handler_key", "pattern")
+
+    def __init__(self, kind: str, namespace: str, event: str = "") -> None:
+        self.kind = kind  # "event", "any", "connect", "disconnect"
+        self.namespace = namespace  # the key handlers are stored under ("/", "/chat", "*", "/room-*")
+        self.event = event
+        # The handler an event of this registration goes to.
+        self.handler_key = event if kind == "event" else "*"
+        # Handlers of a pattern receive the concrete namespace first.
+        self.pattern = _is_pattern(namespace)
+
+
+def _describe(what: str, done: Optional[Callable[[Any], None]]) -> str:
+    """How a log line names the handler ``_invoke`` ran."""
+    return f"handler of {what!r}" if done is None else what
 
 
 def _positional_capacity(fn: Callable[..., Any]) -> int:
@@ -246,11 +267,22 @@ class BaseServer:
         self._handle = c_void_p()
         self._closed = False
         self._lock = threading.RLock()
-        # Held while iobus_server_poll runs, so that the handle is never
-        # freed under it; _poller is the thread inside it.
+        # Held while a batch of records is taken and delivered, so that the
+        # handle is never freed under it; _poller is the thread doing it.
         self._poll_lock = threading.Lock()
         self._poller: Optional[int] = None
         self._free_after_poll = False
+        # The buffer iobus_server_poll_records writes into, and its two
+        # out-parameters (passed by address: the cheapest ctypes argument).
+        self._records = ctypes.create_string_buffer(_RECORDS_CAP)
+        self._records_len = c_size_t(0)
+        self._records_count = c_size_t(0)
+        self._records_args = (
+            addressof(self._records),
+            _RECORDS_CAP,
+            addressof(self._records_len),
+            addressof(self._records_count),
+        )
 
         self._handlers: Dict[str, Dict[str, Tuple[Handler, int]]] = {}
         self._namespace_objects: Dict[str, "BaseNamespace"] = {}
@@ -263,14 +295,6 @@ class BaseServer:
         self._pending: Dict[str, _PendingConnect] = {}
         self._departing: Dict[str, List[str]] = {}
         self._exception: Optional[BaseException] = None
-
-        # The ctypes callback objects live as long as this server; they hold
-        # only a weak reference back to it.
-        ref = weakref.ref(self)
-        self._event_cb = n.EVENT_CB(_event_trampoline(ref))
-        self._connect_cb = n.CONNECT_CB(_connect_trampoline(ref))
-        self._disconnect_cb = n.DISCONNECT_CB(_disconnect_trampoline(ref))
-        self._ack_cb = n.ACK_CB(_ack_trampoline(ref))
 
         config = n.lib.iobus_config_new()
         if not config:
@@ -456,16 +480,16 @@ class BaseServer:
         lib = n.lib
         if event == "connect":
             self._registrations[token] = _Registration("connect", key)
-            status = lib.iobus_server_on_connect(self._handle, nsp, self._connect_cb, c_void_p(token))
+            status = lib.iobus_server_on_connect(self._handle, nsp, _CONNECT_CB, c_void_p(token))
         elif event == "disconnect":
             self._registrations[token] = _Registration("disconnect", key)
-            status = lib.iobus_server_on_disconnect(self._handle, nsp, self._disconnect_cb, c_void_p(token))
+            status = lib.iobus_server_on_disconnect(self._handle, nsp, _DISCONNECT_CB, c_void_p(token))
         elif event == "*":
             self._registrations[token] = _Registration("any", key)
-            status = lib.iobus_server_on_any(self._handle, nsp, self._event_cb, c_void_p(token))
+            status = lib.iobus_server_on_any(self._handle, nsp, _EVENT_CB, c_void_p(token))
         else:
             self._registrations[token] = _Registration("event", key, event)
-            status = lib.iobus_server_on_event(self._handle, nsp, event.encode(), self._event_cb, c_void_p(token))
+            status = lib.iobus_server_on_event(self._handle, nsp, event.encode(), _EVENT_CB, c_void_p(token))
         n.check(status, f"registering {event!r} on {key}")
         self._c_registered.add(marker)
 
@@ -507,14 +531,14 @@ class BaseServer:
             _running.discard(self)
 
     def _poll(self) -> int:
-        """Runs what libiobus has queued (at most a batch); the number run."""
+        """Takes what libiobus has queued (as much as fits in the record
+        buffer) and delivers it; the number of records delivered."""
         with self._poll_lock:
             if self._closed:
                 return 0
             self._poller = threading.get_ident()
-            processed = c_size_t(0)
             try:
-                status = n.lib.iobus_server_poll(self._handle, _POLL_BATCH, byref(processed))
+                count = self._take_records()
             finally:
                 self._poller = None
             if self._free_after_poll:
@@ -522,13 +546,33 @@ class BaseServer:
         exc, self._exception = self._exception, None
         if exc is not None:
             raise exc
-        if status != n.OK and status != n.ERR_WRONG_STATE:
-            n.check(status, "poll")
-        return int(processed.value)
+        return count
 
     def _poll_all(self) -> None:
-        while self._poll() >= _POLL_BATCH:
+        while self._poll():
             pass
+
+    def _take_records(self) -> int:
+        """One ``iobus_server_poll_records`` call and the delivery of what it
+        took (``_poll_lock`` held); the number of records."""
+        status = _poll_records(self._handle, *self._records_args)
+        buf = self._records
+        if status == n.ERR_INVALID_ARGUMENT and self._records_len.value > _RECORDS_CAP:
+            # The oldest record alone is larger than the buffer: take it
+            # (and whatever fits after it) into one of its size.
+            need = self._records_len.value
+            buf = ctypes.create_string_buffer(need)
+            status = _poll_records(
+                self._handle, addressof(buf), need, addressof(self._records_len), addressof(self._records_count)
+            )
+        if status != n.OK:
+            if status != n.ERR_WRONG_STATE:  # (from inside a callback of the library's)
+                n.check(status, "poll")
+            return 0
+        count = int(self._records_count.value)
+        if count:
+            self._deliver(ctypes.string_at(buf, self._records_len.value))
+        return count
 
     def _free_native(self, wait: float = 5.0) -> None:
         """Frees the handle, unless a poll is running on this very thread (then
@@ -540,7 +584,7 @@ class BaseServer:
             return
         if not self._poll_lock.acquire(timeout=wait):
             # A poll that never ends (a handler stuck forever): leaking the
-            # handle is better than freeing it under a running callback.
+            # handle is better than freeing it under a running handler.
             self.logger.error("iobus: a handler is still running; the server is left allocated")
             return
         try:
@@ -551,6 +595,18 @@ class BaseServer:
     def _free_native_locked(self) -> None:
         if self._closed:
             return
+        # Stopped, the library queues nothing more: what it still has
+        # (disconnections, failed acks) is delivered as records here, so
+        # that iobus_server_free finds nothing left to call back with.
+        n.lib.iobus_server_stop(self._handle)
+        self._poller = threading.get_ident()
+        try:
+            while self._take_records():
+                pass
+        except Exception:
+            self.logger.exception("iobus: delivering the last records before freeing the server failed")
+        finally:
+            self._poller = None
         self._closed = True
         self._free_after_poll = False
         n.lib.iobus_server_free(self._handle)
@@ -574,94 +630,148 @@ class BaseServer:
         except Exception:
             pass
 
-    # ---- callbacks from libiobus (inside iobus_server_poll) ---------------
+    # ---- records from libiobus (iobus_server_poll_records) ----------------------
 
-    def _record(self, exc: BaseException) -> None:
-        """A callback cannot raise into C: exceptions that are not a
-        handler's own (KeyboardInterrupt, SystemExit) are kept and raised
-        once the poll returns."""
+    def _keep_exception(self, exc: BaseException) -> None:
+        """Exceptions that are not a handler's own (KeyboardInterrupt,
+        SystemExit) do not stop the delivery of a batch: the first is kept
+        and raised once the batch is delivered."""
         if self._exception is None:
             self._exception = exc
 
     def _log_handler_error(self, what: str, sid: str) -> None:
         self.logger.exception("iobus: %s for socket %s raised; the server keeps serving", what, sid)
 
-    def _read_args(self, ev: int) -> List[Any]:
-        lib = n.lib
-        length = c_size_t()
-        ptr = lib.iobus_event_args(ev, byref(length))
-        text = ctypes.string_at(ptr, length.value) if ptr else b"[]"
-        count = lib.iobus_event_binary_count(ev)
-        attachments: List[bytes] = []
-        for i in range(count):
-            size = c_size_t()
-            data = lib.iobus_event_binary(ev, i, byref(size))
-            attachments.append(ctypes.string_at(data, size.value) if data else b"")
-        return decode(text, attachments)
+    def _deliver(self, data: bytes) -> None:
+        """Delivers a batch of records, oldest first. A record whose size
+        is impossible ends the batch (its boundaries are lost); one whose
+        fields do not add up is skipped, its handle released."""
+        header = _HEADER_FROM
+        total = len(data)
+        pos = 0
+        while pos < total:
+            size = kind = status = user = handle = 0
+            if total - pos >= _RECORD_HEADER:
+                size, kind, status, user, handle = header(data, pos)
+            end = pos + size
+            if size < _RECORD_HEADER or end > total:
+                self.logger.error(
+                    "iobus: a malformed record (size %d at byte %d of %d); the rest of the batch is dropped",
+                    size, pos, total,
+                )
+                return
+            try:
+                if kind == n.RECORD_EVENT:
+                    self._event_record(data, pos + _RECORD_HEADER, end, user, handle)
+                elif kind == n.RECORD_CONNECT:
+                    self._connect_record(data, pos + _RECORD_HEADER, end, user, handle)
+                elif kind == n.RECORD_DISCONNECT:
+                    self._disconnect_record(data, pos + _RECORD_HEADER, end, user)
+                elif kind == n.RECORD_ACK:
+                    self._ack_record(data, pos + _RECORD_HEADER, end, user, status)
+                else:
+                    self.logger.error("iobus: a record of unknown kind %d; skipped", kind)
+            except BaseException as exc:  # noqa: BLE001 - one record never stops the batch
+                self._keep_exception(exc)
+            pos = end
 
-    def _on_event(self, token: int, ev: int) -> None:
-        lib = n.lib
-        reg = self._registrations.get(token)
-        ack = lib.iobus_event_take_ack(ev)
+    def _event_record(self, data: bytes, p: int, end: int, token: int, ack: int) -> None:
+        # The hot path: fields read inline.
         sid = "?"
         try:
-            sid = lib.iobus_event_socket_id(ev).decode()
+            size = _FIELD_FROM(data, p)[0]
+            p += 4
+            nsp = data[p : p + size]
+            p += size
+            size = _FIELD_FROM(data, p)[0]
+            p += 4
+            sid = data[p : p + size].decode()
+            p += size
+            size = _FIELD_FROM(data, p)[0]
+            p += 4
+            name_at = p
+            p += size
+            name_end = p
+            size = _FIELD_FROM(data, p)[0]
+            p += 4
+            text = data[p : p + size].decode()
+            p += size
+            attachments: List[bytes] = []
+            count = _FIELD_FROM(data, p)[0]
+            p += 4
+            while count and p <= end:
+                count -= 1
+                size = _FIELD_FROM(data, p)[0]
+                p += 4
+                attachments.append(data[p : p + size])
+                p += size
+            if p != end:
+                raise ValueError("a malformed event record")
+            reg = self._registrations.get(token)
             if reg is None:
                 raise LookupError("unknown registration")
-            args = self._read_args(ev)
-            name = reg.event
-            if reg.kind == "any":
-                name = lib.iobus_event_name(ev).decode()
-            nsobj = self._namespace_objects.get(reg.namespace)
-            entry = self._handlers.get(reg.namespace, {}).get(reg.event if reg.kind == "event" else "*")
+            args = decode(text, attachments)
+            if reg.kind == "event":
+                name = reg.event
+            else:
+                name = data[name_at:name_end].decode()
+            key = reg.namespace
+            entry = self._handlers.get(key, _NO_HANDLERS).get(reg.handler_key)
             if entry is not None:
                 fn: Handler = entry[0]
                 call_args: Tuple[Any, ...] = (sid, *args)
-                if _is_pattern(reg.namespace):
-                    call_args = (lib.iobus_event_namespace(ev).decode(), *call_args)
+                if reg.pattern:
+                    call_args = (nsp.decode(), *call_args)
                 if reg.kind == "any":
                     call_args = (name, *call_args)
-            elif nsobj is not None:
+            else:
+                nsobj = self._namespace_objects.get(key)
+                if nsobj is None:
+                    if ack:
+                        _ack_free(ack)
+                    return
                 fn = nsobj.trigger_event
                 call_args = (name, sid, *args)
-            else:
-                if ack:
-                    lib.iobus_ack_free(ack)
-                return
         except Exception:
             if ack:
-                lib.iobus_ack_free(ack)
+                _ack_free(ack)
             self._log_handler_error("reading an event", sid)
             return
-        self._invoke(fn, call_args, sid, f"handler of {name!r}", lambda result: self._answer(ack, result), ack)
+        self._invoke(fn, call_args, sid, name, None, ack)
 
-    def _answer(self, ack: Optional[int], result: Any) -> None:
-        if not ack:
-            return
+    def _answer(self, ack: int, result: Any) -> None:
         if result is NOT_HANDLED:
-            n.lib.iobus_ack_free(ack)
+            _ack_free(ack)
             return
         try:
             text, blobs = encode(to_args(result))
         except (TypeError, ValueError):
-            n.lib.iobus_ack_free(ack)
+            _ack_free(ack)
             raise
-        status = n.lib.iobus_ack_send(ack, text, len(text), n.buffer_array(blobs), len(blobs))
+        if blobs:
+            status = _ack_send(ack, text, len(text), n.buffer_array(blobs), len(blobs))
+        else:
+            status = _ack_send(ack, text, len(text), None, 0)
         if status in _ACK_STILL_OWNED:
-            n.lib.iobus_ack_free(ack)
+            _ack_free(ack)
             n.check(status, "acknowledgement")
 
-    def _on_connect(self, token: int, req: int) -> None:
+    def _connect_record(self, data: bytes, p: int, end: int, token: int, req: int) -> None:
         lib = n.lib
-        reg = self._registrations.get(token)
+        if not req:
+            return
         sid = "?"
         try:
-            nsp = lib.iobus_connect_namespace(req).decode()
-            sid = lib.iobus_connect_socket_id(req).decode()
-            auth_raw = lib.iobus_connect_auth(req)
-            auth = json.loads(auth_raw) if auth_raw else {}
-            status, hs = n.take_string(lib.iobus_connect_handshake, req)
-            environ = build_environ(json.loads(hs) if hs else {})
+            fields = _read_fields(data, p, end, 3, False)
+            if fields is None:
+                raise ValueError("a malformed connect record")
+            nsp, sid = fields[0].decode(), fields[1].decode()
+            handshake = json.loads(fields[2]) if fields[2] else {}
+            if not isinstance(handshake, dict):
+                handshake = {}
+            auth = handshake.get("auth", {})
+            environ = build_environ(handshake)
+            reg = self._registrations.get(token)
             key = reg.namespace if reg else nsp
             entry = self._handlers.get(key, {}).get("connect")
             nsobj = self._namespace_objects.get(key)
@@ -689,7 +799,7 @@ class BaseServer:
             sid,
             "connect handler",
             lambda result: self._decide(req, sid, result),
-            None,
+            0,
             on_error=lambda exc: self._refuse(req, sid, exc),
         )
 
@@ -732,9 +842,14 @@ class BaseServer:
         if status != n.OK:  # invalid arguments leave the request ours
             n.lib.iobus_connect_reject(req, None, None, 0)
 
-    def _on_disconnect(self, token: int, nsp: bytes, sid_raw: bytes, reason_raw: bytes, rooms_raw: bytes) -> None:
+    def _disconnect_record(self, data: bytes, p: int, end: int, token: int) -> None:
+        fields = _read_fields(data, p, end, 4, False)
+        if fields is None:
+            self.logger.error("iobus: a malformed disconnect record; skipped")
+            return
+        nsp, sid_raw, reason_raw, rooms_raw = fields
+        sid = sid_raw.decode(errors="replace")
         reg = self._registrations.get(token)
-        sid = sid_raw.decode()
         try:
             namespace = nsp.decode()
             reason = reason_raw.decode()
@@ -766,7 +881,7 @@ class BaseServer:
             sid,
             "disconnect handler",
             lambda _result: self._forget(sid),
-            None,
+            0,
             on_error=lambda _exc: self._forget(sid),
         )
 
@@ -774,11 +889,21 @@ class BaseServer:
         self._departing.pop(sid, None)
         self._sessions.pop(sid, None)
 
-    def _on_ack(self, token: int, status: int, reply: Optional[int]) -> None:
+    def _ack_record(self, data: bytes, p: int, end: int, token: int, status: int) -> None:
         complete = self._acks.pop(token, None)
         if complete is None:
             return
-        args = self._read_args(reply) if status == n.ACK_OK and reply else None
+        args: Optional[List[Any]] = None
+        try:
+            fields = _read_fields(data, p, end, 3, True)
+            if fields is None:
+                raise ValueError("a malformed ack record")
+            if status == n.ACK_OK:
+                args = decode(fields[2].decode(), fields[3:])
+        except Exception:
+            # The emit still ends, as if the client had gone.
+            self.logger.exception("iobus: reading an acknowledgement failed")
+            status = n.ACK_DISCONNECTED
         complete(status, args)
 
     def _invoke(
@@ -787,16 +912,29 @@ class BaseServer:
         args: Tuple[Any, ...],
         sid: str,
         what: str,
-        done: Callable[[Any], None],
-        ack: Optional[int],
+        done: Optional[Callable[[Any], None]],
+        ack: int,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
         """Runs a handler and hands its result to ``done``; an exception is
-        logged (or given to ``on_error``) and the server goes on."""
+        logged (or given to ``on_error``) and the server goes on. ``done``
+        None is an event handler: ``what`` is the event's name and the
+        result answers ``ack`` (when not 0), which an exception frees."""
         raise NotImplementedError
 
+    def _settle(self, result: Any, sid: str, what: str, done: Optional[Callable[[Any], None]], ack: int) -> None:
+        """Hands a handler's result on (see ``_invoke``)."""
+        try:
+            if done is None:
+                if ack:
+                    self._answer(ack, result)
+            else:
+                done(result)
+        except Exception:
+            self._log_handler_error("answering the " + _describe(what, done), sid)
+
     def _run_deferred(self, ctx: _HandlerContext) -> None:
-        for op in ctx.deferred:
+        for op in ctx.deferred or ():
             try:
                 op()
             except Exception:
@@ -871,7 +1009,7 @@ class BaseServer:
 
         def complete(status: int, args: Optional[List[Any]]) -> None:
             if status == n.ACK_OK and args is not None:
-                self._invoke(callback, tuple(args), "?", "emit callback", lambda _r: None, None)
+                self._invoke(callback, tuple(args), "?", "emit callback", lambda _r: None, 0)
 
         return complete
 
@@ -896,7 +1034,7 @@ class BaseServer:
             bufs,
             count,
             max(0, int(timeout * 1000)),
-            self._ack_cb,
+            _ACK_CB,
             c_void_p(token),
         )
         if status != n.OK:
@@ -997,6 +1135,8 @@ class BaseServer:
             return
         ctx = _current_handler.get()
         if ctx is not None and ctx.server is self and ctx.sid == sid and ctx.acking:
+            if ctx.deferred is None:
+                ctx.deferred = []
             ctx.deferred.append(lambda: self._disconnect(sid))
             return
         status = n.lib.iobus_socket_disconnect(self._handle, sid.encode(), False)
@@ -1022,62 +1162,78 @@ class BaseServer:
         self._sessions[sid] = session
 
 
-# ---- trampolines: what libiobus calls ------------------------------------------
+# ---- reading records -------------------------------------------------------------
+
+_HEADER_FROM = n.RECORD_HEADER.unpack_from
+_FIELD_FROM = n.RECORD_FIELD_LEN.unpack_from
+_NO_HANDLERS: Dict[str, Tuple[Handler, int]] = {}
+
+# The functions called per record, looked up once.
+_poll_records = n.lib.iobus_server_poll_records
+_ack_send = n.lib.iobus_ack_send
+_ack_free = n.lib.iobus_ack_free
+
+
+def _read_fields(data: bytes, p: int, end: int, count: int, attachments: bool) -> Optional[List[bytes]]:
+    """The ``count`` length-prefixed fields of the record ending at ``end``,
+    then (with ``attachments``) a count and that many more; None unless they
+    fill the record exactly."""
+    fields: List[bytes] = []
+    try:
+        for _ in range(2 if attachments else 1):
+            for _ in range(count):
+                size = _FIELD_FROM(data, p)[0]
+                p += 4
+                if size > end - p:
+                    return None
+                fields.append(data[p : p + size])
+                p += size
+            if attachments:
+                count = _FIELD_FROM(data, p)[0]
+                p += 4
+                attachments = False
+                if count > (end - p) // 4:
+                    return None
+    except struct.error:
+        return None
+    return fields if p == end else None
+
+
+# ---- callbacks: what libiobus would call -------------------------------------------
 #
-# Each holds a weak reference to its server, so that the ctypes callback
-# objects (owned by the server) do not keep it alive.
+# libiobus needs a callback to register a handler; with records taken by
+# iobus_server_poll_records it does not call them. Only iobus_server_free
+# would, for jobs queued after the last records were taken, which the
+# servers prevent (they stop the server and take the rest first). Should one
+# still come, it is released: a connection is refused, the rest is dropped.
+# One set serves every server and lives as long as the module.
 
 
-def _event_trampoline(ref: "weakref.ref[BaseServer]") -> Callable[[Optional[int], Optional[int]], None]:
-    def callback(user_data: Optional[int], ev: Optional[int]) -> None:
-        server = ref()
-        if server is None or not ev:
-            return
-        try:
-            server._on_event(user_data or 0, ev)
-        except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
-            server._record(exc)
-
-    return callback
-
-
-def _connect_trampoline(ref: "weakref.ref[BaseServer]") -> Callable[[Optional[int], Optional[int]], None]:
-    def callback(user_data: Optional[int], req: Optional[int]) -> None:
-        server = ref()
-        if not req:
-            return
-        if server is None:
+def _late_connect(_user_data: Optional[int], req: Optional[int]) -> None:
+    try:
+        if req:
             n.lib.iobus_connect_reject(req, None, None, 0)
-            return
-        try:
-            server._on_connect(user_data or 0, req)
-        except BaseException as exc:  # noqa: BLE001
-            server._record(exc)
-
-    return callback
+        default_logger.warning("iobus: a connection arrived while its server was being freed; refused")
+    except BaseException:  # noqa: BLE001 - nothing may unwind into C
+        pass
 
 
-def _disconnect_trampoline(ref: "weakref.ref[BaseServer]") -> Callable[..., None]:
-    def callback(user_data: Optional[int], nsp: bytes, sid: bytes, reason: bytes, rooms: bytes) -> None:
-        server = ref()
-        if server is None:
-            return
-        try:
-            server._on_disconnect(user_data or 0, nsp, sid, reason, rooms)
-        except BaseException as exc:  # noqa: BLE001
-            server._record(exc)
-
-    return callback
+def _late_event(_user_data: Optional[int], _ev: Optional[int]) -> None:
+    try:
+        default_logger.warning("iobus: an event arrived while its server was being freed; dropped")
+    except BaseException:  # noqa: BLE001
+        pass
 
 
-def _ack_trampoline(ref: "weakref.ref[BaseServer]") -> Callable[[Optional[int], int, Optional[int]], None]:
-    def callback(user_data: Optional[int], status: int, reply: Optional[int]) -> None:
-        server = ref()
-        if server is None:
-            return
-        try:
-            server._on_ack(user_data or 0, status, reply)
-        except BaseException as exc:  # noqa: BLE001
-            server._record(exc)
+def _late_disconnect(_user_data: Optional[int], _nsp: bytes, _sid: bytes, _reason: bytes, _rooms: bytes) -> None:
+    pass  # the server's sessions go with it
 
-    return callback
+
+def _late_ack(_user_data: Optional[int], _status: int, _reply: Optional[int]) -> None:
+    pass  # the server completes every ack it still waits for when it is freed
+
+
+_CONNECT_CB = n.CONNECT_CB(_late_connect)
+_EVENT_CB = n.EVENT_CB(_late_event)
+_DISCONNECT_CB = n.DISCONNECT_CB(_late_disconnect)
+_ACK_CB = n.ACK_CB(_late_ack)

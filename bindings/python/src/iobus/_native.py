@@ -1,6 +1,7 @@
 """The C face of libiobus as ctypes sees it: finding and loading the shared
 library, the prototypes of every function the binding calls, the callback
-types, and small helpers to read strings the library hands out.
+types, the layout of the records ``iobus_server_poll_records`` writes, and
+small helpers to read strings the library hands out.
 
 Nothing here knows about Socket.IO semantics; ``_base`` and the servers build
 on it.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -58,6 +60,18 @@ ACK_DISCONNECTED = 2
 DISPATCH_THREAD = 0
 DISPATCH_POLL = 1
 
+# iobus_record_kind: what a record of iobus_server_poll_records describes.
+RECORD_CONNECT = 0
+RECORD_EVENT = 1
+RECORD_DISCONNECT = 2
+RECORD_ACK = 3
+
+# A record (host byte order, no padding): u32 size of the whole record, u8
+# kind, u8 ack status, 2 zero bytes, u64 user data, u64 handle; then fields,
+# each a u32 length and that many bytes (see iobus.h).
+RECORD_HEADER = struct.Struct("=IBBxxQQ")
+RECORD_FIELD_LEN = struct.Struct("=I")
+
 EMIT_VOLATILE = 1
 
 
@@ -104,20 +118,8 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "iobus_config_set_client_dir": (c_int, [_P, c_char_p]),
     "iobus_config_set_static_dir": (c_int, [_P, c_char_p]),
     "iobus_config_set_dispatch": (c_int, [_P, c_int32]),
-    "iobus_event_namespace": (c_char_p, [_P]),
-    "iobus_event_socket_id": (c_char_p, [_P]),
-    "iobus_event_name": (c_char_p, [_P]),
-    "iobus_event_args": (c_void_p, [_P, _SIZE_OUT]),
-    "iobus_event_binary_count": (c_size_t, [_P]),
-    "iobus_event_binary": (c_void_p, [_P, c_size_t, _SIZE_OUT]),
-    "iobus_event_wants_ack": (c_bool, [_P]),
-    "iobus_event_take_ack": (_P, [_P]),
     "iobus_ack_send": (c_int, [_P, c_char_p, c_size_t, _BUFS, c_size_t]),
     "iobus_ack_free": (None, [_P]),
-    "iobus_connect_namespace": (c_char_p, [_P]),
-    "iobus_connect_socket_id": (c_char_p, [_P]),
-    "iobus_connect_auth": (c_char_p, [_P]),
-    "iobus_connect_handshake": (c_int, [_P, _STR_OUT, _SIZE_OUT]),
     "iobus_connect_accept": (c_int, [_P]),
     "iobus_connect_reject": (c_int, [_P, c_char_p, c_char_p, c_size_t]),
     "iobus_server_new": (c_int, [_P, POINTER(c_void_p)]),
@@ -126,7 +128,8 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "iobus_server_stop": (c_int, [_P]),
     "iobus_server_free": (None, [_P]),
     "iobus_server_poll_fd": (c_int32, [_P]),
-    "iobus_server_poll": (c_int, [_P, c_size_t, _SIZE_OUT]),
+    # buf and the two out-parameters travel as plain addresses.
+    "iobus_server_poll_records": (c_int, [_P, c_void_p, c_size_t, c_void_p, c_void_p]),
     "iobus_server_add_namespace_pattern": (c_int, [_P, c_char_p]),
     "iobus_server_on_connect": (c_int, [_P, c_char_p, CONNECT_CB, c_void_p]),
     "iobus_server_on_event": (c_int, [_P, c_char_p, c_char_p, EVENT_CB, c_void_p]),

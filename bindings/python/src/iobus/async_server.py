@@ -1,8 +1,9 @@
 """``iobus.AsyncServer``: the asyncio flavour, in python-socketio's shape.
 
 libiobus wakes the event loop through its poll descriptor
-(``loop.add_reader``); each wake-up runs the queued callbacks in one batch
-on the loop's thread. A handler may be a plain function (run right there)
+(``loop.add_reader``); each wake-up takes the queued events as records in
+one batch (``iobus_server_poll_records``) and delivers them on the loop's
+thread. A handler may be a plain function (run right there)
 or a coroutine function (run as a task, started in arrival order); its
 result becomes the acknowledgement when it finishes. No thread is created
 per event and nothing polls on a timer.
@@ -17,7 +18,10 @@ from types import TracebackType
 from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Dict, List, Optional, Set, Tuple, Type, TypeVar
 
 from . import _native as n
-from ._base import BaseServer, Handler, Rooms, _current_handler, _HandlerContext, normalize_namespace
+from ._base import BaseServer, Handler, Rooms, _current_handler, _describe, _HandlerContext, normalize_namespace
+
+_set_handler = _current_handler.set
+_reset_handler = _current_handler.reset
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
 
 A = TypeVar("A", bound="AsyncServer")
@@ -123,7 +127,9 @@ class AsyncServer(BaseServer):
         self._free_native(wait=1.0)
 
     def _on_readable(self) -> None:
-        self._poll_all()
+        # One buffer of records per wake-up: libiobus leaves its descriptor
+        # readable while more are pending, so other callbacks get their turn.
+        self._poll()
 
     # ---- running handlers ------------------------------------------------------
 
@@ -133,19 +139,19 @@ class AsyncServer(BaseServer):
         args: Tuple[Any, ...],
         sid: str,
         what: str,
-        done: Callable[[Any], None],
-        ack: Optional[int],
+        done: Optional[Callable[[Any], None]],
+        ack: int,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
         ctx = _HandlerContext(self, sid, bool(ack))
-        token = _current_handler.set(ctx)
+        token = _set_handler(ctx)
         try:
             result = fn(*args)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 loop = self._loop
                 if loop is None or loop.is_closed():
-                    # Callbacks that libiobus still runs while it is freed
-                    # after the loop has gone (interpreter exit).
+                    # Records delivered while the server is freed after the
+                    # loop has gone (interpreter exit).
                     if inspect.iscoroutine(result):
                         result.close()
                     if ack:
@@ -157,20 +163,22 @@ class AsyncServer(BaseServer):
                 self._spawn(self._finish(result, ctx, what, done, ack, on_error))
                 return
         except Exception as exc:
-            self._failed(exc, ctx, what, ack, on_error)
+            self._failed(exc, ctx, what, done, ack, on_error)
             self._run_deferred(ctx)
             return
         finally:
-            _current_handler.reset(token)
-        self._complete(result, ctx, what, done)
+            _reset_handler(token)
+        self._settle(result, sid, what, done, ack)
+        if ctx.deferred:
+            self._run_deferred(ctx)
 
     async def _finish(
         self,
         awaitable: Awaitable[Any],
         ctx: _HandlerContext,
         what: str,
-        done: Callable[[Any], None],
-        ack: Optional[int],
+        done: Optional[Callable[[Any], None]],
+        ack: int,
         on_error: Optional[Callable[[BaseException], None]],
     ) -> None:
         try:
@@ -182,16 +190,10 @@ class AsyncServer(BaseServer):
                 on_error(ConnectionRefusedError())
             raise
         except Exception as exc:
-            self._failed(exc, ctx, what, ack, on_error)
+            self._failed(exc, ctx, what, done, ack, on_error)
             self._run_deferred(ctx)
             return
-        self._complete(result, ctx, what, done)
-
-    def _complete(self, result: Any, ctx: _HandlerContext, what: str, done: Callable[[Any], None]) -> None:
-        try:
-            done(result)
-        except Exception:
-            self._log_handler_error(f"answering the {what}", ctx.sid)
+        self._settle(result, ctx.sid, what, done, ack)
         self._run_deferred(ctx)
 
     def _failed(
@@ -199,11 +201,12 @@ class AsyncServer(BaseServer):
         exc: Exception,
         ctx: _HandlerContext,
         what: str,
-        ack: Optional[int],
+        done: Optional[Callable[[Any], None]],
+        ack: int,
         on_error: Optional[Callable[[BaseException], None]],
     ) -> None:
         if not (on_error is not None and isinstance(exc, ConnectionRefusedError)):
-            self._log_handler_error(what, ctx.sid)
+            self._log_handler_error(_describe(what, done), ctx.sid)
         if ack:
             n.lib.iobus_ack_free(ack)
         if on_error is not None:

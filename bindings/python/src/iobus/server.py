@@ -17,7 +17,10 @@ from types import TracebackType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, TypeVar
 
 from . import _native as n
-from ._base import BaseServer, Handler, Rooms, _current_handler, _HandlerContext, normalize_namespace
+from ._base import BaseServer, Handler, Rooms, _current_handler, _describe, _HandlerContext, normalize_namespace
+
+_set_handler = _current_handler.set
+_reset_handler = _current_handler.reset
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
 
 S = TypeVar("S", bound="Server")
@@ -150,20 +153,24 @@ class Server(BaseServer):
         poller = select.poll()
         poller.register(self._poll_fd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
+        wake_r = self._wake_r
         while not self._stop_requested:
-            poller.poll()
-            try:
-                while os.read(self._wake_r, 512):
-                    pass
-            except (BlockingIOError, OSError):
-                pass
-            self._drain()
+            for fd, _events in poller.poll():
+                if fd == wake_r:  # stop() wants the thread's attention
+                    try:
+                        while os.read(wake_r, 512):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+            # One buffer of records per wake-up: libiobus leaves its
+            # descriptor readable while more are pending.
+            self._drain(self._poll)
         # What the stop queued: disconnect handlers, failed acks.
-        self._drain()
+        self._drain(self._poll_all)
 
-    def _drain(self) -> None:
+    def _drain(self, poll: Callable[[], Any]) -> None:
         try:
-            self._poll_all()
+            poll()
         except BaseException:  # noqa: BLE001 - SystemExit from a handler ends only that handler
             self.logger.exception("iobus: a handler raised past its own error handling")
 
@@ -177,12 +184,12 @@ class Server(BaseServer):
         args: Tuple[Any, ...],
         sid: str,
         what: str,
-        done: Callable[[Any], None],
-        ack: Optional[int],
+        done: Optional[Callable[[Any], None]],
+        ack: int,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
         ctx = _HandlerContext(self, sid, bool(ack))
-        token = _current_handler.set(ctx)
+        token = _set_handler(ctx)
         try:
             try:
                 result = fn(*args)
@@ -190,7 +197,7 @@ class Server(BaseServer):
                 if on_error is not None and isinstance(exc, ConnectionRefusedError):
                     on_error(exc)
                     return
-                self._log_handler_error(what, sid)
+                self._log_handler_error(_describe(what, done), sid)
                 if ack:
                     n.lib.iobus_ack_free(ack)
                 if on_error is not None:
@@ -198,13 +205,11 @@ class Server(BaseServer):
                 if not isinstance(exc, Exception):
                     raise
                 return
-            try:
-                done(result)
-            except Exception:
-                self._log_handler_error(f"answering the {what}", sid)
+            self._settle(result, sid, what, done, ack)
         finally:
-            _current_handler.reset(token)
-            self._run_deferred(ctx)
+            _reset_handler(token)
+            if ctx.deferred:
+                self._run_deferred(ctx)
 
     # ---- python-socketio's operations -------------------------------------------
 
