@@ -370,6 +370,15 @@ enum iobus_status iobus_config_set_max_buffered(struct iobus_config *cfg, size_t
 enum iobus_status iobus_config_set_worker_threads(struct iobus_config *cfg, size_t threads);
 
 /**
+ * Whether the library's threads (network workers, the dispatcher thread)
+ * run in the batch scheduling class (Linux `SCHED_BATCH`; on by default):
+ * woken, they do not preempt the running thread, so threads sharing a core
+ * hand work over in batches instead of switching at every event. Turn it
+ * off if they must preempt the host's threads on a busy core.
+ */
+enum iobus_status iobus_config_set_batch_scheduling(struct iobus_config *cfg, bool on);
+
+/**
  * Whether `<path>socket.io.js` (the client bundle) is served.
  */
 enum iobus_status iobus_config_set_serve_client(struct iobus_config *cfg, bool serve);

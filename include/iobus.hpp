@@ -168,6 +168,7 @@ public:
     Config &max_attachments(std::size_t count) { return set(iobus_config_set_max_attachments(raw(), count)); }
     Config &max_buffered(std::size_t bytes) { return set(iobus_config_set_max_buffered(raw(), bytes)); }
     Config &worker_threads(std::size_t threads) { return set(iobus_config_set_worker_threads(raw(), threads)); }
+    Config &batch_scheduling(bool on) { return set(iobus_config_set_batch_scheduling(raw(), on)); }
     Config &serve_client(bool serve) { return set(iobus_config_set_serve_client(raw(), serve)); }
     Config &client_dir(std::string_view dir) {
         return set(iobus_config_set_client_dir(raw(), detail::cstr(dir).c_str()));

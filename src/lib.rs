@@ -8,6 +8,7 @@ pub mod engine;
 pub mod ffi;
 mod http;
 pub mod protocol;
+mod sched;
 pub mod server;
 mod sid;
 

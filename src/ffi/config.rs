@@ -219,6 +219,19 @@ pub unsafe extern "C" fn iobus_config_set_worker_threads(cfg: *mut iobus_config,
     })
 }
 
+/// Whether the library's threads (network workers, the dispatcher thread)
+/// run in the batch scheduling class (Linux `SCHED_BATCH`; on by default):
+/// woken, they do not preempt the running thread, so threads sharing a core
+/// hand work over in batches instead of switching at every event. Turn it
+/// off if they must preempt the host's threads on a busy core.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_batch_scheduling(cfg: *mut iobus_config, on: bool) -> iobus_status {
+    with(cfg, |c| {
+        c.options.batch_scheduling = on;
+        Ok(())
+    })
+}
+
 /// Whether `<path>socket.io.js` (the client bundle) is served.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_config_set_serve_client(cfg: *mut iobus_config, serve: bool) -> iobus_status {

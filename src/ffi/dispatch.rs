@@ -69,7 +69,7 @@ fn run_one(d: &Dispatcher, job: Job) {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(mode: iobus_dispatch) -> std::io::Result<Arc<Dispatcher>> {
+    pub(crate) fn new(mode: iobus_dispatch, batch_scheduling: bool) -> std::io::Result<Arc<Dispatcher>> {
         let wake = match mode {
             iobus_dispatch::IOBUS_DISPATCH_THREAD => None,
             iobus_dispatch::IOBUS_DISPATCH_POLL => {
@@ -91,7 +91,12 @@ impl Dispatcher {
         });
         if mode == iobus_dispatch::IOBUS_DISPATCH_THREAD {
             let weak = Arc::downgrade(&d);
-            let handle = std::thread::Builder::new().name("iobus-dispatch".into()).spawn(move || run_thread(weak))?;
+            let handle = std::thread::Builder::new().name("iobus-dispatch".into()).spawn(move || {
+                if batch_scheduling {
+                    crate::sched::batch_this_thread();
+                }
+                run_thread(weak)
+            })?;
             *d.thread_id.lock() = Some(handle.thread().id());
             *d.thread.lock() = Some(handle);
         }

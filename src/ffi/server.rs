@@ -154,8 +154,8 @@ pub unsafe extern "C" fn iobus_server_new(
             Some(c) => (c.options.clone(), c.dispatch),
             None => (crate::ServerOptions::default(), iobus_dispatch::IOBUS_DISPATCH_THREAD),
         };
-        let dispatch =
-            Dispatcher::new(mode).map_err(|e| Error::new(iobus_status::IOBUS_ERR_IO, format!("dispatcher: {e}")))?;
+        let dispatch = Dispatcher::new(mode, options.batch_scheduling)
+            .map_err(|e| Error::new(iobus_status::IOBUS_ERR_IO, format!("dispatcher: {e}")))?;
         let server = Box::new(iobus_server {
             server: Server::new(options),
             dispatch,

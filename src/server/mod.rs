@@ -60,6 +60,12 @@ pub struct ServerOptions {
     pub max_attachments: usize,
     /// Worker threads of the background runtime.
     pub worker_threads: usize,
+    /// Whether the library's threads run in the batch scheduling class
+    /// (Linux `SCHED_BATCH`): woken, they do not preempt the running thread,
+    /// so threads sharing a core hand work over in batches instead of
+    /// switching at every event. On by default; turn it off if the network
+    /// threads must preempt the host's own threads on a busy core.
+    pub batch_scheduling: bool,
     /// Whether to serve `socket.io.js` and friends under the path.
     pub serve_client: bool,
     /// Where the `socket.io-client` `dist/` files are; `None` looks in the
@@ -76,6 +82,7 @@ impl Default for ServerOptions {
             connect_timeout: Duration::from_millis(45_000),
             max_attachments: 10,
             worker_threads: 2,
+            batch_scheduling: true,
             serve_client: true,
             client_dir: None,
             static_dir: None,
@@ -280,9 +287,15 @@ impl Server {
         if running.is_some() {
             return Err(already_running());
         }
+        let batch = self.inner.options.batch_scheduling;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.inner.options.worker_threads.max(1))
             .thread_name("iobus-worker")
+            .on_thread_start(move || {
+                if batch {
+                    crate::sched::batch_this_thread();
+                }
+            })
             .enable_all()
             .build()?;
         let listener = std::net::TcpListener::bind(addr)?;

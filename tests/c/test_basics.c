@@ -107,6 +107,8 @@ static void test_config_setters(void) {
     CHECK_ST(iobus_config_set_max_buffered(cfg, 0), IOBUS_ERR_INVALID_ARGUMENT);
     CHECK_OK(iobus_config_set_worker_threads(cfg, 1));
     CHECK_ST(iobus_config_set_worker_threads(cfg, 0), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_OK(iobus_config_set_batch_scheduling(cfg, false));
+    CHECK_OK(iobus_config_set_batch_scheduling(cfg, true));
     CHECK_OK(iobus_config_set_serve_client(cfg, false));
     CHECK_OK(iobus_config_set_serve_client(cfg, true));
     CHECK_ST(iobus_config_set_client_dir(cfg, NULL), IOBUS_ERR_NULL_ARGUMENT);
@@ -136,6 +138,7 @@ static void test_config_setters(void) {
     CHECK_ST(iobus_config_set_max_attachments(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_max_buffered(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_worker_threads(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_config_set_batch_scheduling(NULL, true), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_serve_client(NULL, true), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_client_dir(NULL, "/x"), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_static_dir(NULL, "/x"), IOBUS_ERR_NULL_ARGUMENT);
