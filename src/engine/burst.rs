@@ -45,6 +45,7 @@ impl Drop for Burst {
     fn drop(&mut self) {
         flush();
         DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        crate::sched::wake_deferred_if_late();
     }
 }
 

@@ -103,15 +103,18 @@ impl Dispatcher {
         Ok(d)
     }
 
-    /// Queues a job; never blocks on the host.
-    pub(crate) fn push(&self, job: Job) {
+    /// Queues a job; never blocks on the host. In poll mode, a job queued
+    /// on a network thread makes the descriptor readable once that thread
+    /// has finished the work in hand (see `sched::wake_later`): the host,
+    /// often on the same core, then takes a whole batch per wake-up.
+    pub(crate) fn push(self: &Arc<Self>, job: Job) {
         self.queue.lock().push_back(job);
         match &self.wake {
             None => {
                 self.ready.notify_one();
             }
             Some(w) => {
-                if !w.signaled.swap(true, Ordering::AcqRel) {
+                if !w.signaled.swap(true, Ordering::AcqRel) && !crate::sched::wake_later(self.clone()) {
                     let _ = (&w.writer).write(&[1]);
                 }
             }
@@ -227,6 +230,14 @@ impl Dispatcher {
         self.discarding.store(true, Ordering::Release);
         let jobs: Vec<Job> = self.queue.lock().drain(..).collect();
         drop(jobs);
+    }
+}
+
+impl crate::sched::Wake for Dispatcher {
+    fn wake(&self) {
+        if let Some(w) = &self.wake {
+            let _ = (&w.writer).write(&[1]);
+        }
     }
 }
 

@@ -372,22 +372,6 @@ const dup = (() => {
   };
 })();
 
-// sched_yield(2), likewise (null where the C library lacks it).
-const schedYield = (() => {
-  let fn;
-  try {
-    fn = libc.get("sched_yield");
-  } catch {
-    return null;
-  }
-  const cif = prepare("i", "");
-  const [, argv] = storage(0);
-  const result = Buffer.alloc(8);
-  return () => {
-    binding.ffi_call(cif, fn, result, argv);
-  };
-})();
-
 // ---- callbacks ---------------------------------------------------------------
 
 /**
@@ -495,7 +479,6 @@ function takeCount() {
 module.exports = {
   lib,
   dup,
-  schedYield,
   callback,
   LIBRARY_PATH,
   Status,

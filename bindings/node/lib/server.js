@@ -5,10 +5,9 @@
 //   queue callbacks, and a unix socket (iobus_server_poll_fd) becomes
 //   readable when some are pending;
 // - a net.Socket watches (a duplicate of) that descriptor from libuv, so a
-//   wake-up is an ordinary I/O event on the main thread (when the process
-//   may only use one CPU, the main thread first yields it once, so that the
-//   network thread it interrupted can queue the rest of its burst: see
-//   sharesOneCpu);
+//   wake-up is an ordinary I/O event on the main thread (the library makes
+//   the descriptor readable once its network thread has finished the work in
+//   hand, so a wake-up usually finds a whole burst of events queued);
 // - on a wake-up, one iobus_server_poll_records call takes the queued
 //   callbacks as records (see records.js) into one persistent Buffer, as
 //   many as fit; the records are then read straight from that Buffer and
@@ -23,13 +22,11 @@
 "use strict";
 
 const net = require("node:net");
-const os = require("node:os");
 const path = require("node:path");
 const { EventEmitter } = require("node:events");
 const {
   lib,
   dup,
-  schedYield,
   callback,
   Status,
   DISPATCH_POLL,
@@ -200,9 +197,7 @@ class Server {
     this._onWake = () => {
       this._pump();
     };
-    this._yieldOnWake = false;
     this._onReadable = () => {
-      if (this._yieldOnWake) schedYield();
       this._pump();
     };
 
@@ -599,7 +594,6 @@ class Server {
     if (this._watcher) return;
     const fd = dup(lib.iobus_server_poll_fd(this._handle));
     if (fd < 0) throw new Error("iobus: cannot watch the poll descriptor");
-    this._yieldOnWake = schedYield !== null && sharesOneCpu();
     // The bytes read are only wake-up tokens: read into one small Buffer and
     // handed straight to the pump, without a stream's per-read allocations.
     this._watcher = new net.Socket({
@@ -666,19 +660,6 @@ class Server {
 }
 
 function noop() {}
-
-/**
- * Whether this process may only run on one CPU (taskset, cpusets): then the
- * library's network threads and JavaScript take turns on it. The wake-up
- * comes with the first callback queued, and the woken main thread usually
- * preempts the network thread in the middle of a burst of events; yielding
- * the CPU once before polling lets it queue the rest of the burst, so one
- * poll takes them all instead of a few per wake-up (with several CPUs the
- * threads run side by side and there is nothing to wait for).
- */
-function sharesOneCpu() {
-  return typeof os.availableParallelism === "function" && os.availableParallelism() === 1;
-}
 
 /** The handshake JSON of the library → socket.io's `socket.handshake`. */
 function buildHandshake(json) {
