@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from typing import Any, List, Optional
 
 import pytest
@@ -52,12 +53,18 @@ def test_an_event_larger_than_the_record_buffer(make_server, make_client, size):
 def test_a_burst_larger_than_the_record_buffer_arrives_in_order(make_server, make_client):
     server = make_server()
     seen: List[int] = []
-    server.on("n", lambda sid, i, pad: seen.append(i))
+
+    def n_handler(sid, i, pad):
+        if i == 0:
+            time.sleep(0.5)  # the rest queues up meanwhile
+        seen.append(i)
+
+    server.on("n", n_handler)
     server.on("done", lambda sid: len(seen))
     server.start()
     client = make_client(server)
     pad = "x" * 4000
-    total = 200  # about 800 KB of records: several buffers
+    total = 200  # about 800 KB of records queued: several buffers
     for i in range(total):
         client.emit("n", (i, pad))
     assert client.call("done", timeout=10) == total
