@@ -309,27 +309,3 @@ def test_library_override_and_packaged_library():
     bad = subprocess.run([sys.executable, "-c", "import iobus"], env=env, capture_output=True, text=True,
                          timeout=20)
     assert bad.returncode != 0 and "IOBUS_LIBRARY" in bad.stderr
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
-def test_the_dispatch_thread_runs_as_a_batch_thread_unless_given_a_policy():
-    server = iobus.Server()
-    server.on("policy", lambda sid: os.sched_getscheduler(0))
-    server.start()
-    client = connect(server.port)
-    assert client.call("policy", timeout=5) == os.SCHED_BATCH
-    client.disconnect()
-    server.stop()
-    # Started from a thread with another policy (inherited), it keeps it.
-    def start_idle() -> None:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        server.start()
-
-    starter = threading.Thread(target=start_idle)
-    starter.start()
-    starter.join()
-    client = connect(server.port)
-    assert client.call("policy", timeout=5) == os.SCHED_IDLE
-    client.disconnect()
-    server.close()
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own thread is left alone

@@ -26,21 +26,6 @@ from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
 S = TypeVar("S", bound="Server")
 
 
-def _batch_scheduling() -> None:
-    """Gives the calling thread (the dispatch thread) Linux's SCHED_BATCH
-    policy, unless it already has another policy than the default. Woken by
-    libiobus, such a thread does not preempt libiobus's network thread on
-    its CPU: it runs when that thread waits (or another CPU is free), so a
-    wake-up finds a batch of events rather than one, and far fewer context
-    switches are paid per event. Its share of the CPU is unchanged. Threads
-    started from handlers inherit the policy."""
-    try:
-        if os.sched_getscheduler(0) == os.SCHED_OTHER:
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux, or not allowed
-        pass
-
-
 class Server(BaseServer):
     """A Socket.IO server whose protocol work runs in libiobus.
 
@@ -165,7 +150,6 @@ class Server(BaseServer):
     # ---- the dispatch thread ----------------------------------------------------
 
     def _dispatch(self) -> None:
-        _batch_scheduling()
         poller = select.poll()
         poller.register(self._poll_fd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
