@@ -33,9 +33,10 @@ thread_local! {
 /// How long a wake-up may wait for a network thread that stays busy.
 const WAKE_DELAY: Duration = Duration::from_micros(200);
 
-/// Marks the calling thread as one of the library's network threads.
-pub(crate) fn network_thread_started() {
+/// A network thread is about to sleep: it has no more work in hand.
+pub(crate) fn network_thread_parks() {
     NETWORK.with(|n| n.set(true));
+    wake_deferred();
 }
 
 /// On a network thread, defers waking `w` until the thread has no more work

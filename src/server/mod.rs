@@ -295,11 +295,12 @@ impl Server {
                 if batch {
                     crate::sched::batch_this_thread();
                 }
-                crate::sched::network_thread_started();
             })
             // What a worker deferred waking (see `sched::wake_later`) is
-            // woken when it runs out of work, and when it ends.
-            .on_thread_park(crate::sched::wake_deferred)
+            // woken when it runs out of work, and when it ends. Only workers
+            // park, so this also tells them from the blocking pool's threads
+            // (which wake at once).
+            .on_thread_park(crate::sched::network_thread_parks)
             .on_thread_stop(crate::sched::wake_deferred)
             .enable_all()
             .build()?;
