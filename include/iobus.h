@@ -544,7 +544,10 @@ void iobus_server_free(struct iobus_server *server);
 /**
  * In `IOBUS_DISPATCH_POLL` mode: a file descriptor that becomes readable
  * when callbacks are pending (for epoll, libuv, asyncio, …); -1 otherwise.
- * Owned by the server; do not close it.
+ * Owned by the server; do not close it. A callback queued by a network
+ * thread makes it readable once that thread has finished the work in hand
+ * (at most about 200 µs later while it stays busy), so that one wake-up
+ * usually finds a batch.
  */
 int32_t iobus_server_poll_fd(const struct iobus_server *server);
 

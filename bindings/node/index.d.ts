@@ -49,6 +49,12 @@ export interface ServerOptions {
   host?: string;
   /** iobus: network worker threads. Default 2. */
   workerThreads?: number;
+  /**
+   * iobus: whether the library's threads run in the batch scheduling class
+   * (Linux SCHED_BATCH: woken, they do not preempt the running thread).
+   * Default true.
+   */
+  batchScheduling?: boolean;
   /** iobus: most binary attachments one incoming packet may carry. Default 10. */
   maxAttachments?: number;
   /** iobus: bytes a connection may have queued before it is closed as too slow. */

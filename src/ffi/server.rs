@@ -241,7 +241,10 @@ pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
 
 /// In `IOBUS_DISPATCH_POLL` mode: a file descriptor that becomes readable
 /// when callbacks are pending (for epoll, libuv, asyncio, …); -1 otherwise.
-/// Owned by the server; do not close it.
+/// Owned by the server; do not close it. A callback queued by a network
+/// thread makes it readable once that thread has finished the work in hand
+/// (at most about 200 µs later while it stays busy), so that one wake-up
+/// usually finds a batch.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_server_poll_fd(server: *const iobus_server) -> i32 {
     match server_ref(server) {

@@ -316,6 +316,7 @@ const SIGNATURES = {
   iobus_config_set_max_attachments: ["i", "pu"],
   iobus_config_set_max_buffered: ["i", "pu"],
   iobus_config_set_worker_threads: ["i", "pu"],
+  iobus_config_set_batch_scheduling: ["i", "pb"],
   iobus_config_set_serve_client: ["i", "pb"],
   iobus_config_set_client_dir: ["i", "ps"],
   iobus_config_set_static_dir: ["i", "ps"],

@@ -111,6 +111,9 @@ function configure(cfg, opts) {
   if (opts.maxBufferedBytes !== undefined) {
     set(lib.iobus_config_set_max_buffered(cfg, opts.maxBufferedBytes), "maxBufferedBytes");
   }
+  if (opts.batchScheduling !== undefined) {
+    set(lib.iobus_config_set_batch_scheduling(cfg, !!opts.batchScheduling), "batchScheduling");
+  }
   if (opts.workerThreads !== undefined) {
     set(lib.iobus_config_set_worker_threads(cfg, opts.workerThreads), "workerThreads");
   }

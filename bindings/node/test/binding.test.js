@@ -91,6 +91,44 @@ describe("the library", () => {
   });
 });
 
+describe("options", () => {
+  // The policies of the library's network threads, read in a process of
+  // its own so that no other test's server is counted.
+  function workerPolicies(opts) {
+    const source = `
+      const fs = require("node:fs");
+      const { Server } = require("iobus");
+      const io = new Server(${JSON.stringify(opts)});
+      io.listen(0);
+      const policies = () => fs.readdirSync("/proc/self/task").flatMap((tid) => {
+        try {
+          if (fs.readFileSync("/proc/self/task/" + tid + "/comm", "utf8").trim() !== "iobus-worker") return [];
+          const rest = fs.readFileSync("/proc/self/task/" + tid + "/stat", "utf8").split(")").pop().trim().split(/ +/);
+          return [Number(rest[41 - 3])];
+        } catch { return []; }
+      });
+      const started = Date.now();
+      const poll = () => {
+        const found = policies();
+        if (found.length === 2 || Date.now() - started > 3000) {
+          console.log(JSON.stringify(found));
+          io.close();
+        } else setTimeout(poll, 10);
+      };
+      poll();`;
+    const out = runNode(source);
+    assert.equal(out.status, 0, out.stderr);
+    return JSON.parse(out.stdout.trim());
+  }
+
+  it("batchScheduling sets the scheduling class of the network threads (SCHED_BATCH by default)", {
+    skip: process.platform !== "linux",
+  }, () => {
+    assert.deepEqual(workerPolicies({ workerThreads: 2, serveClient: false }), [3, 3]);
+    assert.deepEqual(workerPolicies({ workerThreads: 2, serveClient: false, batchScheduling: false }), [0, 0]);
+  });
+});
+
 describe("handlers", () => {
   it("an exception in an event handler goes to io.on('error'); serving continues", async (t) => {
     const { io, client, socket } = await setup(t);

@@ -309,3 +309,33 @@ def test_library_override_and_packaged_library():
     bad = subprocess.run([sys.executable, "-c", "import iobus"], env=env, capture_output=True, text=True,
                          timeout=20)
     assert bad.returncode != 0 and "IOBUS_LIBRARY" in bad.stderr
+
+
+def _worker_policies() -> list[int]:
+    """Scheduling policy (field 41 of /proc/<tid>/stat) of each iobus-worker thread."""
+    out = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip() != "iobus-worker":
+                    continue
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out.append(int(rest[41 - 3]))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+@pytest.mark.parametrize("option, policy", [(None, 3), (True, 3), (False, 0)])
+def test_batch_scheduling_option_sets_the_network_threads_policy(option: bool | None, policy: int):
+    server = iobus.Server(worker_threads=2, batch_scheduling=option)
+    server.start()
+    try:
+        assert wait_for(lambda: len(_worker_policies()) == 2, 5)
+        assert _worker_policies() == [policy, policy]
+    finally:
+        server.stop()
+        server.close()
+    assert wait_for(lambda: _worker_policies() == [], 5)

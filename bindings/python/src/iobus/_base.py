@@ -247,6 +247,7 @@ class BaseServer:
         max_attachments: Optional[int] = None,
         max_buffered: Optional[int] = None,
         worker_threads: Optional[int] = None,
+        batch_scheduling: Optional[bool] = None,
         serve_client: Optional[bool] = None,
         client_dir: Optional[str] = None,
         static_dir: Optional[str] = None,
@@ -316,6 +317,7 @@ class BaseServer:
                 max_attachments=max_attachments,
                 max_buffered=max_buffered,
                 worker_threads=worker_threads,
+                batch_scheduling=batch_scheduling,
                 serve_client=serve_client,
                 client_dir=client_dir,
                 static_dir=static_dir,
@@ -382,6 +384,8 @@ class BaseServer:
             n.check(lib.iobus_config_set_max_buffered(cfg, int(o["max_buffered"])), "max_buffered")
         if o["worker_threads"] is not None:
             n.check(lib.iobus_config_set_worker_threads(cfg, int(o["worker_threads"])), "worker_threads")
+        if o["batch_scheduling"] is not None:
+            n.check(lib.iobus_config_set_batch_scheduling(cfg, bool(o["batch_scheduling"])), "batch_scheduling")
         if o["serve_client"] is not None:
             n.check(lib.iobus_config_set_serve_client(cfg, bool(o["serve_client"])), "serve_client")
         if o["client_dir"] is not None:

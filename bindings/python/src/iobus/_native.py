@@ -114,6 +114,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "iobus_config_set_max_attachments": (c_int, [_P, c_size_t]),
     "iobus_config_set_max_buffered": (c_int, [_P, c_size_t]),
     "iobus_config_set_worker_threads": (c_int, [_P, c_size_t]),
+    "iobus_config_set_batch_scheduling": (c_int, [_P, c_bool]),
     "iobus_config_set_serve_client": (c_int, [_P, c_bool]),
     "iobus_config_set_client_dir": (c_int, [_P, c_char_p]),
     "iobus_config_set_static_dir": (c_int, [_P, c_char_p]),

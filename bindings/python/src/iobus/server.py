@@ -33,7 +33,8 @@ class Server(BaseServer):
     max_http_buffer_size=1_000_000, ...)``; times are in seconds as in
     python-socketio. iobus adds ``path``, ``connect_timeout``,
     ``upgrade_timeout``, ``max_attachments``, ``max_buffered``,
-    ``worker_threads``, ``serve_client``, ``client_dir``, ``static_dir``,
+    ``worker_threads``, ``batch_scheduling``, ``serve_client``,
+    ``client_dir``, ``static_dir``,
     ``cors_max_age`` and ``ack_timeout`` (how long ``emit(...,
     callback=...)`` waits for the client).
     """
