@@ -53,7 +53,7 @@ static void on_join(void *ud, const iobus_event *ev) {
     if (first_string(iobus_event_args(ev, NULL), room, sizeof room)) {
         iobus_socket_join(server, iobus_event_socket_id(ev), room);
     }
-        answer(iobus_event_take_ack(ev), "[]", 2);
+    answer(iobus_event_take_ack(ev), "[]", 2);
 }
 
 static void on_broadcast(void *ud, const iobus_event *ev) {
@@ -84,7 +84,7 @@ static void on_broadcast(void *ud, const iobus_event *ev) {
 
 static void on_echo(void *ud, const iobus_event *ev) {
     (void)ud;
-        size_t len;
+    size_t len;
     const char *args = iobus_event_args(ev, &len);
     answer(iobus_event_take_ack(ev), args, len);
 }

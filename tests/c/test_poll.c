@@ -502,7 +502,7 @@ int main(void) {
     while (!readable(fd) && h_now_ms() < deadline) h_sleep_ms(5);
     CHECK(readable(fd));
     h_sleep_ms(T(100));
-        int counted = h_log_count("count");
+    int counted = h_log_count("count");
     /* Queued callbacks run, on this thread, before free returns. */
     iobus_server_free(server);
     server = NULL;
