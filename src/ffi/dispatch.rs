@@ -162,7 +162,7 @@ impl Dispatcher {
         let (mut used, mut count) = (0, 0);
         let mut result = Ok(());
         loop {
-            let job = {
+            let (job, need) = {
                 let mut q = self.queue.lock();
                 let Some(front) = q.front() else { break };
                 let need = front.record_len();
@@ -172,13 +172,12 @@ impl Dispatcher {
                     }
                     break;
                 }
-                q.pop_front()
+                (q.pop_front(), need)
             };
             let Some(job) = job else { break };
             if self.discarding.load(Ordering::Acquire) {
                 continue;
             }
-            let need = job.record_len();
             let out = &mut buf[used..used + need];
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.record(out))).is_ok() {
                 used += need;

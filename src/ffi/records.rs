@@ -25,12 +25,13 @@
 //! ACK namespace, socket id, arguments JSON (empty unless the status is
 //! `IOBUS_ACK_OK`), then the attachments as for EVENT.
 
+use std::cell::OnceCell;
 use std::ffi::{CString, c_char, c_void};
 
 use bytes::Bytes;
 
 use super::event::{iobus_connect, iobus_event};
-use super::server::{iobus_ack_cb, iobus_ack_status, iobus_connect_cb, iobus_disconnect_cb, iobus_event_cb};
+use super::server::iobus_ack_status;
 
 /// What a record describes.
 #[repr(C)]
@@ -126,14 +127,13 @@ pub(crate) struct ConnectJob {
     pub(crate) cb: unsafe extern "C" fn(*mut c_void, *mut iobus_connect),
     pub(crate) user: UserData,
     pub(crate) req: iobus_connect,
-    pub(crate) handshake: String,
+    /// The handshake JSON, made only for a record.
+    pub(crate) handshake: OnceCell<String>,
 }
 
 impl ConnectJob {
-    pub(crate) fn new(cb: iobus_connect_cb, user: UserData, req: iobus_connect) -> Option<ConnectJob> {
-        let cb = cb?;
-        let handshake = req.handshake().unwrap_or_else(|| "{}".into());
-        Some(ConnectJob { cb, user, req, handshake })
+    fn handshake(&self) -> &str {
+        self.handshake.get_or_init(|| self.req.handshake().unwrap_or_else(|| "{}".into()))
     }
 }
 
@@ -146,20 +146,22 @@ impl Job for ConnectJob {
 
     fn record_len(&self) -> usize {
         let (nsp, sid) = self.req.names();
-        HEADER + fields_len(&[nsp, sid, self.handshake.as_bytes()])
+        HEADER + fields_len(&[nsp, sid, self.handshake().as_bytes()])
     }
 
     fn record(self: Box<Self>, out: &mut [u8]) {
-        let this = *self;
-        let handshake = this.handshake;
-        let req = Box::new(this.req);
+        self.handshake(); // made by record_len already; the same text either way
+        let ConnectJob { user, req, handshake, .. } = *self;
+        let handshake = handshake.into_inner().unwrap_or_default();
+        // The handle goes to the host; its address does not move with the box.
+        let req = Box::new(req);
+        let handle = &*req as *const iobus_connect as usize;
         let (nsp, sid) = req.names();
-        let (nsp, sid) = (nsp.to_vec(), sid.to_vec());
-        let handle = Box::into_raw(req) as usize;
-        let mut w = Writer::new(out, iobus_record_kind::IOBUS_RECORD_CONNECT, 0, this.user, handle);
-        w.field(&nsp);
-        w.field(&sid);
+        let mut w = Writer::new(out, iobus_record_kind::IOBUS_RECORD_CONNECT, 0, user, handle);
+        w.field(nsp);
+        w.field(sid);
         w.field(handshake.as_bytes());
+        let _ = Box::into_raw(req);
     }
 }
 
@@ -168,12 +170,6 @@ pub(crate) struct EventJob {
     pub(crate) cb: unsafe extern "C" fn(*mut c_void, *const iobus_event),
     pub(crate) user: UserData,
     pub(crate) event: iobus_event,
-}
-
-impl EventJob {
-    pub(crate) fn new(cb: iobus_event_cb, user: UserData, event: iobus_event) -> Option<EventJob> {
-        Some(EventJob { cb: cb?, user, event })
-    }
 }
 
 impl Job for EventJob {
@@ -212,17 +208,6 @@ pub(crate) struct DisconnectJob {
 }
 
 impl DisconnectJob {
-    pub(crate) fn new(
-        cb: iobus_disconnect_cb,
-        user: UserData,
-        nsp: CString,
-        sid: CString,
-        reason: CString,
-        rooms: CString,
-    ) -> Option<DisconnectJob> {
-        Some(DisconnectJob { cb: cb?, user, nsp, sid, reason, rooms })
-    }
-
     fn fields(&self) -> [&[u8]; 4] {
         [self.nsp.as_bytes(), self.sid.as_bytes(), self.reason.as_bytes(), self.rooms.as_bytes()]
     }
@@ -255,17 +240,6 @@ pub(crate) struct AckJob {
     pub(crate) status: iobus_ack_status,
     /// The reply (status OK), or an empty event naming the socket.
     pub(crate) reply: iobus_event,
-}
-
-impl AckJob {
-    pub(crate) fn new(
-        cb: iobus_ack_cb,
-        user: UserData,
-        status: iobus_ack_status,
-        reply: iobus_event,
-    ) -> Option<AckJob> {
-        Some(AckJob { cb: cb?, user, status, reply })
-    }
 }
 
 impl Job for AckJob {

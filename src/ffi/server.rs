@@ -1,6 +1,7 @@
 //! `iobus_server`: lifecycle, handler registration, and every operation on
 //! sockets, rooms and namespaces.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
@@ -392,10 +393,8 @@ pub unsafe extern "C" fn iobus_server_on_connect(
         match cb {
             None => namespace.on_connect(drop),
             Some(cb) => namespace.on_connect(move |req| {
-                if let Some(job) =
-                    iobus_connect::new(req, pending.clone()).and_then(|c| ConnectJob::new(Some(cb), ud, c))
-                {
-                    dispatch.push(Box::new(job));
+                if let Some(req) = iobus_connect::new(req, pending.clone()) {
+                    dispatch.push(Box::new(ConnectJob { cb, user: ud, req, handshake: OnceCell::new() }));
                 }
             }),
         }
@@ -410,9 +409,7 @@ fn event_handler(
 ) -> impl Fn(&Arc<Socket>, &str, crate::Payload, Option<crate::AckSender>) + Send + Sync + 'static {
     move |socket, name, payload, ack| {
         let event = iobus_event::new(socket.namespace().name(), socket.id().as_str(), Some(name), payload, ack);
-        if let Some(job) = EventJob::new(Some(cb), ud, event) {
-            dispatch.push(Box::new(job));
-        }
+        dispatch.push(Box::new(EventJob { cb, user: ud, event }));
     }
 }
 
@@ -484,9 +481,7 @@ pub unsafe extern "C" fn iobus_server_on_disconnect(
                 let nsp = convert::c_string(socket.namespace().name());
                 let sid = convert::c_string(socket.id().as_str());
                 let reason = convert::c_string(reason.as_str());
-                if let Some(job) = DisconnectJob::new(Some(cb), ud, nsp, sid, reason, rooms) {
-                    dispatch.push(Box::new(job));
-                }
+                dispatch.push(Box::new(DisconnectJob { cb, user: ud, nsp, sid, reason, rooms }));
             }),
         }
         Ok(())
@@ -592,9 +587,7 @@ pub unsafe extern "C" fn iobus_socket_emit_with_ack(
                     }
                 };
                 let reply = iobus_event::new(&nsp, sid.as_str(), None, reply, None);
-                if let Some(job) = AckJob::new(Some(cb), ud, status, reply) {
-                    dispatch.push(Box::new(job));
-                }
+                dispatch.push(Box::new(AckJob { cb, user: ud, status, reply }));
             })
             .map_err(emit_error)
     })
