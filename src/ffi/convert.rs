@@ -138,14 +138,13 @@ pub(crate) unsafe fn payload(
 ) -> Result<Payload, Error> {
     let args = unsafe { json_args(args, args_len, "args_json") }?;
     let binary = unsafe { buffers(binary, binary_count) }?;
-    // Strict here: a placeholder without its attachment is an error too.
-    if !crate::protocol::socketio::placeholders_match(&args, binary.len()) {
+    let payload = Payload::with_binary(args, binary);
+    if !payload.is_consistent() {
         return Err(Error::new(
             iobus_status::IOBUS_ERR_INVALID_BINARY,
             "every attachment needs a {\"_placeholder\":true,\"num\":N} in args_json, and every placeholder an attachment",
         ));
     }
-    let payload = Payload::with_binary(args, binary);
     Ok(payload)
 }
 

@@ -7,7 +7,6 @@ use std::ffi::{CString, c_char};
 use std::ptr;
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
 
 use super::convert::{self, c_string};
 use super::server::PendingSockets;
@@ -144,27 +143,9 @@ impl Drop for iobus_connect {
     }
 }
 
-/// The handshake of a socket as one JSON object:
-/// `{"auth", "query", "headers", "address", "url", "time", "issued"}`.
+/// The handshake of a socket as JSON text (see `Handshake::to_json`).
 pub(crate) fn handshake_json(socket: &Socket) -> String {
-    let hs = socket.handshake();
-    let query: Map<String, Value> = hs.query().iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-    let mut headers = Map::new();
-    for (name, value) in hs.headers() {
-        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers.insert(name.as_str().to_owned(), Value::String(v));
-    }
-    let issued = hs.time().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    serde_json::json!({
-        "auth": hs.auth(),
-        "query": query,
-        "headers": headers,
-        "address": hs.address().ip().to_string(),
-        "port": hs.address().port(),
-        "url": hs.url(),
-        "issued": issued,
-    })
-    .to_string()
+    socket.handshake().to_json().to_string()
 }
 
 // ---- iobus_event accessors -------------------------------------------------

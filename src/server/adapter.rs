@@ -1,223 +1,424 @@
-//! Room membership, behind one trait so that another adapter (for several
-//! machines) can replace the in-memory one without touching socket code.
+//! The adapter: the one seam every broadcast and every "act on the matching
+//! sockets" request of a namespace goes through.
 //!
-//! An adapter knows which socket ids are in which rooms of one namespace and
-//! answers "who receives this broadcast". Delivery itself is the namespace's
-//! job.
+//! A selection ([`BroadcastOptions`]: rooms, except rooms, except socket ids,
+//! flags) says who; the [`Adapter`] does it. The in-memory adapter acts on
+//! this node only, through the namespace's `local_*` operations. An adapter
+//! for several nodes does the same locally and forwards the operation to the
+//! other nodes (unless the selection is `local`); one that keeps a recovery
+//! log stores what it broadcasts. Results come back through callbacks, so a
+//! remote implementation can answer later.
+//!
+//! Room membership itself is the namespace's [`RoomIndex`](super::rooms::RoomIndex):
+//! joins and leaves are local in Socket.IO, on every adapter.
 
-use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::Mutex;
+use serde_json::Value;
 
+use super::namespace::Namespace;
+use super::payload::Payload;
+use super::socket::{Socket, event_frames};
 use crate::Sid;
-use crate::sid::SidHasher;
+use crate::protocol::engine::Frame;
 
-/// Who a broadcast is for.
+/// How a broadcast is delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BroadcastFlags {
+    /// Dropped for recipients that cannot take it right now; never stored.
+    pub volatile: bool,
+    /// This node only: not forwarded to other nodes.
+    pub local: bool,
+    /// For emits with acks: how long to wait for every reply.
+    pub timeout: Option<Duration>,
+}
+
+/// Who a broadcast or a bulk operation is for: the selection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BroadcastOptions {
     /// Rooms to reach (their union); empty means every socket.
     pub rooms: Vec<String>,
     /// Rooms whose members are left out.
     pub except: Vec<String>,
-    /// A socket left out (the sender of a socket broadcast).
-    pub except_sid: Option<Sid>,
+    /// Sockets left out (the sender of a socket broadcast).
+    pub except_sids: Vec<Sid>,
+    /// How.
+    pub flags: BroadcastFlags,
 }
 
-/// Room membership of one namespace.
-pub trait Adapter: Send + Sync + 'static {
-    /// Adds a socket to rooms (creating them).
-    fn add_all(&self, sid: Sid, rooms: &[&str]);
-    /// Removes a socket from one room.
-    fn del(&self, sid: Sid, room: &str);
-    /// Removes a socket from every room.
-    fn del_all(&self, sid: Sid);
-    /// The rooms a socket is in.
-    fn socket_rooms(&self, sid: Sid) -> Vec<String>;
-    /// Every room that has members.
-    fn rooms(&self) -> Vec<String>;
-    /// The sockets a broadcast reaches, each once.
-    fn recipients(&self, opts: &BroadcastOptions) -> Vec<Sid> {
-        let mut out = Vec::new();
-        self.for_each_recipient(opts, &mut |sid| out.push(sid));
-        out
+impl BroadcastOptions {
+    /// The excluded rooms with the excluded socket ids (each socket's own
+    /// room), as Socket.IO's wire formats carry them.
+    pub fn except_rooms_and_sids(&self) -> Vec<String> {
+        self.except.iter().cloned().chain(self.except_sids.iter().map(Sid::to_string)).collect()
     }
-    /// Calls `f` once for each socket a broadcast reaches. It may run under
-    /// the adapter's lock: `f` must not call back into the adapter.
-    fn for_each_recipient(&self, opts: &BroadcastOptions, f: &mut dyn FnMut(Sid));
 }
+
+/// An event on its way to the selected clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPacket {
+    /// The event name.
+    pub event: String,
+    /// Its arguments.
+    pub payload: Payload,
+    /// The ack id, for an emit that expects acks.
+    pub id: Option<u64>,
+}
+
+impl EventPacket {
+    /// The packet's frames for namespace `nsp`, encoded once.
+    pub fn frames(&self, nsp: &str) -> Vec<Frame> {
+        event_frames(nsp, &self.event, &self.payload, self.id)
+    }
+}
+
+/// A socket as a bulk query reports it (possibly one on another node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketInfo {
+    /// The socket id.
+    pub id: String,
+    /// The handshake, as [`Handshake::to_json`](super::Handshake::to_json) gives it.
+    pub handshake: Value,
+    /// Its rooms (its own id room included).
+    pub rooms: Vec<String>,
+    /// Its application data.
+    pub data: Value,
+}
+
+impl SocketInfo {
+    /// The information of a local socket.
+    pub fn of(socket: &Socket) -> SocketInfo {
+        SocketInfo {
+            id: socket.id().to_string(),
+            handshake: socket.handshake().to_json(),
+            rooms: socket.rooms(),
+            data: socket.data().clone(),
+        }
+    }
+}
+
+/// How an emit that expects acks from several clients (or servers) ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BroadcastAckResult {
+    /// Every reply received, in arrival order.
+    pub replies: Vec<Payload>,
+    /// How many replies were expected (clients reached, or servers asked).
+    pub expected: usize,
+    /// Whether the timeout passed before every reply arrived.
+    pub timed_out: bool,
+}
+
+type AckDone = Box<dyn FnOnce(BroadcastAckResult) + Send>;
 
 #[derive(Default)]
-struct Rooms {
-    /// Named rooms and their members.
-    members: HashMap<String, HashSet<Sid, SidHasher>>,
-    /// Every socket, with the named rooms it joined. A socket's own room
-    /// (its id) is implied, not stored, so a socket in no other room costs
-    /// one entry and no allocation.
-    sockets: HashMap<Sid, HashSet<String>, SidHasher>,
+struct AckState {
+    replies: Vec<Payload>,
+    /// Recipients that left without answering.
+    gone: usize,
+    expected: usize,
+    expected_servers: Option<usize>,
+    servers_reported: usize,
+    done: Option<AckDone>,
+    timer: Option<tokio::task::AbortHandle>,
+    /// Local sockets still holding an ack entry, to clear on timeout.
+    waiting: Vec<(Weak<Socket>, u64)>,
 }
 
-impl Rooms {
-    /// The members of `room`, calling `f` for each.
-    fn each_member(&self, room: &str, mut f: impl FnMut(Sid)) {
-        if let Some(set) = self.members.get(room) {
-            set.iter().copied().for_each(&mut f);
-        } else if let Some(sid) = Sid::parse(room) {
-            if self.sockets.contains_key(&sid) {
-                f(sid);
+/// Collects the replies of an emit with acks sent to many clients, possibly
+/// across nodes: adapters report how many servers will answer and how many
+/// clients each reached; replies arrive one by one. The completion runs
+/// once: when every expected reply arrived (or its recipient left), or when
+/// the timeout passes, with what arrived.
+pub struct BroadcastAcks {
+    state: Mutex<AckState>,
+}
+
+impl fmt::Debug for BroadcastAcks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.state.lock();
+        f.debug_struct("BroadcastAcks").field("replies", &s.replies.len()).field("expected", &s.expected).finish()
+    }
+}
+
+impl BroadcastAcks {
+    /// A collector that calls `done` once; with a timeout it also starts the
+    /// timer on `runtime` (without a runtime, it waits for every reply).
+    pub fn new(
+        timeout: Option<Duration>,
+        runtime: Option<&tokio::runtime::Handle>,
+        done: impl FnOnce(BroadcastAckResult) + Send + 'static,
+    ) -> Arc<BroadcastAcks> {
+        let acks = Arc::new(BroadcastAcks {
+            state: Mutex::new(AckState { done: Some(Box::new(done)), ..AckState::default() }),
+        });
+        if let (Some(timeout), Some(runtime)) = (timeout, runtime) {
+            let weak = Arc::downgrade(&acks);
+            let timer = runtime.spawn(async move {
+                tokio::time::sleep(timeout).await;
+                if let Some(acks) = weak.upgrade() {
+                    acks.time_out();
+                }
+            });
+            let mut state = acks.state.lock();
+            if state.done.is_some() {
+                state.timer = Some(timer.abort_handle());
+            } else {
+                timer.abort();
             }
         }
+        acks
     }
-}
 
-/// The in-memory adapter: two indexes (room → sockets, socket → rooms) under
-/// one lock, so fan-out walks one set and churn touches two entries.
-#[derive(Default)]
-pub struct MemoryAdapter {
-    rooms: RwLock<Rooms>,
-}
-
-impl MemoryAdapter {
-    /// An empty adapter.
-    pub fn new() -> MemoryAdapter {
-        MemoryAdapter::default()
+    /// How many servers will report (`add_clients`) — the in-memory adapter
+    /// says 1; an adapter for several nodes says how many nodes it asked.
+    pub fn expect_servers(&self, n: usize) {
+        let mut state = self.state.lock();
+        state.expected_servers = Some(n);
+        self.check(state);
     }
-}
 
-impl Adapter for MemoryAdapter {
-    fn add_all(&self, sid: Sid, rooms: &[&str]) {
-        let mut guard = self.rooms.write();
-        let r = &mut *guard;
-        let own = r.sockets.entry(sid).or_default();
-        for room in rooms {
-            if *room == sid.as_str() {
-                continue;
-            }
-            own.insert((*room).to_owned());
-            r.members.entry((*room).to_owned()).or_default().insert(sid);
+    /// One server reports how many replies to expect from it.
+    pub fn add_clients(&self, n: usize) {
+        let mut state = self.state.lock();
+        state.servers_reported += 1;
+        state.expected += n;
+        self.check(state);
+    }
+
+    /// A reply arrived.
+    pub fn reply(&self, payload: Payload) {
+        let mut state = self.state.lock();
+        if state.done.is_none() {
+            return;
+        }
+        state.replies.push(payload);
+        self.check(state);
+    }
+
+    /// A recipient left without replying: nothing more to wait for from it.
+    pub fn gone(&self) {
+        let mut state = self.state.lock();
+        state.gone += 1;
+        self.check(state);
+    }
+
+    /// Remembers a local socket's ack entry so that a timeout can clear it.
+    pub(crate) fn track(&self, socket: &Arc<Socket>, id: u64) {
+        let mut state = self.state.lock();
+        if state.timer.is_some() {
+            state.waiting.push((Arc::downgrade(socket), id));
         }
     }
 
-    fn del(&self, sid: Sid, room: &str) {
-        let mut r = self.rooms.write();
-        if let Some(set) = r.members.get_mut(room) {
-            set.remove(&sid);
-            if set.is_empty() {
-                r.members.remove(room);
-            }
-        }
-        if let Some(set) = r.sockets.get_mut(&sid) {
-            set.remove(room);
-        }
+    /// Whether the completion already ran.
+    pub fn is_done(&self) -> bool {
+        self.state.lock().done.is_none()
     }
 
-    fn del_all(&self, sid: Sid) {
-        let mut r = self.rooms.write();
-        let Some(rooms) = r.sockets.remove(&sid) else {
+    fn check(&self, mut state: parking_lot::MutexGuard<'_, AckState>) {
+        let complete = state.expected_servers.is_some_and(|n| state.servers_reported >= n)
+            && state.replies.len() + state.gone >= state.expected;
+        if !complete {
+            return;
+        }
+        let Some(done) = state.done.take() else {
             return;
         };
-        for room in rooms {
-            if let Some(set) = r.members.get_mut(&room) {
-                set.remove(&sid);
-                if set.is_empty() {
-                    r.members.remove(&room);
-                }
+        if let Some(timer) = state.timer.take() {
+            timer.abort();
+        }
+        state.waiting.clear();
+        let result = BroadcastAckResult {
+            replies: std::mem::take(&mut state.replies),
+            expected: state.expected,
+            timed_out: false,
+        };
+        drop(state);
+        done(result);
+    }
+
+    fn time_out(&self) {
+        let mut state = self.state.lock();
+        let Some(done) = state.done.take() else {
+            return;
+        };
+        state.timer = None;
+        let waiting = std::mem::take(&mut state.waiting);
+        let result = BroadcastAckResult {
+            replies: std::mem::take(&mut state.replies),
+            expected: state.expected,
+            timed_out: true,
+        };
+        drop(state);
+        for (socket, id) in waiting {
+            if let Some(socket) = socket.upgrade() {
+                socket.forget_ack(id);
             }
         }
+        done(result);
+    }
+}
+
+/// The answer to a server-side emit that asked for one; dropping it
+/// answers nothing (the asking server's timeout covers it).
+pub type ServerSideReply = Box<dyn FnOnce(Payload) + Send>;
+
+/// Every broadcast and bulk operation of one namespace.
+///
+/// The provided methods act on this node only; that is the in-memory
+/// adapter. An adapter for several nodes overrides them: it calls the same
+/// local operation (the namespace's `local_*` methods) and forwards the
+/// request to the other nodes unless `opts.flags.local` is set. Methods may
+/// be called from any thread, network threads included; they must not block.
+pub trait Adapter: Send + Sync + 'static {
+    /// The namespace's server is starting (or the namespace was created on a
+    /// running server): the adapter may connect and subscribe now.
+    fn start(&self, _nsp: &Arc<Namespace>, _runtime: &tokio::runtime::Handle) {}
+
+    /// The server is stopping: release connections and tasks.
+    fn stop(&self) {}
+
+    /// Emits `packet` to the selected sockets (encoded once).
+    fn broadcast(&self, nsp: &Arc<Namespace>, packet: &EventPacket, opts: &BroadcastOptions) {
+        nsp.local_broadcast(packet, opts);
     }
 
-    fn socket_rooms(&self, sid: Sid) -> Vec<String> {
-        let r = self.rooms.read();
-        match r.sockets.get(&sid) {
-            Some(set) => std::iter::once(sid.to_string()).chain(set.iter().cloned()).collect(),
-            None => Vec::new(),
-        }
+    /// Emits `packet` (its `id` set) to the selected sockets and reports to
+    /// `acks` how many servers and clients will answer, then every reply.
+    fn broadcast_with_ack(
+        &self,
+        nsp: &Arc<Namespace>,
+        packet: &EventPacket,
+        opts: &BroadcastOptions,
+        acks: &Arc<BroadcastAcks>,
+    ) {
+        acks.expect_servers(1);
+        nsp.local_broadcast_with_ack(packet, opts, acks);
     }
 
-    fn rooms(&self) -> Vec<String> {
-        let r = self.rooms.read();
-        r.members.keys().cloned().chain(r.sockets.keys().map(Sid::to_string)).collect()
+    /// The selected sockets, with their rooms, data and handshake.
+    fn fetch_sockets(
+        &self,
+        nsp: &Arc<Namespace>,
+        opts: &BroadcastOptions,
+        done: Box<dyn FnOnce(Vec<SocketInfo>) + Send>,
+    ) {
+        done(nsp.local_fetch_sockets(opts));
     }
 
-    fn for_each_recipient(&self, opts: &BroadcastOptions, f: &mut dyn FnMut(Sid)) {
-        let r = self.rooms.read();
-        let mut excluded = HashSet::with_hasher(SidHasher);
-        for room in &opts.except {
-            r.each_member(room, |sid| {
-                excluded.insert(sid);
-            });
+    /// Makes the selected sockets join `rooms`.
+    fn add_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, rooms: &[String]) {
+        nsp.local_add_sockets(opts, rooms);
+    }
+
+    /// Makes the selected sockets leave `rooms`.
+    fn del_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, rooms: &[String]) {
+        nsp.local_del_sockets(opts, rooms);
+    }
+
+    /// Disconnects the selected sockets (with `close`, their connections).
+    fn disconnect_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, close: bool) {
+        nsp.local_disconnect_sockets(opts, close);
+    }
+
+    /// Every room with members, on every node.
+    fn all_rooms(&self, nsp: &Arc<Namespace>, done: Box<dyn FnOnce(Vec<String>) + Send>) {
+        done(nsp.rooms());
+    }
+
+    /// Emits an event to the other servers' handlers of this namespace
+    /// (never to clients). One node has no other servers: with `acks`, it
+    /// completes at once with no replies.
+    fn server_side_emit(&self, _nsp: &Arc<Namespace>, _packet: &EventPacket, acks: Option<&Arc<BroadcastAcks>>) {
+        if let Some(acks) = acks {
+            acks.expect_servers(0);
         }
-        if let Some(sid) = opts.except_sid {
-            excluded.insert(sid);
-        }
-        let keep = |sid: &Sid| excluded.is_empty() || !excluded.contains(sid);
-        if opts.rooms.is_empty() {
-            r.sockets.keys().copied().filter(keep).for_each(f);
-            return;
-        }
-        if opts.rooms.len() == 1 {
-            r.each_member(&opts.rooms[0], |sid| {
-                if keep(&sid) {
-                    f(sid);
-                }
-            });
-            return;
-        }
-        let mut seen = HashSet::with_hasher(SidHasher);
-        for room in &opts.rooms {
-            r.each_member(room, |sid| {
-                if keep(&sid) && seen.insert(sid) {
-                    f(sid);
-                }
-            });
-        }
+    }
+}
+
+/// The in-memory adapter: every operation on this node only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryAdapter;
+
+impl Adapter for MemoryAdapter {}
+
+/// Makes the adapter of each namespace (one per namespace, as in Socket.IO).
+pub trait AdapterFactory: Send + Sync + fmt::Debug + 'static {
+    /// The adapter of namespace `nsp`.
+    fn create(&self, nsp: &str) -> Arc<dyn Adapter>;
+}
+
+/// Makes [`MemoryAdapter`]s.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryAdapterFactory;
+
+impl AdapterFactory for MemoryAdapterFactory {
+    fn create(&self, _nsp: &str) -> Arc<dyn Adapter> {
+        Arc::new(MemoryAdapter)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn sorted(mut v: Vec<Sid>) -> Vec<Sid> {
-        v.sort();
-        v
+    fn collector() -> (Arc<BroadcastAcks>, Arc<Mutex<Option<BroadcastAckResult>>>) {
+        let out = Arc::new(Mutex::new(None));
+        let sink = out.clone();
+        let acks = BroadcastAcks::new(None, None, move |r| *sink.lock() = Some(r));
+        (acks, out)
     }
 
     #[test]
-    fn union_except_and_sender_exclusion() {
-        let a = MemoryAdapter::new();
-        let (s1, s2, s3) = (Sid::new(), Sid::new(), Sid::new());
-        a.add_all(s1, &[s1.as_str(), "r1", "r2"]);
-        a.add_all(s2, &[s2.as_str(), "r1"]);
-        a.add_all(s3, &[s3.as_str(), "r2", "vip"]);
-        let all = |rooms: &[&str], except: &[&str], except_sid| {
-            sorted(a.recipients(&BroadcastOptions {
-                rooms: rooms.iter().map(|s| s.to_string()).collect(),
-                except: except.iter().map(|s| s.to_string()).collect(),
-                except_sid,
-            }))
-        };
-        assert_eq!(all(&[], &[], None), sorted(vec![s1, s2, s3]));
-        assert_eq!(all(&["r1", "r2"], &[], None), sorted(vec![s1, s2, s3]));
-        assert_eq!(all(&["r1", "r2"], &["vip"], None), sorted(vec![s1, s2]));
-        assert_eq!(all(&["r1"], &[], Some(s1)), vec![s2]);
-        assert_eq!(all(&[], &["r1"], None), vec![s3]);
-        assert_eq!(all(&["nobody"], &[], None), vec![]);
-        a.del(s1, "r1");
-        assert_eq!(all(&["r1"], &[], None), vec![s2]);
-        a.del_all(s3);
-        assert_eq!(all(&["r2"], &[], None), vec![s1]);
-        assert!(!a.rooms().contains(&"vip".to_string()));
-        // A socket's own room is implied: reachable by id, listed in rooms.
-        assert_eq!(all(&[s2.as_str()], &[], None), vec![s2]);
-        assert_eq!(all(&[], &[s2.as_str()], None), vec![s1]);
-        assert!(a.rooms().contains(&s1.to_string()));
-        a.add_all(s3, &[s3.as_str()]);
-        assert_eq!(a.socket_rooms(s3), vec![s3.to_string()]);
-        assert_eq!(all(&["r2", s3.as_str()], &[], None), sorted(vec![s1, s3]));
-        let mut rooms = a.socket_rooms(s1);
-        rooms.sort();
-        let mut expected = vec!["r2".to_string(), s1.to_string()];
-        expected.sort();
-        assert_eq!(rooms, expected);
+    fn completes_when_every_server_and_client_answered() {
+        let (acks, out) = collector();
+        acks.add_clients(2);
+        acks.reply(Payload::one(json!(1)));
+        acks.reply(Payload::one(json!(2)));
+        assert!(out.lock().is_none(), "the number of servers is not known yet");
+        acks.expect_servers(2);
+        assert!(out.lock().is_none(), "one server has not reported");
+        acks.add_clients(1);
+        assert!(out.lock().is_none());
+        acks.gone();
+        let r = out.lock().take().expect("complete");
+        assert_eq!(r.expected, 3);
+        assert_eq!(r.replies.len(), 2);
+        assert!(!r.timed_out);
+        // Late replies change nothing.
+        acks.reply(Payload::one(json!(3)));
+        assert!(out.lock().is_none());
+    }
+
+    #[test]
+    fn nobody_to_ask_completes_at_once() {
+        let (acks, out) = collector();
+        acks.expect_servers(1);
+        acks.add_clients(0);
+        assert_eq!(out.lock().take().map(|r| r.expected), Some(0));
+        let (acks, out) = collector();
+        acks.expect_servers(0);
+        assert!(out.lock().is_some());
+    }
+
+    #[test]
+    fn timeout_reports_what_arrived() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        let out = Arc::new(Mutex::new(None));
+        let sink = out.clone();
+        let acks =
+            BroadcastAcks::new(Some(Duration::from_millis(20)), Some(rt.handle()), move |r| *sink.lock() = Some(r));
+        acks.expect_servers(1);
+        acks.add_clients(2);
+        acks.reply(Payload::one(json!("a")));
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(60)).await });
+        let r = out.lock().take().expect("timed out");
+        assert!(r.timed_out);
+        assert_eq!(r.replies, vec![Payload::one(json!("a"))]);
+        assert_eq!(r.expected, 2);
     }
 }

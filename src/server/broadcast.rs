@@ -1,48 +1,32 @@
-//! The broadcast operator: who (rooms, exceptions, the sender left out) and
-//! how (volatile), then emit — or act on the matching sockets.
-//!
-//! A broadcast is encoded once; every recipient's queue gets the same bytes.
+//! The broadcast operator: a selection of a namespace's sockets (rooms,
+//! exceptions, flags), then what to do with it — emit, emit with acks,
+//! fetch, join, leave, disconnect. Every operation goes through the
+//! namespace's adapter, so it reaches the sockets of other nodes too when
+//! the adapter connects several.
 
-use std::any::Any;
-use std::cell::Cell;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::adapter::BroadcastOptions;
+use super::adapter::{BroadcastAckResult, BroadcastAcks, BroadcastOptions, EventPacket, SocketInfo};
 use super::namespace::Namespace;
 use super::payload::Payload;
-use super::socket::{EmitError, Socket, check_emit, event_frames};
+use super::socket::{EmitError, Socket, check_emit};
 use crate::Sid;
-use crate::engine::burst;
-use crate::protocol::engine::Frame;
-
-/// Broadcasts waiting for the end of a burst: the same selection, frames in
-/// emit order.
-struct Deferred {
-    op: BroadcastOperator,
-    frames: Vec<Frame>,
-}
-
-impl burst::Deferred for Deferred {
-    fn run(self: Box<Self>) {
-        self.op.deliver(&self.frames);
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-}
 
 /// Selects sockets of one namespace and emits to them or acts on them.
 #[derive(Debug, Clone)]
 pub struct BroadcastOperator {
     nsp: Arc<Namespace>,
     opts: BroadcastOptions,
-    volatile: bool,
 }
 
 impl BroadcastOperator {
     pub(crate) fn new(nsp: Arc<Namespace>) -> BroadcastOperator {
-        BroadcastOperator { nsp, opts: BroadcastOptions::default(), volatile: false }
+        BroadcastOperator { nsp, opts: BroadcastOptions::default() }
+    }
+
+    pub(crate) fn with_options(nsp: Arc<Namespace>, opts: BroadcastOptions) -> BroadcastOperator {
+        BroadcastOperator { nsp, opts }
     }
 
     /// Adds a room to reach (rooms add up; each socket receives once).
@@ -68,13 +52,27 @@ impl BroadcastOperator {
 
     /// Leaves out one socket.
     pub fn except_socket(mut self, sid: Sid) -> Self {
-        self.opts.except_sid = Some(sid);
+        if !self.opts.except_sids.contains(&sid) {
+            self.opts.except_sids.push(sid);
+        }
         self
     }
 
     /// Drops the packet for recipients that cannot take it right now.
     pub fn volatile(mut self) -> Self {
-        self.volatile = true;
+        self.opts.flags.volatile = true;
+        self
+    }
+
+    /// This node only: the adapter does not forward the operation.
+    pub fn local(mut self) -> Self {
+        self.opts.flags.local = true;
+        self
+    }
+
+    /// How long [`emit_with_ack`](Self::emit_with_ack) waits for replies.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.opts.flags.timeout = Some(timeout);
         self
     }
 
@@ -83,85 +81,95 @@ impl BroadcastOperator {
         &self.opts
     }
 
-    /// Emits to every selected socket.
-    ///
-    /// Called while the server handles a burst of messages from one
-    /// connection (a handler of the Rust API), the packet is queued when the
-    /// burst ends or before anything else reaches a client, whichever comes
-    /// first; consecutive broadcasts to the same selection are then queued
-    /// together, walking the rooms once.
+    /// The namespace.
+    pub fn namespace(&self) -> &Arc<Namespace> {
+        &self.nsp
+    }
+
+    /// Emits to every selected socket; the packet is encoded once.
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
         let payload = payload.into();
         check_emit(event, &payload)?;
-        let frames = event_frames(self.nsp.name(), event, &payload, None);
-        if self.volatile || !burst::active() {
-            self.deliver(&frames);
-            return Ok(());
-        }
-        let frames = Cell::new(Some(frames));
-        burst::defer(
-            |pending| match pending.downcast_mut::<Deferred>() {
-                Some(d) if Arc::ptr_eq(&d.op.nsp, &self.nsp) && d.op.opts == self.opts => {
-                    d.frames.extend(frames.take().unwrap_or_default());
-                    true
-                }
-                _ => false,
-            },
-            || Box::new(Deferred { op: self.clone(), frames: frames.take().unwrap_or_default() }),
-        );
+        let packet = EventPacket { event: event.to_owned(), payload, id: None };
+        self.nsp.adapter().broadcast(&self.nsp, &packet, &self.opts);
         Ok(())
     }
 
-    /// Emits and returns how many sockets the packet was queued for.
-    pub fn emit_count(&self, event: &str, payload: impl Into<Payload>) -> Result<usize, EmitError> {
+    /// Emits to every selected socket and asks each for an ack. `done` runs
+    /// once with every reply, the number of clients the packet reached, and
+    /// whether the timeout (see [`timeout`](Self::timeout); none: wait for
+    /// every reply or disconnect) passed first. A recipient that disconnects
+    /// without replying is no longer waited for.
+    pub fn emit_with_ack(
+        &self,
+        event: &str,
+        payload: impl Into<Payload>,
+        done: impl FnOnce(BroadcastAckResult) + Send + 'static,
+    ) -> Result<(), EmitError> {
         let payload = payload.into();
         check_emit(event, &payload)?;
-        let frames = event_frames(self.nsp.name(), event, &payload, None);
-        Ok(self.deliver(&frames))
+        let packet = EventPacket { event: event.to_owned(), payload, id: Some(self.nsp.next_ack_id()) };
+        let acks = BroadcastAcks::new(self.opts.flags.timeout, self.nsp.runtime().as_ref(), done);
+        self.nsp.adapter().broadcast_with_ack(&self.nsp, &packet, &self.opts, &acks);
+        Ok(())
     }
 
-    /// Queues frames for every selected socket; how many it reached.
-    fn deliver(&self, frames: &[Frame]) -> usize {
-        let mut reached = 0;
-        // Queueing takes only each session's own lock and never closes a
-        // session on the spot, so the room can be walked under its locks.
-        self.nsp.for_each_recipient(&self.opts, &mut |socket| {
-            if !socket.connected() {
-                return;
-            }
-            let sent = if self.volatile {
-                socket.client.session.send_volatile(frames)
-            } else {
-                socket.client.session.send_frames(frames)
-            };
-            reached += usize::from(sent);
+    /// [`emit_with_ack`](Self::emit_with_ack), awaited.
+    pub async fn emit_with_ack_async(
+        &self,
+        event: &str,
+        payload: impl Into<Payload>,
+    ) -> Result<BroadcastAckResult, EmitError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.emit_with_ack(event, payload, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await.map_err(|_| EmitError::Disconnected)
+    }
+
+    /// The selected sockets (on every node, through the adapter).
+    pub fn fetch_sockets(&self, done: impl FnOnce(Vec<SocketInfo>) + Send + 'static) {
+        self.nsp.adapter().fetch_sockets(&self.nsp, &self.opts, Box::new(done));
+    }
+
+    /// [`fetch_sockets`](Self::fetch_sockets), awaited.
+    pub async fn fetch_sockets_async(&self) -> Vec<SocketInfo> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.fetch_sockets(move |s| {
+            let _ = tx.send(s);
         });
-        reached
+        rx.await.unwrap_or_default()
     }
 
-    /// The selected sockets.
+    /// The selected sockets of this node.
     pub fn sockets(&self) -> Vec<Arc<Socket>> {
         self.nsp.resolve(&self.opts)
     }
 
     /// Makes the selected sockets join a room.
     pub fn join(&self, room: &str) {
-        for s in self.sockets() {
-            s.join(room);
-        }
+        self.join_many(&[room]);
+    }
+
+    /// Makes the selected sockets join rooms.
+    pub fn join_many(&self, rooms: &[&str]) {
+        let rooms: Vec<String> = rooms.iter().map(|r| (*r).to_owned()).collect();
+        self.nsp.adapter().add_sockets(&self.nsp, &self.opts, &rooms);
     }
 
     /// Makes the selected sockets leave a room.
     pub fn leave(&self, room: &str) {
-        for s in self.sockets() {
-            s.leave(room);
-        }
+        self.leave_many(&[room]);
+    }
+
+    /// Makes the selected sockets leave rooms.
+    pub fn leave_many(&self, rooms: &[&str]) {
+        let rooms: Vec<String> = rooms.iter().map(|r| (*r).to_owned()).collect();
+        self.nsp.adapter().del_sockets(&self.nsp, &self.opts, &rooms);
     }
 
     /// Disconnects the selected sockets (with `close`, their whole connections).
     pub fn disconnect(&self, close: bool) {
-        for s in self.sockets() {
-            s.disconnect(close);
-        }
+        self.nsp.adapter().disconnect_sockets(&self.nsp, &self.opts, close);
     }
 }

@@ -25,6 +25,7 @@ mod broadcast;
 mod client;
 mod namespace;
 mod payload;
+mod rooms;
 mod socket;
 
 use std::collections::HashMap;
@@ -37,12 +38,17 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-pub use adapter::{Adapter, BroadcastOptions, MemoryAdapter};
+pub use adapter::{
+    Adapter, AdapterFactory, BroadcastAckResult, BroadcastAcks, BroadcastFlags, BroadcastOptions, EventPacket,
+    MemoryAdapter, MemoryAdapterFactory, ServerSideReply, SocketInfo,
+};
 pub use broadcast::BroadcastOperator;
 pub use namespace::{
     AnyEventHandler, ConnectHandler, ConnectionHandler, DisconnectHandler, EventHandler, Handlers, Namespace,
+    ServerSideHandler,
 };
 pub use payload::{Payload, placeholder};
+pub use rooms::RoomIndex;
 pub use socket::{AckCallback, AckError, AckSender, ConnectRequest, DisconnectReason, EmitError, Handshake, Socket};
 
 use crate::Sid;
@@ -73,6 +79,10 @@ pub struct ServerOptions {
     pub client_dir: Option<PathBuf>,
     /// A directory of static files served for every other path.
     pub static_dir: Option<PathBuf>,
+    /// Makes each namespace's adapter: in memory (this node only) by
+    /// default; one that connects several nodes to share rooms and
+    /// broadcasts.
+    pub adapter: Arc<dyn AdapterFactory>,
 }
 
 impl Default for ServerOptions {
@@ -86,6 +96,7 @@ impl Default for ServerOptions {
             serve_client: true,
             client_dir: None,
             static_dir: None,
+            adapter: Arc::new(MemoryAdapterFactory),
         }
     }
 }
@@ -97,8 +108,22 @@ fn already_running() -> io::Error {
 
 type NamespaceMatcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// What every namespace of a server shares: the runtime while it runs, and
+/// the maker of adapters.
+pub(crate) struct Shared {
+    pub(crate) runtime: RwLock<Option<tokio::runtime::Handle>>,
+    pub(crate) adapter: Arc<dyn AdapterFactory>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared { runtime: RwLock::new(None), adapter: Arc::new(MemoryAdapterFactory) }
+    }
+}
+
 pub(crate) struct ServerInner {
     pub(crate) options: ServerOptions,
+    pub(crate) shared: Arc<Shared>,
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
     dynamic: RwLock<Vec<(NamespaceMatcher, Arc<Namespace>)>>,
 }
@@ -131,7 +156,10 @@ impl ServerInner {
             dynamic.iter().find(|(matches, _)| matches(name)).map(|(_, t)| t.handlers.clone())
         }?;
         let mut namespaces = self.namespaces.write();
-        let nsp = namespaces.entry(name.to_owned()).or_insert_with(|| Namespace::new_dynamic(name, template)).clone();
+        let nsp = namespaces
+            .entry(name.to_owned())
+            .or_insert_with(|| Namespace::new(name, template, true, self.shared.clone()))
+            .clone();
         if for_socket {
             nsp.live.fetch_add(1, Ordering::AcqRel);
         }
@@ -147,6 +175,8 @@ impl ServerInner {
         let mut namespaces = self.namespaces.write();
         if nsp.live.load(Ordering::Acquire) == 0 && namespaces.get(nsp.name()).is_some_and(|n| Arc::ptr_eq(n, nsp)) {
             namespaces.remove(nsp.name());
+            drop(namespaces);
+            nsp.adapter().stop();
         }
     }
 }
@@ -202,8 +232,10 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 impl Server {
     /// A server with these options; nothing listens until [`start`](Self::start).
     pub fn new(options: ServerOptions) -> Server {
+        let shared = Arc::new(Shared { runtime: RwLock::new(None), adapter: options.adapter.clone() });
         Server {
             inner: Arc::new(ServerInner {
+                shared,
                 options,
                 namespaces: RwLock::new(HashMap::new()),
                 dynamic: RwLock::new(Vec::new()),
@@ -228,7 +260,7 @@ impl Server {
             .namespaces
             .write()
             .entry(name.clone())
-            .or_insert_with(|| Namespace::new(&name, Arc::new(Handlers::default())))
+            .or_insert_with(|| Namespace::new(&name, Arc::new(Handlers::default()), false, self.inner.shared.clone()))
             .clone()
     }
 
@@ -236,7 +268,8 @@ impl Server {
     /// the returned template serve all of them; use [`of`](Self::of) to reach
     /// one of them for a broadcast.
     pub fn dynamic_namespace(&self, matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> Arc<Namespace> {
-        let template = Namespace::new("*", Arc::new(Handlers::default()));
+        // A template is never started: it only holds handlers.
+        let template = Namespace::new("*", Arc::new(Handlers::default()), false, Arc::new(Shared::default()));
         self.inner.dynamic.write().push((Box::new(matches), template.clone()));
         template
     }
@@ -326,6 +359,10 @@ impl Server {
         } else {
             None
         };
+        *self.inner.shared.runtime.write() = Some(handle.clone());
+        for nsp in self.namespaces() {
+            nsp.adapter().start(&nsp, &handle);
+        }
         let router = Arc::new(Router::new(engines.clone(), bundle, self.inner.options.static_dir.clone()));
         let shutdown = Arc::new(tokio::sync::Notify::new());
         runtime.spawn(crate::http::serve(listener, router, shutdown.clone()));
@@ -350,6 +387,10 @@ impl Server {
         }
         // Let transports write their last frames.
         std::thread::sleep(Duration::from_millis(20));
+        *self.inner.shared.runtime.write() = None;
+        for nsp in self.namespaces() {
+            nsp.adapter().stop();
+        }
         if tokio::runtime::Handle::try_current().is_ok() {
             running.runtime.shutdown_background();
         } else {

@@ -4,17 +4,25 @@
 //! matcher's template, so handlers registered once serve every namespace the
 //! matcher accepts.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
-use super::adapter::{Adapter, BroadcastOptions, MemoryAdapter};
+use super::Shared;
+use super::adapter::{
+    Adapter, BroadcastAckResult, BroadcastAcks, BroadcastOptions, EventPacket, ServerSideReply, SocketInfo,
+};
 use super::broadcast::BroadcastOperator;
 use super::payload::Payload;
-use super::socket::{AckSender, ConnectRequest, DisconnectReason, EmitError, Socket};
+use super::rooms::RoomIndex;
+use super::socket::{AckSender, ConnectRequest, DisconnectReason, EmitError, Socket, check_emit};
 use crate::Sid;
+use crate::engine::burst;
+use crate::protocol::engine::Frame;
 
 /// Decides on a new connection (accept, refuse, or keep the request to
 /// decide later).
@@ -28,6 +36,9 @@ pub type EventHandler = dyn Fn(&Arc<Socket>, Payload, Option<AckSender>) + Send 
 pub type AnyEventHandler = dyn Fn(&Arc<Socket>, &str, Payload, Option<AckSender>) + Send + Sync;
 /// Receives a disconnect and its reason.
 pub type DisconnectHandler = dyn Fn(&Arc<Socket>, DisconnectReason) + Send + Sync;
+/// Receives an event another server emitted to this namespace's servers
+/// (`server_side_emit`), with the reply to send if that server asked for one.
+pub type ServerSideHandler = dyn Fn(&str, Payload, Option<ServerSideReply>) + Send + Sync;
 
 /// The handlers of a namespace (or of a dynamic namespace template).
 #[derive(Default)]
@@ -38,6 +49,7 @@ pub struct Handlers {
     any: RwLock<Option<Arc<AnyEventHandler>>>,
     disconnecting: RwLock<Option<Arc<DisconnectHandler>>>,
     disconnect: RwLock<Option<Arc<DisconnectHandler>>>,
+    server_side: RwLock<Option<Arc<ServerSideHandler>>>,
 }
 
 impl Handlers {
@@ -81,6 +93,31 @@ impl Handlers {
             h(socket, reason);
         }
     }
+
+    pub(crate) fn server_side(&self, event: &str, payload: Payload, reply: Option<ServerSideReply>) {
+        let handler = self.server_side.read().clone();
+        if let Some(h) = handler {
+            h(event, payload, reply);
+        }
+    }
+}
+
+/// Broadcasts waiting for the end of a burst: the same selection, frames in
+/// emit order.
+struct Deferred {
+    nsp: Arc<Namespace>,
+    opts: BroadcastOptions,
+    frames: Vec<Frame>,
+}
+
+impl burst::Deferred for Deferred {
+    fn run(self: Box<Self>) {
+        self.nsp.deliver(&self.frames, &self.opts);
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
 /// A Socket.IO namespace.
@@ -92,7 +129,12 @@ pub struct Namespace {
     pub(crate) live: AtomicUsize,
     pub(crate) handlers: Arc<Handlers>,
     sockets: RwLock<HashMap<Sid, Arc<Socket>, crate::sid::SidHasher>>,
-    adapter: Box<dyn Adapter>,
+    rooms: RoomIndex,
+    adapter: Arc<dyn Adapter>,
+    /// Ack ids of emits to this namespace's sockets: one counter, so that a
+    /// broadcast with acks uses one id for every recipient.
+    next_ack: AtomicU64,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -102,26 +144,22 @@ impl std::fmt::Debug for Namespace {
 }
 
 impl Namespace {
-    pub(crate) fn new(name: &str, handlers: Arc<Handlers>) -> Arc<Namespace> {
-        Arc::new(Namespace {
+    pub(crate) fn new(name: &str, handlers: Arc<Handlers>, dynamic: bool, shared: Arc<Shared>) -> Arc<Namespace> {
+        let nsp = Arc::new(Namespace {
             name: name.to_owned(),
-            dynamic: false,
+            dynamic,
             live: AtomicUsize::new(0),
             handlers,
             sockets: RwLock::new(HashMap::default()),
-            adapter: Box::new(MemoryAdapter::new()),
-        })
-    }
-
-    pub(crate) fn new_dynamic(name: &str, handlers: Arc<Handlers>) -> Arc<Namespace> {
-        Arc::new(Namespace {
-            name: name.to_owned(),
-            dynamic: true,
-            live: AtomicUsize::new(0),
-            handlers,
-            sockets: RwLock::new(HashMap::default()),
-            adapter: Box::new(MemoryAdapter::new()),
-        })
+            rooms: RoomIndex::new(),
+            adapter: shared.adapter.create(name),
+            next_ack: AtomicU64::new(0),
+            shared,
+        });
+        if let Some(runtime) = nsp.runtime() {
+            nsp.adapter.start(&nsp, &runtime);
+        }
+        nsp
     }
 
     /// Whether a dynamic matcher created this namespace.
@@ -132,7 +170,7 @@ impl Namespace {
     /// A namespace attached to no server: empty, for queries about a name
     /// that does not exist.
     pub(crate) fn detached(name: &str) -> Arc<Namespace> {
-        Namespace::new(name, Arc::new(Handlers::default()))
+        Namespace::new(name, Arc::new(Handlers::default()), false, Arc::new(Shared::default()))
     }
 
     /// The namespace name (`/`, `/admin`, …).
@@ -140,9 +178,24 @@ impl Namespace {
         &self.name
     }
 
-    /// The room membership of this namespace.
-    pub fn adapter(&self) -> &dyn Adapter {
-        &*self.adapter
+    /// The adapter every broadcast and bulk operation goes through.
+    pub fn adapter(&self) -> &Arc<dyn Adapter> {
+        &self.adapter
+    }
+
+    /// Room membership on this node.
+    pub fn room_index(&self) -> &RoomIndex {
+        &self.rooms
+    }
+
+    /// The runtime of the running server.
+    pub fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.shared.runtime.read().clone()
+    }
+
+    /// A fresh ack id for an emit to this namespace.
+    pub(crate) fn next_ack_id(&self) -> u64 {
+        self.next_ack.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Sets the handler that decides on new connections. Without one, every
@@ -181,6 +234,25 @@ impl Namespace {
         *self.handlers.disconnect.write() = Some(Arc::new(handler));
     }
 
+    /// Sets the handler of events other servers emit to this namespace
+    /// (`server_side_emit` on another node).
+    pub fn on_server_side_emit(
+        &self,
+        handler: impl Fn(&str, Payload, Option<ServerSideReply>) + Send + Sync + 'static,
+    ) {
+        *self.handlers.server_side.write() = Some(Arc::new(handler));
+    }
+
+    /// Removes the server-side emit handler.
+    pub fn off_server_side_emit(&self) {
+        *self.handlers.server_side.write() = None;
+    }
+
+    /// For adapters: runs this node's server-side emit handler.
+    pub fn handle_server_side_emit(&self, event: &str, payload: Payload, reply: Option<ServerSideReply>) {
+        self.handlers.server_side(event, payload, reply);
+    }
+
     pub(crate) fn insert(&self, socket: Arc<Socket>) {
         self.sockets.write().insert(socket.id(), socket);
     }
@@ -209,22 +281,136 @@ impl Namespace {
         self.sockets.read().len()
     }
 
-    /// Calls `f` for each connected socket a broadcast reaches, under the
+    /// Calls `f` for each connected socket a selection reaches, under the
     /// namespace's locks (read): `f` must not join, leave or disconnect.
     pub(crate) fn for_each_recipient(&self, opts: &BroadcastOptions, f: &mut dyn FnMut(&Arc<Socket>)) {
         let sockets = self.sockets.read();
-        self.adapter.for_each_recipient(opts, &mut |sid| {
+        self.rooms.for_each_recipient(opts, &mut |sid| {
             if let Some(s) = sockets.get(&sid) {
                 f(s);
             }
         });
     }
 
+    /// The local sockets a selection reaches.
     pub(crate) fn resolve(&self, opts: &BroadcastOptions) -> Vec<Arc<Socket>> {
-        let sids = self.adapter.recipients(opts);
+        let sids = self.rooms.recipients(opts);
         let sockets = self.sockets.read();
         sids.iter().filter_map(|sid| sockets.get(sid).cloned()).collect()
     }
+
+    /// Queues frames for every selected local socket; how many it reached.
+    fn deliver(&self, frames: &[Frame], opts: &BroadcastOptions) -> usize {
+        // What was deferred goes first (and not under these locks).
+        burst::flush();
+        let mut reached = 0;
+        // Queueing takes only each session's own lock and never closes a
+        // session on the spot, so the room can be walked under its locks.
+        self.for_each_recipient(opts, &mut |socket| {
+            if !socket.connected() {
+                return;
+            }
+            let sent = if opts.flags.volatile {
+                socket.client.session.send_volatile(frames)
+            } else {
+                socket.client.session.send_frames(frames)
+            };
+            reached += usize::from(sent);
+        });
+        reached
+    }
+
+    // ---- this node's side of the adapter's operations ----------------------
+
+    /// Emits `packet` to the selected sockets of this node.
+    ///
+    /// Called while the server handles a burst of messages from one
+    /// connection (a handler of the Rust API), the packet is queued when the
+    /// burst ends or before anything else reaches a client, whichever comes
+    /// first; consecutive broadcasts to the same selection are then queued
+    /// together, walking the rooms once.
+    pub fn local_broadcast(self: &Arc<Self>, packet: &EventPacket, opts: &BroadcastOptions) {
+        let frames = packet.frames(&self.name);
+        if opts.flags.volatile || !burst::active() {
+            self.deliver(&frames, opts);
+            return;
+        }
+        let frames = std::cell::Cell::new(Some(frames));
+        burst::defer(
+            |pending| match pending.downcast_mut::<Deferred>() {
+                Some(d) if Arc::ptr_eq(&d.nsp, self) && d.opts == *opts => {
+                    d.frames.extend(frames.take().unwrap_or_default());
+                    true
+                }
+                _ => false,
+            },
+            || Box::new(Deferred { nsp: self.clone(), opts: opts.clone(), frames: frames.take().unwrap_or_default() }),
+        );
+    }
+
+    /// Emits `packet` (with its ack id) to the selected sockets of this
+    /// node, registering each recipient's ack with `acks`, then reports how
+    /// many it reached.
+    pub fn local_broadcast_with_ack(&self, packet: &EventPacket, opts: &BroadcastOptions, acks: &Arc<BroadcastAcks>) {
+        let Some(id) = packet.id else {
+            acks.add_clients(0);
+            return;
+        };
+        let frames = packet.frames(&self.name);
+        burst::flush();
+        let mut reached = 0;
+        self.for_each_recipient(opts, &mut |socket| {
+            if !socket.connected() {
+                return;
+            }
+            let collector = acks.clone();
+            socket.register_ack(
+                id,
+                Box::new(move |result| match result {
+                    Ok(payload) => collector.reply(payload),
+                    Err(_) => collector.gone(),
+                }),
+            );
+            acks.track(socket, id);
+            if socket.client.session.send_frames(&frames) {
+                reached += 1;
+            } else {
+                socket.forget_ack(id);
+            }
+        });
+        acks.add_clients(reached);
+    }
+
+    /// The selected sockets of this node, as bulk queries report them.
+    pub fn local_fetch_sockets(&self, opts: &BroadcastOptions) -> Vec<SocketInfo> {
+        self.resolve(opts).iter().map(|s| SocketInfo::of(s)).collect()
+    }
+
+    /// Makes the selected sockets of this node join `rooms`.
+    pub fn local_add_sockets(&self, opts: &BroadcastOptions, rooms: &[String]) {
+        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        for s in self.resolve(opts) {
+            s.join_many(&rooms);
+        }
+    }
+
+    /// Makes the selected sockets of this node leave `rooms`.
+    pub fn local_del_sockets(&self, opts: &BroadcastOptions, rooms: &[String]) {
+        for s in self.resolve(opts) {
+            for room in rooms {
+                s.leave(room);
+            }
+        }
+    }
+
+    /// Disconnects the selected sockets of this node.
+    pub fn local_disconnect_sockets(&self, opts: &BroadcastOptions, close: bool) {
+        for s in self.resolve(opts) {
+            s.disconnect(close);
+        }
+    }
+
+    // ---- the namespace's API -----------------------------------------------
 
     /// A broadcast to one room.
     pub fn to(self: &Arc<Self>, room: &str) -> BroadcastOperator {
@@ -241,18 +427,55 @@ impl Namespace {
         BroadcastOperator::new(self.clone())
     }
 
+    /// A selection given whole.
+    pub fn select(self: &Arc<Self>, opts: BroadcastOptions) -> BroadcastOperator {
+        BroadcastOperator::with_options(self.clone(), opts)
+    }
+
     /// Emits to every socket in the namespace.
     pub fn emit(self: &Arc<Self>, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
         self.broadcast().emit(event, payload)
     }
 
-    /// The sockets in a room.
+    /// The sockets of this node in a room.
     pub fn room_sockets(&self, room: &str) -> Vec<Arc<Socket>> {
         self.resolve(&BroadcastOptions { rooms: vec![room.to_owned()], ..BroadcastOptions::default() })
     }
 
-    /// Every room with members.
+    /// Every room with members on this node.
     pub fn rooms(&self) -> Vec<String> {
-        self.adapter.rooms()
+        self.rooms.rooms()
+    }
+
+    /// Every room with members on every node (through the adapter).
+    pub fn all_rooms(self: &Arc<Self>, done: impl FnOnce(Vec<String>) + Send + 'static) {
+        self.adapter.all_rooms(self, Box::new(done));
+    }
+
+    /// Emits an event to the handlers of this namespace on the other
+    /// servers (see [`on_server_side_emit`](Self::on_server_side_emit)).
+    pub fn server_side_emit(self: &Arc<Self>, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
+        let payload = payload.into();
+        check_emit(event, &payload)?;
+        let packet = EventPacket { event: event.to_owned(), payload, id: None };
+        self.adapter.server_side_emit(self, &packet, None);
+        Ok(())
+    }
+
+    /// Like [`server_side_emit`](Self::server_side_emit), and collects every
+    /// server's reply within `timeout`; `done` runs once.
+    pub fn server_side_emit_with_ack(
+        self: &Arc<Self>,
+        event: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+        done: impl FnOnce(BroadcastAckResult) + Send + 'static,
+    ) -> Result<(), EmitError> {
+        let payload = payload.into();
+        check_emit(event, &payload)?;
+        let packet = EventPacket { event: event.to_owned(), payload, id: Some(self.next_ack_id()) };
+        let acks = BroadcastAcks::new(Some(timeout), self.runtime().as_ref(), done);
+        self.adapter.server_side_emit(self, &packet, Some(&acks));
+        Ok(())
     }
 }

@@ -31,9 +31,12 @@ impl Payload {
         Payload { args, binary }
     }
 
-    /// Whether placeholders and attachments agree.
+    /// Whether placeholders and attachments pair up exactly once: every
+    /// placeholder names an attachment that exists, and every attachment is
+    /// named by exactly one placeholder. The one rule for every payload a
+    /// host sends, through the Rust API and the C API alike.
     pub fn is_consistent(&self) -> bool {
-        self.binary.is_empty() || crate::protocol::socketio::placeholders_match(&self.args, self.binary.len())
+        crate::protocol::socketio::placeholders_match(&self.args, self.binary.len())
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -194,6 +194,28 @@ impl Handshake<'_> {
     pub fn time(&self) -> SystemTime {
         self.socket.client.session.request().time
     }
+
+    /// The handshake as one JSON object: `auth`, `query`, `headers`,
+    /// `address`, `port`, `url`, `issued` (milliseconds since the epoch).
+    pub fn to_json(&self) -> Value {
+        let query: serde_json::Map<String, Value> =
+            self.query().iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let mut headers = serde_json::Map::new();
+        for (name, value) in self.headers() {
+            let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            headers.insert(name.as_str().to_owned(), Value::String(v));
+        }
+        let issued = self.time().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        serde_json::json!({
+            "auth": self.auth(),
+            "query": query,
+            "headers": headers,
+            "address": self.address().ip().to_string(),
+            "port": self.address().port(),
+            "url": self.url(),
+            "issued": issued,
+        })
+    }
 }
 
 /// One client in one namespace.
@@ -203,7 +225,6 @@ pub struct Socket {
     pub(crate) client: Arc<Client>,
     auth: Value,
     state: AtomicU8,
-    next_ack: AtomicU64,
     acks: Mutex<HashMap<u64, PendingAck>>,
     /// Frames emitted before the connection was accepted.
     early: Mutex<Vec<Frame>>,
@@ -224,7 +245,6 @@ impl Socket {
             client,
             auth,
             state: AtomicU8::new(PENDING),
-            next_ack: AtomicU64::new(0),
             acks: Mutex::new(HashMap::new()),
             early: Mutex::new(Vec::new()),
             data: Mutex::new(Value::Null),
@@ -326,8 +346,8 @@ impl Socket {
         if self.state.load(Ordering::Acquire) == DISCONNECTED {
             return Err(EmitError::Disconnected);
         }
-        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
-        self.acks.lock().insert(id, PendingAck { callback: Box::new(callback), timer: None });
+        let id = self.nsp.next_ack_id();
+        self.register_ack(id, Box::new(callback));
         let frames = event_frames(self.nsp.name(), event, &payload, Some(id));
         if let Err(e) = self.send_frames(&frames) {
             self.acks.lock().remove(&id);
@@ -373,6 +393,16 @@ impl Socket {
         rx.await.unwrap_or(Err(AckError::Disconnected))
     }
 
+    /// Waits for the ack `id` of this client (no timer: the caller has one).
+    pub(crate) fn register_ack(&self, id: u64, callback: AckCallback) {
+        self.acks.lock().insert(id, PendingAck { callback, timer: None });
+    }
+
+    /// Stops waiting for the ack `id`, without calling its callback.
+    pub(crate) fn forget_ack(&self, id: u64) {
+        self.acks.lock().remove(&id);
+    }
+
     pub(crate) fn on_ack(&self, id: u64, payload: Payload) {
         let pending = self.acks.lock().remove(&id);
         if let Some(p) = pending {
@@ -389,25 +419,22 @@ impl Socket {
 
     /// Joins a room.
     pub fn join(&self, room: &str) {
-        burst::flush();
-        self.nsp.adapter().add_all(self.id, &[room]);
+        self.nsp.room_index().add_all(self.id, &[room]);
     }
 
     /// Joins several rooms.
     pub fn join_many(&self, rooms: &[&str]) {
-        burst::flush();
-        self.nsp.adapter().add_all(self.id, rooms);
+        self.nsp.room_index().add_all(self.id, rooms);
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
-        burst::flush();
-        self.nsp.adapter().del(self.id, room);
+        self.nsp.room_index().del(self.id, room);
     }
 
     /// The rooms this socket is in (its own id room included).
     pub fn rooms(&self) -> Vec<String> {
-        self.nsp.adapter().socket_rooms(self.id)
+        self.nsp.room_index().socket_rooms(self.id)
     }
 
     /// A broadcast to a room that leaves this socket out (as in Socket.IO);
@@ -451,12 +478,12 @@ impl Socket {
             return false;
         }
         self.nsp.insert(self.clone());
-        self.nsp.adapter().add_all(self.id, &[self.id.as_str()]);
+        self.nsp.room_index().add_all(self.id, &[self.id.as_str()]);
         let mut early = self.early.lock();
         if self.state.compare_exchange(PENDING, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             drop(early);
             self.nsp.remove(self.id);
-            self.nsp.adapter().del_all(self.id);
+            self.nsp.room_index().del_all(self.id);
             return false;
         }
         self.client.mark_connected();
@@ -476,7 +503,7 @@ impl Socket {
         }
         self.early.lock().clear();
         // Rooms joined while waiting for the answer go with it.
-        self.nsp.adapter().del_all(self.id);
+        self.nsp.room_index().del_all(self.id);
         self.client.forget(self);
         self.client.socket_left(self);
         self.client.session.send(socketio::encode_connect_error(self.nsp.name(), message, data));
@@ -495,7 +522,7 @@ impl Socket {
         if previous == CONNECTED {
             self.nsp.handlers.disconnecting(self, reason);
         }
-        self.nsp.adapter().del_all(self.id);
+        self.nsp.room_index().del_all(self.id);
         self.nsp.remove(self.id);
         self.client.socket_left(self);
         self.fail_acks();
