@@ -310,6 +310,15 @@ pub fn encode_connect(nsp: &str, sid: &str) -> Frame {
     into_frame(out)
 }
 
+/// Encodes a CONNECT reply that also carries the private id used for
+/// connection state recovery: `40{"sid":"…","pid":"…"}`.
+pub fn encode_connect_with_pid(nsp: &str, sid: &str, pid: &str) -> Frame {
+    let mut out = Vec::with_capacity(70 + nsp.len());
+    write_header(&mut out, PacketKind::Connect, nsp, 0, None);
+    let _ = serde_json::to_writer(&mut out, &serde_json::json!({ "sid": sid, "pid": pid }));
+    into_frame(out)
+}
+
 /// Encodes a CONNECT_ERROR: `44{"message":"…","data":…}`.
 pub fn encode_connect_error(nsp: &str, message: &str, data: Option<&Value>) -> Frame {
     let mut out = Vec::with_capacity(40 + nsp.len() + message.len());

@@ -131,8 +131,20 @@ impl Client {
             return;
         };
         let auth = packet.data.unwrap_or_else(|| Value::Object(Default::default()));
-        let socket = Socket::new(nsp.clone(), self.clone(), auth);
+        // A client coming back with the private id of a dropped socket.
+        let restore = nsp.recovery().and_then(|log| {
+            let pid = auth.get("pid").and_then(Value::as_str)?;
+            log.take_session(pid, auth.get("offset").and_then(Value::as_str))
+        });
+        let skip_middlewares = restore.is_some() && nsp.recovery().is_some_and(|log| log.options().skip_middlewares);
+        let socket = Socket::new(nsp.clone(), self.clone(), auth, restore);
         self.sockets.lock().insert(packet.nsp, socket.clone());
+        if skip_middlewares {
+            if socket.accept() {
+                nsp.handlers.connection(&socket);
+            }
+            return;
+        }
         nsp.handlers.connect(ConnectRequest::new(socket));
     }
 

@@ -25,6 +25,7 @@ mod broadcast;
 mod client;
 mod namespace;
 mod payload;
+mod recovery;
 mod rooms;
 mod socket;
 
@@ -48,6 +49,7 @@ pub use namespace::{
     ServerSideHandler,
 };
 pub use payload::{Payload, placeholder};
+pub use recovery::{RecoveryLog, RecoveryOptions, SavedSession};
 pub use rooms::RoomIndex;
 pub use socket::{AckCallback, AckError, AckSender, ConnectRequest, DisconnectReason, EmitError, Handshake, Socket};
 
@@ -83,6 +85,10 @@ pub struct ServerOptions {
     /// default; one that connects several nodes to share rooms and
     /// broadcasts.
     pub adapter: Arc<dyn AdapterFactory>,
+    /// Connection state recovery (off by default, as in Socket.IO): a
+    /// client that drops and comes back within the limit gets its socket
+    /// id, rooms, data and every packet it missed.
+    pub connection_state_recovery: Option<RecoveryOptions>,
 }
 
 impl Default for ServerOptions {
@@ -97,6 +103,7 @@ impl Default for ServerOptions {
             client_dir: None,
             static_dir: None,
             adapter: Arc::new(MemoryAdapterFactory),
+            connection_state_recovery: None,
         }
     }
 }
@@ -113,11 +120,12 @@ type NamespaceMatcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
 pub(crate) struct Shared {
     pub(crate) runtime: RwLock<Option<tokio::runtime::Handle>>,
     pub(crate) adapter: Arc<dyn AdapterFactory>,
+    pub(crate) recovery: Option<RecoveryOptions>,
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Shared { runtime: RwLock::new(None), adapter: Arc::new(MemoryAdapterFactory) }
+        Shared { runtime: RwLock::new(None), adapter: Arc::new(MemoryAdapterFactory), recovery: None }
     }
 }
 
@@ -232,7 +240,11 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 impl Server {
     /// A server with these options; nothing listens until [`start`](Self::start).
     pub fn new(options: ServerOptions) -> Server {
-        let shared = Arc::new(Shared { runtime: RwLock::new(None), adapter: options.adapter.clone() });
+        let shared = Arc::new(Shared {
+            runtime: RwLock::new(None),
+            adapter: options.adapter.clone(),
+            recovery: options.connection_state_recovery.clone(),
+        });
         Server {
             inner: Arc::new(ServerInner {
                 shared,
@@ -390,6 +402,10 @@ impl Server {
         *self.inner.shared.runtime.write() = None;
         for nsp in self.namespaces() {
             nsp.adapter().stop();
+            // A restarted server recovers nothing from before.
+            if let Some(log) = nsp.recovery() {
+                log.clear();
+            }
         }
         if tokio::runtime::Handle::try_current().is_ok() {
             running.runtime.shutdown_background();

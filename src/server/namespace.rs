@@ -18,6 +18,7 @@ use super::adapter::{
 };
 use super::broadcast::BroadcastOperator;
 use super::payload::Payload;
+use super::recovery::RecoveryLog;
 use super::rooms::RoomIndex;
 use super::socket::{AckSender, ConnectRequest, DisconnectReason, EmitError, Socket, check_emit};
 use crate::Sid;
@@ -134,6 +135,7 @@ pub struct Namespace {
     /// Ack ids of emits to this namespace's sockets: one counter, so that a
     /// broadcast with acks uses one id for every recipient.
     next_ack: AtomicU64,
+    recovery: Option<RecoveryLog>,
     shared: Arc<Shared>,
 }
 
@@ -154,6 +156,7 @@ impl Namespace {
             rooms: RoomIndex::new(),
             adapter: shared.adapter.create(name),
             next_ack: AtomicU64::new(0),
+            recovery: shared.recovery.clone().map(RecoveryLog::new),
             shared,
         });
         if let Some(runtime) = nsp.runtime() {
@@ -191,6 +194,11 @@ impl Namespace {
     /// The runtime of the running server.
     pub fn runtime(&self) -> Option<tokio::runtime::Handle> {
         self.shared.runtime.read().clone()
+    }
+
+    /// The connection state recovery log, when recovery is on.
+    pub fn recovery(&self) -> Option<&RecoveryLog> {
+        self.recovery.as_ref()
     }
 
     /// A fresh ack id for an emit to this namespace.
@@ -329,7 +337,23 @@ impl Namespace {
     /// burst ends or before anything else reaches a client, whichever comes
     /// first; consecutive broadcasts to the same selection are then queued
     /// together, walking the rooms once.
+    ///
+    /// With connection state recovery on, a packet without an ack id that
+    /// is not volatile gets an offset as its last argument and is stored;
+    /// it is delivered at once, under the log's lock, so that a recovering
+    /// socket gets it exactly once (in its replay, or live).
     pub fn local_broadcast(self: &Arc<Self>, packet: &EventPacket, opts: &BroadcastOptions) {
+        if let Some(log) = &self.recovery {
+            if packet.id.is_none() && !opts.flags.volatile {
+                let mut append = log.append();
+                let mut stored = packet.clone();
+                stored.payload.args.push(serde_json::Value::String(append.offset_text()));
+                let frames = stored.frames(&self.name);
+                append.store(opts, &frames);
+                self.deliver(&frames, opts);
+                return;
+            }
+        }
         let frames = packet.frames(&self.name);
         if opts.flags.volatile || !burst::active() {
             self.deliver(&frames, opts);

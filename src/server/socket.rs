@@ -4,16 +4,18 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use super::adapter::{BroadcastOptions, EventPacket};
 use super::broadcast::BroadcastOperator;
 use super::client::Client;
 use super::namespace::Namespace;
 use super::payload::Payload;
+use super::recovery::SavedSession;
 use crate::Sid;
 use crate::engine::{CloseReason, burst};
 use crate::protocol::engine::Frame;
@@ -56,6 +58,23 @@ impl DisconnectReason {
             DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
             DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
         }
+    }
+}
+
+impl DisconnectReason {
+    /// Whether a client may recover its socket after this (connection
+    /// state recovery): the connection was lost or closed by the server,
+    /// not left on purpose.
+    pub fn is_recoverable(self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::TransportError
+                | DisconnectReason::TransportClose
+                | DisconnectReason::ForcedClose
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ServerShuttingDown
+                | DisconnectReason::ForcedServerClose
+        )
     }
 }
 
@@ -229,6 +248,14 @@ pub struct Socket {
     /// Frames emitted before the connection was accepted.
     early: Mutex<Vec<Frame>>,
     data: Mutex<Value>,
+    /// The private id a client recovers this socket with (recovery on).
+    pid: Option<String>,
+    /// The log offset the socket's session started at (recovery on).
+    start: u64,
+    /// A saved session to bring back on accept, and the first offset the
+    /// client missed.
+    restore: Mutex<Option<(SavedSession, u64)>>,
+    recovered: AtomicBool,
 }
 
 impl std::fmt::Debug for Socket {
@@ -238,16 +265,37 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(nsp: Arc<Namespace>, client: Arc<Client>, auth: Value) -> Arc<Socket> {
+    pub(crate) fn new(
+        nsp: Arc<Namespace>,
+        client: Arc<Client>,
+        auth: Value,
+        restore: Option<(SavedSession, u64)>,
+    ) -> Arc<Socket> {
+        let restored = restore.as_ref().map(|(s, _)| s);
+        let id = restored.and_then(|s| Sid::parse(&s.sid)).unwrap_or_default();
+        let log = nsp.recovery();
+        let pid = match restored {
+            Some(s) => Some(s.pid.clone()),
+            None => log.map(|_| Sid::new().to_string()),
+        };
+        let start = match restored {
+            Some(s) => s.start,
+            None => log.map_or(0, |l| l.next_offset()),
+        };
+        let data = restored.map_or(Value::Null, |s| s.data.clone());
         Arc::new(Socket {
-            id: Sid::new(),
+            id,
+            pid,
+            start,
+            restore: Mutex::new(restore),
+            recovered: AtomicBool::new(false),
             nsp,
             client,
             auth,
             state: AtomicU8::new(PENDING),
             acks: Mutex::new(HashMap::new()),
             early: Mutex::new(Vec::new()),
-            data: Mutex::new(Value::Null),
+            data: Mutex::new(data),
         })
     }
 
@@ -275,6 +323,12 @@ impl Socket {
     /// first), like Socket.IO's `socket.data`.
     pub fn data(&self) -> parking_lot::MutexGuard<'_, Value> {
         self.data.lock()
+    }
+
+    /// Whether this socket was recovered: the client came back after a
+    /// drop and got its id, rooms, data and missed packets back.
+    pub fn recovered(&self) -> bool {
+        self.recovered.load(Ordering::Acquire)
     }
 
     /// Whether the socket is connected.
@@ -313,9 +367,19 @@ impl Socket {
     }
 
     /// Emits an event to this client.
+    ///
+    /// With connection state recovery on, the packet goes through the
+    /// adapter to the socket's own room, so that it is stored with an
+    /// offset like a broadcast.
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
         let payload = payload.into();
         check_emit(event, &payload)?;
+        if self.nsp.recovery().is_some() && self.connected() {
+            let packet = EventPacket { event: event.to_owned(), payload, id: None };
+            let opts = BroadcastOptions { rooms: vec![self.id.to_string()], ..BroadcastOptions::default() };
+            self.nsp.adapter().broadcast(&self.nsp, &packet, &opts);
+            return Ok(());
+        }
         self.send_frames(&event_frames(self.nsp.name(), event, &payload, None))
     }
 
@@ -469,6 +533,14 @@ impl Socket {
         let _ = self.client.session.send(socketio::encode_disconnect(self.nsp.name()));
     }
 
+    /// Closes the socket's whole connection at the transport level, without
+    /// a DISCONNECT packet: to the client it looks like a lost connection
+    /// (it reconnects, and may recover with connection state recovery);
+    /// server handlers see `forced close`.
+    pub fn close_connection(&self) {
+        self.client.session.close(CloseReason::ForcedClose);
+    }
+
     /// Accepts a pending connection: registers the socket, answers CONNECT,
     /// sends what was emitted meanwhile.
     pub(crate) fn accept(self: &Arc<Self>) -> bool {
@@ -477,8 +549,24 @@ impl Socket {
         if self.client.session.is_closed() {
             return false;
         }
+        // A recovering socket is replayed to and rejoins its rooms under the
+        // log's lock: no packet can be stored meanwhile, so each one reaches
+        // it once, in the replay or live.
+        let restore = self.restore.lock().take();
+        let log = self.nsp.recovery();
+        let log_lock = restore.as_ref().and(log).map(|l| l.lock());
+        let (missed, rooms) = match (restore, log, log_lock.as_ref()) {
+            (Some((session, from)), Some(log), Some(state)) => {
+                (log.missed_since(state, from, &session.rooms), session.rooms)
+            }
+            _ => (None, Vec::new()),
+        };
         self.nsp.insert(self.clone());
-        self.nsp.room_index().add_all(self.id, &[self.id.as_str()]);
+        let mut join: Vec<&str> = vec![self.id.as_str()];
+        if missed.is_some() {
+            join.extend(rooms.iter().map(String::as_str));
+        }
+        self.nsp.room_index().add_all(self.id, &join);
         let mut early = self.early.lock();
         if self.state.compare_exchange(PENDING, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             drop(early);
@@ -487,11 +575,19 @@ impl Socket {
             return false;
         }
         self.client.mark_connected();
-        let mut frames = Vec::with_capacity(1 + early.len());
-        frames.push(socketio::encode_connect(self.nsp.name(), self.id.as_str()));
+        let missed = missed.map(|m| {
+            self.recovered.store(true, Ordering::Release);
+            m
+        });
+        let mut frames = missed.unwrap_or_default();
+        frames.push(match &self.pid {
+            Some(pid) => socketio::encode_connect_with_pid(self.nsp.name(), self.id.as_str(), pid),
+            None => socketio::encode_connect(self.nsp.name(), self.id.as_str()),
+        });
         frames.append(&mut early);
         drop(early);
         self.client.session.send_frames(&frames);
+        drop(log_lock);
         true
     }
 
@@ -521,6 +617,7 @@ impl Socket {
         self.client.forget(self);
         if previous == CONNECTED {
             self.nsp.handlers.disconnecting(self, reason);
+            self.save_session(reason);
         }
         self.nsp.room_index().del_all(self.id);
         self.nsp.remove(self.id);
@@ -529,6 +626,26 @@ impl Socket {
         if previous == CONNECTED {
             self.nsp.handlers.disconnect(self, reason);
         }
+    }
+}
+
+impl Socket {
+    /// Keeps what a client needs to recover this socket, when recovery is on
+    /// and the reason is one a client recovers from.
+    fn save_session(&self, reason: DisconnectReason) {
+        let (Some(log), Some(pid)) = (self.nsp.recovery(), &self.pid) else {
+            return;
+        };
+        if !reason.is_recoverable() {
+            return;
+        }
+        log.save(SavedSession {
+            sid: self.id.to_string(),
+            pid: pid.clone(),
+            rooms: self.rooms(),
+            data: self.data.lock().clone(),
+            start: self.start,
+        });
     }
 }
 

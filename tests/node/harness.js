@@ -511,6 +511,7 @@ module.exports = {
   serverReason,
   sleep,
   startFixture,
+  startFixtureOnPort,
   unique,
   until,
   withTimeout,

@@ -28,6 +28,15 @@ const io = new Server(httpServer, {
   transports: ["polling", "websocket"],
   allowUpgrades: true,
   cors: { origin: "*", credentials: false },
+  // FIXTURE_RECOVERY_MS: connection state recovery with that maxDisconnectionDuration.
+  ...(process.env.FIXTURE_RECOVERY_MS
+    ? {
+        connectionStateRecovery: {
+          maxDisconnectionDuration: Number(process.env.FIXTURE_RECOVERY_MS),
+          skipMiddlewares: true,
+        },
+      }
+    : {}),
 });
 
 // Every disconnect seen since start, in order, across all namespaces.
@@ -60,6 +69,17 @@ function onConnection(socket) {
 
   socket.on("disconnect", (reason) => {
     reasons.push({ sid: socket.id, nsp: nsp.name, reason });
+  });
+
+  socket.on("drop-me", () => socket.conn.close());
+
+  socket.on("set-data", (value, cb) => {
+    socket.data = value;
+    if (typeof cb === "function") cb();
+  });
+
+  socket.on("get-data", (cb) => {
+    if (typeof cb === "function") cb(socket.data === undefined ? null : socket.data);
   });
 
   socket.on("echo", (...args) => {
@@ -141,10 +161,12 @@ function onConnection(socket) {
     if (typeof cb === "function") cb();
   });
 
+  if (socket.handshake.auth && socket.handshake.auth.silent !== undefined && !socket.recovered) return;
   socket.emit("hello", {
     sid: socket.id,
     nsp: nsp.name,
     auth: socket.handshake.auth || {},
+    ...(socket.recovered ? { recovered: true } : {}),
   });
 }
 
