@@ -575,10 +575,9 @@ impl Socket {
             return false;
         }
         self.client.mark_connected();
-        let missed = missed.map(|m| {
+        if missed.is_some() {
             self.recovered.store(true, Ordering::Release);
-            m
-        });
+        }
         let mut frames = missed.unwrap_or_default();
         frames.push(match &self.pid {
             Some(pid) => socketio::encode_connect_with_pid(self.nsp.name(), self.id.as_str(), pid),
