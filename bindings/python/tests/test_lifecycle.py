@@ -118,9 +118,9 @@ def test_a_running_server_stays_alive_without_references():
     assert client.call("alive", timeout=5) is True
     client.disconnect()
     # Stop it through the exit hook's own path.
-    from iobus import _base
+    from iobus import _lifecycle
 
-    for server in list(_base._running):
+    for server in list(_lifecycle._running):
         if server.port == port_box[0]:
             server.close()
 

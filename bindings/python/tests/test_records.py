@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from typing import Any, List, Optional
 
@@ -15,8 +14,8 @@ import pytest
 import socketio
 
 import iobus
-from iobus import _base
-from iobus import _native as n
+from iobus import _abi as abi
+from iobus import _records
 from conftest import wait_for
 
 # ---- through the library ---------------------------------------------------------------
@@ -24,7 +23,7 @@ from conftest import wait_for
 
 @pytest.mark.parametrize("size", [300_000, 900_000])
 def test_an_event_larger_than_the_record_buffer(make_server, make_client, size):
-    assert size > _base._RECORDS_CAP
+    assert size > _records.RECORDS_CAP
     server = make_server()
     order: List[str] = []
 
@@ -103,19 +102,24 @@ def test_async_server_delivers_large_records():
 # ---- records that do not add up ----------------------------------------------------------
 
 
+def u32(value: int) -> bytes:
+    """A field length or an attachment count."""
+    return abi.RECORD_FIELD_LEN.pack(value)
+
+
 def field(b: bytes) -> bytes:
-    return struct.pack("=I", len(b)) + b
+    return u32(len(b)) + b
 
 
 def record(kind: int, user: int, body: bytes, status: int = 0, handle: int = 0, size: Optional[int] = None) -> bytes:
-    total = 24 + len(body) if size is None else size
-    return struct.pack("=IBBxxQQ", total, kind, status, user, handle) + body
+    total = abi.RECORD_HEADER.size + len(body) if size is None else size
+    return abi.RECORD_HEADER.pack(total, kind, status, user, handle) + body
 
 
 def event_body(name: str, args: str, sid: str = "sid1", attachments: Optional[List[bytes]] = None) -> bytes:
     attachments = attachments or []
     body = field(b"/") + field(sid.encode()) + field(name.encode()) + field(args.encode())
-    return body + struct.pack("=I", len(attachments)) + b"".join(field(a) for a in attachments)
+    return body + u32(len(attachments)) + b"".join(field(a) for a in attachments)
 
 
 def token_of(server: iobus.Server, event: str) -> int:
@@ -138,8 +142,8 @@ def offline_server():
 
 def test_well_formed_records_are_delivered(offline_server):
     token = token_of(offline_server, "x")
-    data = record(n.RECORD_EVENT, token, event_body("x", '["a",1]'))
-    data += record(n.RECORD_EVENT, token, event_body("x", '["b",{"_placeholder":true,"num":0}]', "sid2", [b"\x00\x01"]))
+    data = record(abi.RECORD_EVENT, token, event_body("x", '["a",1]'))
+    data += record(abi.RECORD_EVENT, token, event_body("x", '["b",{"_placeholder":true,"num":0}]', "sid2", [b"\x00\x01"]))
     offline_server._deliver(data)
     assert offline_server.got == [("sid1", "a", 1), ("sid2", "b", b"\x00\x01")]
 
@@ -148,15 +152,15 @@ def test_a_record_with_bad_fields_is_skipped_and_the_batch_goes_on(offline_serve
     token = token_of(offline_server, "x")
     good = event_body("x", '["ok"]')
     # A field length running past the end of its record.
-    bad = field(b"/") + struct.pack("=I", 1000) + b"sid"
+    bad = field(b"/") + u32(1000) + b"sid"
     # Fields that stop short of the record's end.
     short = event_body("x", '["short"]') + b"\x00\x00"
     # More attachments announced than there are.
-    missing = event_body("x", '["m"]')[:-4] + struct.pack("=I", 3)
+    missing = event_body("x", '["m"]')[:-4] + u32(3)
     # Arguments that are not JSON.
     not_json = event_body("x", "[nope")
     data = b"".join(
-        record(n.RECORD_EVENT, token, body) for body in (bad, good, short, missing, not_json, good)
+        record(abi.RECORD_EVENT, token, body) for body in (bad, good, short, missing, not_json, good)
     )
     with caplog.at_level(logging.ERROR, logger="iobus"):
         offline_server._deliver(data)
@@ -166,12 +170,12 @@ def test_a_record_with_bad_fields_is_skipped_and_the_batch_goes_on(offline_serve
 
 def test_a_record_with_an_impossible_size_ends_the_batch(offline_server, caplog):
     token = token_of(offline_server, "x")
-    first = record(n.RECORD_EVENT, token, event_body("x", '["first"]'))
+    first = record(abi.RECORD_EVENT, token, event_body("x", '["first"]'))
     with caplog.at_level(logging.ERROR, logger="iobus"):
         # Larger than what is left of the batch.
-        offline_server._deliver(first + record(n.RECORD_EVENT, token, event_body("x", "[]"), size=10_000))
+        offline_server._deliver(first + record(abi.RECORD_EVENT, token, event_body("x", "[]"), size=10_000))
         # Smaller than a header.
-        offline_server._deliver(first + record(n.RECORD_EVENT, token, b"", size=3))
+        offline_server._deliver(first + record(abi.RECORD_EVENT, token, b"", size=3))
         # A header cut short.
         offline_server._deliver(first + b"\x30\x00\x00")
     assert offline_server.got == [("sid1", "first")] * 3
@@ -183,8 +187,8 @@ def test_unknown_kinds_and_registrations_are_skipped(offline_server, caplog):
     with caplog.at_level(logging.ERROR, logger="iobus"):
         offline_server._deliver(
             record(9, token, b"\x01\x02")
-            + record(n.RECORD_EVENT, 987654, event_body("x", "[]"))
-            + record(n.RECORD_EVENT, token, event_body("x", "[2]"))
+            + record(abi.RECORD_EVENT, 987654, event_body("x", "[]"))
+            + record(abi.RECORD_EVENT, token, event_body("x", "[2]"))
         )
     assert offline_server.got == [("sid1", 2)]
     assert "unknown kind 9" in caplog.text
@@ -196,17 +200,17 @@ def test_ack_records(offline_server, caplog):
     offline_server._acks[41] = lambda status, args: outcomes.append((41, status, args))
     offline_server._acks[42] = lambda status, args: outcomes.append((42, status, args))
     offline_server._acks[43] = lambda status, args: outcomes.append((43, status, args))
-    ok = field(b"/") + field(b"s") + field(b'["r",{"_placeholder":true,"num":0}]') + struct.pack("=I", 1) + field(b"\x05")
-    timeout = field(b"/") + field(b"s") + field(b"") + struct.pack("=I", 0)
-    broken = field(b"/") + field(b"s") + field(b"[1]") + struct.pack("=I", 2)
+    ok = field(b"/") + field(b"s") + field(b'["r",{"_placeholder":true,"num":0}]') + u32(1) + field(b"\x05")
+    timeout = field(b"/") + field(b"s") + field(b"") + u32(0)
+    broken = field(b"/") + field(b"s") + field(b"[1]") + u32(2)
     with caplog.at_level(logging.ERROR, logger="iobus"):
         offline_server._deliver(
-            record(n.RECORD_ACK, 41, ok)
-            + record(n.RECORD_ACK, 42, timeout, status=n.ACK_TIMEOUT)
-            + record(n.RECORD_ACK, 43, broken)
-            + record(n.RECORD_ACK, 44, ok)  # nobody waits for it
+            record(abi.RECORD_ACK, 41, ok)
+            + record(abi.RECORD_ACK, 42, timeout, status=abi.ACK_TIMEOUT)
+            + record(abi.RECORD_ACK, 43, broken)
+            + record(abi.RECORD_ACK, 44, ok)  # nobody waits for it
         )
-    assert outcomes == [(41, n.ACK_OK, ["r", b"\x05"]), (42, n.ACK_TIMEOUT, None), (43, n.ACK_DISCONNECTED, None)]
+    assert outcomes == [(41, abi.ACK_OK, ["r", b"\x05"]), (42, abi.ACK_TIMEOUT, None), (43, abi.ACK_DISCONNECTED, None)]
     assert "reading an acknowledgement" in caplog.text
 
 
@@ -218,7 +222,7 @@ def test_disconnect_records(offline_server, caplog):
     good = field(b"/") + field(b"gone") + field(b"transport close") + field(b'["gone"]')
     with caplog.at_level(logging.ERROR, logger="iobus"):
         offline_server._deliver(
-            record(n.RECORD_DISCONNECT, token, good[:-2]) + record(n.RECORD_DISCONNECT, token, good)
+            record(abi.RECORD_DISCONNECT, token, good[:-2]) + record(abi.RECORD_DISCONNECT, token, good)
         )
     assert reasons == [("gone", "transport close")]
     assert "gone" not in offline_server._sessions
@@ -236,8 +240,8 @@ def test_a_keyboard_interrupt_in_a_handler_does_not_stop_the_batch(offline_serve
     offline_server.on("stop", stop)
     stop_token = token_of(offline_server, "stop")
     offline_server._deliver(
-        record(n.RECORD_EVENT, stop_token, event_body("stop", "[]"))
-        + record(n.RECORD_EVENT, token, event_body("x", '["after"]'))
+        record(abi.RECORD_EVENT, stop_token, event_body("stop", "[]"))
+        + record(abi.RECORD_EVENT, token, event_body("x", '["after"]'))
     )
     assert calls == ["stop"]
     assert offline_server.got == [("sid1", "after")]

@@ -1,17 +1,15 @@
 """The C face of libiobus as ctypes sees it: finding and loading the shared
 library, the prototypes of every function the binding calls, the callback
-types, the layout of the records ``iobus_server_poll_records`` writes, and
-small helpers to read strings the library hands out.
+types, and small helpers to pass arrays in and read strings the library
+hands out. The ABI's numbers and the record layout are in ``_abi``.
 
-Nothing here knows about Socket.IO semantics; ``_base`` and the servers build
-on it.
+Nothing here knows about Socket.IO semantics; the server modules build on it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import struct
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -30,49 +28,10 @@ from ctypes import (
 from pathlib import Path
 from typing import Any, Optional
 
+from ._abi import OK
 from .exceptions import IobusError
 
 LIBRARY_NAME = "libiobus.so"
-SIZE_MAX = c_size_t(-1).value
-
-# iobus_status
-OK = 0
-ERR_NULL_ARGUMENT = 1
-ERR_INVALID_UTF8 = 2
-ERR_INVALID_JSON = 3
-ERR_INVALID_ARGUMENT = 4
-ERR_UNKNOWN_SOCKET = 5
-ERR_NOT_RUNNING = 6
-ERR_ALREADY_RUNNING = 7
-ERR_IO = 8
-ERR_RESERVED_EVENT = 9
-ERR_INVALID_BINARY = 10
-ERR_WRONG_STATE = 11
-ERR_DISCONNECTED = 12
-ERR_PANIC = 13
-
-# iobus_ack_status
-ACK_OK = 0
-ACK_TIMEOUT = 1
-ACK_DISCONNECTED = 2
-
-# iobus_dispatch
-DISPATCH_THREAD = 0
-DISPATCH_POLL = 1
-
-# iobus_record_kind: what a record of iobus_server_poll_records describes.
-RECORD_CONNECT = 0
-RECORD_EVENT = 1
-RECORD_DISCONNECT = 2
-RECORD_ACK = 3
-
-# A record (host byte order, no padding): u32 size of the whole record, u8
-# kind, u8 ack status, 2 zero bytes, u64 user data, u64 handle; then fields,
-# each a u32 length and that many bytes (see iobus.h).
-RECORD_HEADER = struct.Struct("=IBBxxQQ")
-RECORD_FIELD_LEN = struct.Struct("=I")
-
-EMIT_VOLATILE = 1
 
 
 class Buf(Structure):
@@ -93,7 +52,9 @@ _SIZE_OUT = POINTER(c_size_t)
 _STRS = POINTER(c_char_p)
 _BUFS = POINTER(Buf)
 
-_PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
+# Every function the binding calls: return type, argument types (checked
+# against include/iobus.h by tests/test_abi.py).
+PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "iobus_last_error": (c_char_p, []),
     "iobus_version": (c_char_p, []),
     "iobus_status_str": (c_char_p, [c_int32]),
@@ -185,7 +146,7 @@ def _load() -> ctypes.CDLL:
             "iobus: the shared library was not found (looked at " + ", ".join(tried) + "); reinstall the package "
             "with `pip install ./bindings/python` or set IOBUS_LIBRARY to a built libiobus.so"
         )
-    for name, (restype, argtypes) in _PROTOTYPES.items():
+    for name, (restype, argtypes) in PROTOTYPES.items():
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
@@ -228,10 +189,6 @@ def take_string(fn: Any, *args: Any) -> tuple[int, Optional[bytes]]:
         return status, ctypes.string_at(out.value, length.value) if out.value else b""
     finally:
         lib.iobus_string_free(out)
-
-
-def encode_text(value: Optional[str]) -> Optional[bytes]:
-    return None if value is None else value.encode("utf-8")
 
 
 def string_array(items: list[str]) -> Any:

@@ -17,12 +17,16 @@ import inspect
 from types import TracebackType
 from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Dict, List, Optional, Set, Tuple, Type, TypeVar
 
+from . import _abi as abi
 from . import _native as n
-from ._base import BaseServer, Handler, Rooms, _current_handler, _describe, _HandlerContext, normalize_namespace
-
-_set_handler = _current_handler.set
-_reset_handler = _current_handler.reset
+from ._base import BaseServer
+from ._handlers import Handler, normalize_namespace
+from ._operations import Rooms
+from ._results import HandlerContext, current_handler, describe
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
+
+_set_handler = current_handler.set
+_reset_handler = current_handler.reset
 
 A = TypeVar("A", bound="AsyncServer")
 
@@ -143,7 +147,7 @@ class AsyncServer(BaseServer):
         ack: int,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
-        ctx = _HandlerContext(self, sid, bool(ack))
+        ctx = HandlerContext(self, sid, bool(ack))
         token = _set_handler(ctx)
         try:
             result = fn(*args)
@@ -175,7 +179,7 @@ class AsyncServer(BaseServer):
     async def _finish(
         self,
         awaitable: Awaitable[Any],
-        ctx: _HandlerContext,
+        ctx: HandlerContext,
         what: str,
         done: Optional[Callable[[Any], None]],
         ack: int,
@@ -199,14 +203,14 @@ class AsyncServer(BaseServer):
     def _failed(
         self,
         exc: Exception,
-        ctx: _HandlerContext,
+        ctx: HandlerContext,
         what: str,
         done: Optional[Callable[[Any], None]],
         ack: int,
         on_error: Optional[Callable[[BaseException], None]],
     ) -> None:
         if not (on_error is not None and isinstance(exc, ConnectionRefusedError)):
-            self._log_handler_error(_describe(what, done), ctx.sid)
+            self._log_handler_error(describe(what, done), ctx.sid)
         if ack:
             n.lib.iobus_ack_free(ack)
         if on_error is not None:
@@ -279,15 +283,15 @@ class AsyncServer(BaseServer):
                 loop.call_soon_threadsafe(settle, status, args)
 
         status = self._start_call(event, data, to, sid, timeout, complete)
-        if status != n.OK:
+        if status != abi.OK:
             raise DisconnectedError(f"cannot call {to or sid}: {n.status_name(status)}")
         try:
             outcome, args = await asyncio.wait_for(future, timeout + 5)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s") from None
-        if outcome == n.ACK_TIMEOUT:
+        if outcome == abi.ACK_TIMEOUT:
             raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s")
-        if outcome != n.ACK_OK:
+        if outcome != abi.ACK_OK:
             raise DisconnectedError(f"{to or sid} disconnected before acknowledging {event!r}")
         return self._call_result(args or [])
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-from ._base import NOT_HANDLED, _positional_capacity
+from ._handlers import positional_capacity
+from ._results import NOT_HANDLED
 
 if TYPE_CHECKING:
-    from ._base import Rooms
+    from ._operations import Rooms
     from .async_server import AsyncServer
     from .server import Server
 
@@ -30,7 +31,7 @@ class BaseNamespace:
         if handler is None:
             return NOT_HANDLED
         if event in ("connect", "disconnect"):
-            args = args[: max(_positional_capacity(handler), 1)]
+            args = args[: max(positional_capacity(handler), 1)]
         return handler(*args)
 
 

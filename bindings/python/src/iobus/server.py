@@ -16,12 +16,16 @@ import time
 from types import TracebackType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, TypeVar
 
+from . import _abi as abi
 from . import _native as n
-from ._base import BaseServer, Handler, Rooms, _current_handler, _describe, _HandlerContext, normalize_namespace
-
-_set_handler = _current_handler.set
-_reset_handler = _current_handler.reset
+from ._base import BaseServer
+from ._handlers import Handler, normalize_namespace
+from ._operations import Rooms
+from ._results import HandlerContext, current_handler, describe
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
+
+_set_handler = current_handler.set
+_reset_handler = current_handler.reset
 
 S = TypeVar("S", bound="Server")
 
@@ -189,7 +193,7 @@ class Server(BaseServer):
         ack: int,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
-        ctx = _HandlerContext(self, sid, bool(ack))
+        ctx = HandlerContext(self, sid, bool(ack))
         token = _set_handler(ctx)
         try:
             try:
@@ -198,7 +202,7 @@ class Server(BaseServer):
                 if on_error is not None and isinstance(exc, ConnectionRefusedError):
                     on_error(exc)
                     return
-                self._log_handler_error(_describe(what, done), sid)
+                self._log_handler_error(describe(what, done), sid)
                 if ack:
                     n.lib.iobus_ack_free(ack)
                 if on_error is not None:
@@ -277,13 +281,13 @@ class Server(BaseServer):
             done.set()
 
         status = self._start_call(event, data, to, sid, timeout, complete)
-        if status != n.OK:
+        if status != abi.OK:
             raise DisconnectedError(f"cannot call {to or sid}: {n.status_name(status)}")
         if not done.wait(timeout + 5):
             raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s")
-        if outcome["status"] == n.ACK_TIMEOUT:
+        if outcome["status"] == abi.ACK_TIMEOUT:
             raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s")
-        if outcome["status"] != n.ACK_OK:
+        if outcome["status"] != abi.ACK_OK:
             raise DisconnectedError(f"{to or sid} disconnected before acknowledging {event!r}")
         return self._call_result(outcome["args"] or [])
 

@@ -1,0 +1,125 @@
+"""Constructor options: python-socketio's names (times in seconds) turned into
+an ``iobus_config`` (times in milliseconds), the options python-socketio
+accepts that mean nothing here, and the logger a server writes to.
+
+Every server runs libiobus in ``IOBUS_DISPATCH_POLL`` mode; that is not an
+option.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Optional, Tuple, Union
+
+from . import _abi as abi
+from . import _native as n
+
+default_logger = logging.getLogger("iobus")
+
+# python-socketio and python-engineio options that have no meaning here;
+# accepted so that existing constructor calls keep working.
+IGNORED_OPTIONS = frozenset(
+    {
+        "async_mode",
+        "async_handlers",
+        "http_compression",
+        "compression_threshold",
+        "cookie",
+        "monitor_clients",
+        "engineio_logger",
+    }
+)
+
+
+def check_unknown(kwargs: Iterable[str]) -> None:
+    """Refuses options that are neither iobus's nor ignored ones."""
+    unknown = set(kwargs) - IGNORED_OPTIONS
+    if unknown:
+        raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
+
+
+def logger_for(logger: Union[bool, logging.Logger]) -> logging.Logger:
+    """python-socketio's ``logger``: a Logger to use, or True for INFO on
+    iobus's own logger (False: errors only), unless its level is set."""
+    if isinstance(logger, logging.Logger):
+        return logger
+    if default_logger.level == logging.NOTSET:
+        default_logger.setLevel(logging.INFO if logger else logging.ERROR)
+    return default_logger
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(round(float(seconds) * 1000)))
+
+
+def configure(
+    cfg: Any,
+    *,
+    cors_allowed_origins: Union[str, Iterable[str], None],
+    cors_credentials: bool,
+    cors_max_age: Optional[int],
+    ping_interval: Union[float, Tuple[float, float], None],
+    ping_timeout: Optional[float],
+    max_http_buffer_size: Optional[int],
+    allow_upgrades: Optional[bool],
+    transports: Optional[Iterable[str]],
+    path: Optional[str],
+    connect_timeout: Optional[float],
+    upgrade_timeout: Optional[float],
+    max_attachments: Optional[int],
+    max_buffered: Optional[int],
+    worker_threads: Optional[int],
+    batch_scheduling: Optional[bool],
+    serve_client: Optional[bool],
+    client_dir: Optional[str],
+    static_dir: Optional[str],
+) -> None:
+    """Writes the options into the ``iobus_config`` ``cfg``; None leaves
+    libiobus's default."""
+    lib = n.lib
+    n.check(lib.iobus_config_set_dispatch(cfg, abi.DISPATCH_POLL), "dispatch")
+    if cors_allowed_origins:
+        origins = [cors_allowed_origins] if isinstance(cors_allowed_origins, str) else list(cors_allowed_origins)
+        for origin in origins:
+            n.check(lib.iobus_config_add_cors_origin(cfg, origin.encode()), "cors_allowed_origins")
+        n.check(lib.iobus_config_set_cors_credentials(cfg, bool(cors_credentials)), "cors_credentials")
+        if cors_max_age is not None:
+            n.check(lib.iobus_config_set_cors_max_age(cfg, int(cors_max_age)), "cors_max_age")
+    interval = ping_interval
+    if isinstance(interval, (tuple, list)):
+        interval = interval[0]
+    if interval is not None:
+        n.check(lib.iobus_config_set_ping_interval(cfg, _ms(interval)), "ping_interval")
+    if ping_timeout is not None:
+        n.check(lib.iobus_config_set_ping_timeout(cfg, _ms(ping_timeout)), "ping_timeout")
+    if max_http_buffer_size is not None:
+        n.check(lib.iobus_config_set_max_payload(cfg, int(max_http_buffer_size)), "max_http_buffer_size")
+    if allow_upgrades is not None:
+        n.check(lib.iobus_config_set_allow_upgrades(cfg, bool(allow_upgrades)), "allow_upgrades")
+    if transports is not None:
+        wanted = set(transports)
+        bad = wanted - {"polling", "websocket"}
+        if bad:
+            raise ValueError(f"unknown transport(s): {', '.join(sorted(bad))}")
+        n.check(lib.iobus_config_set_transports(cfg, "polling" in wanted, "websocket" in wanted), "transports")
+    if path is not None:
+        path = path if path.startswith("/") else "/" + path
+        n.check(lib.iobus_config_set_path(cfg, path.encode()), "path")
+    if connect_timeout is not None:
+        n.check(lib.iobus_config_set_connect_timeout(cfg, _ms(connect_timeout)), "connect_timeout")
+    if upgrade_timeout is not None:
+        n.check(lib.iobus_config_set_upgrade_timeout(cfg, _ms(upgrade_timeout)), "upgrade_timeout")
+    if max_attachments is not None:
+        n.check(lib.iobus_config_set_max_attachments(cfg, int(max_attachments)), "max_attachments")
+    if max_buffered is not None:
+        n.check(lib.iobus_config_set_max_buffered(cfg, int(max_buffered)), "max_buffered")
+    if worker_threads is not None:
+        n.check(lib.iobus_config_set_worker_threads(cfg, int(worker_threads)), "worker_threads")
+    if batch_scheduling is not None:
+        n.check(lib.iobus_config_set_batch_scheduling(cfg, bool(batch_scheduling)), "batch_scheduling")
+    if serve_client is not None:
+        n.check(lib.iobus_config_set_serve_client(cfg, bool(serve_client)), "serve_client")
+    if client_dir is not None:
+        n.check(lib.iobus_config_set_client_dir(cfg, str(client_dir).encode()), "client_dir")
+    if static_dir is not None:
+        n.check(lib.iobus_config_set_static_dir(cfg, str(static_dir).encode()), "static_dir")
