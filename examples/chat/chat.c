@@ -58,7 +58,8 @@ static iobus_server *server;
 
 /* The event's arguments as a JSON array, or NULL; the caller json_decref()s
  * it. Strings may hold NUL characters (JSON_ALLOW_NUL), so their length is
- * json_string_length(), not strlen(). */
+ * json_string_length(), not strlen(); integers too large for json_int_t
+ * load as reals instead of failing the whole array. */
 static json_t *event_args(const iobus_event *ev) {
     size_t len = 0;
     const char *args = iobus_event_args(ev, &len);
