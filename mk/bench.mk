@@ -10,15 +10,15 @@ HOST ?= rust
 bench-build-c:
 	$(CARGO) build --release --lib --example bench_rust
 	@mkdir -p target/release/examples
-	$(CC) -std=c99 -Wall -Wextra -Werror -O2 -Iinclude examples/bench/c.c \
+	$(CC) -std=c99 -Wall -Wextra -Werror -O2 -Iinclude bench/iobus/c.c \
 		-Ltarget/release -Wl,-rpath,$(CURDIR)/target/release -liobus -o target/release/examples/bench_c
 
 bench-server:
 	@case "$(HOST)" in \
 	  rust) $(CARGO) run --release --example bench_rust -- $(PORT) ;; \
 	  c) $(MAKE) --no-print-directory bench-build-c >/dev/null && exec target/release/examples/bench_c $(PORT) ;; \
-	  python) $(MAKE) --no-print-directory python-binding >/dev/null && exec $(PYTHON) examples/bench/python.py $(PORT) ;; \
-	  node) $(MAKE) --no-print-directory node-binding >/dev/null && exec node examples/bench/node.js $(PORT) ;; \
+	  python) $(MAKE) --no-print-directory python-binding >/dev/null && exec $(PYTHON) bench/iobus/python.py $(PORT) ;; \
+	  node) $(MAKE) --no-print-directory node-binding >/dev/null && exec node bench/iobus/node.js $(PORT) ;; \
 	  *) echo "HOST must be one of rust, c, python, node" >&2; exit 2 ;; \
 	esac
 

@@ -2,6 +2,7 @@
 # header and symbol checks, the C chat host, and `make install`.
 #
 #   make test-c                     every C-side check (under ~2 minutes once built)
+#   make header                     include/iobus.h regenerated from src/ffi
 #   make chat-c [PORT=8080]         the chat served by the C host (examples/chat/chat.c)
 #   make install PREFIX=/some/dir   lib/libiobus.{so,a}, include/iobus.{h,hpp},
 #                                   lib/pkgconfig/iobus.pc
@@ -22,7 +23,7 @@ C_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_CHAT := build/c/chat
 C_SUDO = $$(if [ "$$(id -u)" = 0 ]; then echo; else echo sudo; fi)
 
-.PHONY: c-lib c-test-lib c-header-check c-setup test-c test-c-install test-c-e2e test-c-e2e-valgrind chat-c install
+.PHONY: c-lib c-test-lib header c-header-check c-json c-setup test-c test-c-install test-c-e2e test-c-e2e-valgrind chat-c install
 
 # Builds the library; build.rs regenerates include/iobus.h on the way.
 c-lib:
@@ -31,22 +32,33 @@ c-lib:
 c-test-lib:
 	$(CARGO) build $(call c_cargo_flags,$(C_TEST_PROFILE)) --lib
 
+# build.rs runs cbindgen when src/ffi or cbindgen.toml changed; touching
+# cbindgen.toml makes it run now, so a header edited by hand is replaced too.
+header:
+	touch cbindgen.toml
+	$(CARGO) build --lib
+
 # Regenerating the header must change nothing.
 c-header-check: c-test-lib
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 		git diff --exit-code -- include/iobus.h && echo "include/iobus.h: regenerated, unchanged"; \
 	else echo "not a git work tree: header regeneration not compared"; fi
 
-# The peers' npm packages, and Valgrind.
-c-setup:
+# Jansson, the JSON library of the C chat host (Debian's libjansson-dev).
+c-json:
+	@echo '#include <jansson.h>' | $(CC) -E -x c - >/dev/null 2>&1 || { \
+		$(C_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(C_SUDO) apt-get install -y -qq libjansson-dev >/dev/null; }
+
+# The peers' npm packages, Valgrind, and Jansson for the chat host.
+c-setup: c-json
 	cd tests/c && $(NPM_INSTALL)
 	@command -v valgrind >/dev/null || { \
 		$(C_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(C_SUDO) apt-get install -y -qq valgrind >/dev/null; }
 
-$(C_CHAT): examples/chat/chat.c include/iobus.h c-lib
+$(C_CHAT): examples/chat/chat.c include/iobus.h c-lib c-json
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -O2 -g -Iinclude -DCHAT_SOURCE_DIR='"$(CURDIR)/examples/chat"' \
-		$< -L$(C_LIB_DIR) -Wl,-rpath,$(CURDIR)/$(C_LIB_DIR) -liobus -o $@
+		$< -L$(C_LIB_DIR) -Wl,-rpath,$(CURDIR)/$(C_LIB_DIR) -liobus -ljansson -o $@
 
 # Everything: header and symbol checks, the C/C++ tests plain + ASan +
 # Valgrind and the C chat host's input test (tests/c/run.sh), make install
@@ -57,7 +69,7 @@ test-c: c-header-check c-setup
 	$(MAKE) --no-print-directory test-c-e2e
 
 # The browser end-to-end test against the C host that tests/c/run.sh built.
-test-c-e2e: setup-browser c-test-lib
+test-c-e2e: setup-browser c-json c-test-lib
 	@test -x tests/c/build/chat || IOBUS_LIB_DIR=$(C_TEST_LIB_DIR) tests/c/run.sh plain >/dev/null
 	cd tests/e2e && IOBUS_CHAT=$(CURDIR)/tests/c/build/chat npm test
 

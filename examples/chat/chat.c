@@ -24,7 +24,8 @@
  * or ./node_modules/socket.io-client/dist). Stops on SIGINT or SIGTERM.
  *
  * Callbacks run on the main thread (IOBUS_DISPATCH_POLL), so the user table
- * needs no lock. JSON is read and written by the small helpers below.
+ * needs no lock. Event arguments arrive as JSON text and leave as JSON text;
+ * Jansson (libjansson-dev; link with -ljansson) reads and writes it.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -40,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "iobus.h"
 
 #define LOBBY "lobby"
@@ -51,258 +54,25 @@
 
 static iobus_server *server;
 
-/* ---- growable text ------------------------------------------------------------ */
+/* ---- JSON ----------------------------------------------------------------------- */
 
-typedef struct text {
-    char *data;
-    size_t len;
-    size_t cap;
-    int failed; /* out of memory: the text is unusable */
-} text;
-
-static void text_add(text *t, const char *s, size_t n) {
-    if (t->failed) return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 64;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *bigger = realloc(t->data, cap);
-        if (!bigger) {
-            t->failed = 1;
-            return;
-        }
-        t->data = bigger;
-        t->cap = cap;
-    }
-    memcpy(t->data + t->len, s, n);
-    t->len += n;
-    t->data[t->len] = '\0';
+/* The event's arguments as a JSON array, or NULL; the caller json_decref()s
+ * it. Strings may hold NUL characters (JSON_ALLOW_NUL), so their length is
+ * json_string_length(), not strlen(); integers too large for json_int_t
+ * load as reals instead of failing the whole array. */
+static json_t *event_args(const iobus_event *ev) {
+    size_t len = 0;
+    const char *args = iobus_event_args(ev, &len);
+    return args ? json_loadb(args, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, NULL) : NULL;
 }
 
-static void text_adds(text *t, const char *s) { text_add(t, s, strlen(s)); }
-
-static void text_add_u64(text *t, uint64_t v) {
-    char buf[24];
-    int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
-    text_add(t, buf, (size_t)n);
-}
-
-/* A JSON string literal for `n` bytes of UTF-8. */
-static void text_add_json_string(text *t, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
-    text_add(t, "\"", 1);
-    size_t run = 0; /* bytes copied as they are */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[7];
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        default:
-            if (c < 0x20) {
-                u[0] = '\\';
-                u[1] = 'u';
-                u[2] = '0';
-                u[3] = '0';
-                u[4] = hex[c >> 4];
-                u[5] = hex[c & 15];
-                u[6] = '\0';
-                esc = u;
-            }
-        }
-        if (esc) {
-            text_add(t, s + i - run, run);
-            run = 0;
-            text_adds(t, esc);
-        } else {
-            run++;
-        }
-    }
-    text_add(t, s + n - run, run);
-    text_add(t, "\"", 1);
-}
-
-static void text_add_json_cstring(text *t, const char *s) { text_add_json_string(t, s, strlen(s)); }
-
-/* ---- reading JSON --------------------------------------------------------------- */
-/* The texts come from iobus_event_args, so they are valid JSON; the readers
- * still check every bound and give up (NULL) on anything unexpected. */
-
-static const char *json_ws(const char *p, const char *end) {
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
-    return p;
-}
-
-/* Past the string literal starting at p (which is at '"'), or NULL. */
-static const char *json_skip_string(const char *p, const char *end) {
-    if (p >= end || *p != '"') return NULL;
-    for (p++; p < end; p++) {
-        if (*p == '\\') {
-            p++;
-            if (p >= end) return NULL;
-        } else if (*p == '"') {
-            return p + 1;
-        }
-    }
-    return NULL;
-}
-
-/* Past the value starting at p, or NULL. */
-static const char *json_skip(const char *p, const char *end) {
-    p = json_ws(p, end);
-    if (p >= end) return NULL;
-    if (*p == '"') return json_skip_string(p, end);
-    if (*p == '[' || *p == '{') {
-        size_t depth = 0;
-        while (p < end) {
-            if (*p == '"') {
-                p = json_skip_string(p, end);
-                if (!p) return NULL;
-                continue;
-            }
-            if (*p == '[' || *p == '{') depth++;
-            if (*p == ']' || *p == '}') {
-                if (--depth == 0) return p + 1;
-            }
-            p++;
-        }
-        return NULL;
-    }
-    /* A number or a literal. */
-    const char *start = p;
-    while (p < end && *p != ',' && *p != ']' && *p != '}' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') p++;
-    return p > start ? p : NULL;
-}
-
-static int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static int json_hex4(const char *p, const char *end, unsigned *out) {
-    if (end - p < 4) return 0;
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int d = hex_digit(p[i]);
-        if (d < 0) return 0;
-        v = v * 16 + (unsigned)d;
-    }
-    *out = v;
-    return 1;
-}
-
-static void text_add_utf8(text *t, unsigned cp) {
-    char b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    text_add(t, b, n);
-}
-
-/* Decodes the string value at p into `out` (malloc'd UTF-8, NUL-terminated;
- * a lone surrogate becomes U+FFFD). Returns the end of the literal, or NULL
- * when the value is not a string. */
-static const char *json_string(const char *p, const char *end, text *out) {
-    p = json_ws(p, end);
-    if (p >= end || *p != '"') return NULL;
-    text_add(out, "", 0);
-    for (p++; p < end; p++) {
-        if (*p == '"') return out->failed ? NULL : p + 1;
-        if (*p != '\\') {
-            const char *run = p;
-            while (p < end && *p != '"' && *p != '\\') p++;
-            text_add(out, run, (size_t)(p - run));
-            p--;
-            continue;
-        }
-        if (++p >= end) return NULL;
-        switch (*p) {
-        case '"': text_add(out, "\"", 1); break;
-        case '\\': text_add(out, "\\", 1); break;
-        case '/': text_add(out, "/", 1); break;
-        case 'b': text_add(out, "\b", 1); break;
-        case 'f': text_add(out, "\f", 1); break;
-        case 'n': text_add(out, "\n", 1); break;
-        case 'r': text_add(out, "\r", 1); break;
-        case 't': text_add(out, "\t", 1); break;
-        case 'u': {
-            unsigned cp;
-            if (!json_hex4(p + 1, end, &cp)) return NULL;
-            p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned lo;
-                if (end - p >= 7 && p[1] == '\\' && p[2] == 'u' && json_hex4(p + 3, end, &lo) && lo >= 0xDC00 &&
-                    lo <= 0xDFFF) {
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    p += 6;
-                } else {
-                    cp = 0xFFFD;
-                }
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                cp = 0xFFFD;
-            }
-            text_add_utf8(out, cp);
-            break;
-        }
-        default: return NULL;
-        }
-    }
-    return NULL;
-}
-
-/* The first element of the array at p, or NULL when empty or not an array. */
-static const char *json_first(const char *p, const char *end) {
-    p = json_ws(p, end);
-    if (p >= end || *p != '[') return NULL;
-    p = json_ws(p + 1, end);
-    return p < end && *p != ']' ? p : NULL;
-}
-
-/* The value of member `key` of the object at p, or NULL. */
-static const char *json_member(const char *p, const char *end, const char *key) {
-    p = json_ws(p, end);
-    if (p >= end || *p != '{') return NULL;
-    p = json_ws(p + 1, end);
-    while (p < end && *p == '"') {
-        text name = {0};
-        const char *after = json_string(p, end, &name);
-        int match = after && !name.failed && name.len == strlen(key) && memcmp(name.data, key, name.len) == 0;
-        free(name.data);
-        if (!after) return NULL;
-        p = json_ws(after, end);
-        if (p >= end || *p != ':') return NULL;
-        p = json_ws(p + 1, end);
-        if (match) return p;
-        p = json_skip(p, end);
-        if (!p) return NULL;
-        p = json_ws(p, end);
-        if (p < end && *p == ',') p = json_ws(p + 1, end);
-    }
-    return NULL;
+/* `value` (a reference the call takes) as the JSON text of a one-element
+ * argument array; malloc'd, or NULL when out of memory. */
+static char *one_arg(json_t *value) {
+    json_t *args = json_pack("[o]", value);
+    char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
+    json_decref(args);
+    return text;
 }
 
 /* ---- text rules (as main.rs: trim, drop control characters, cap) ---------------- */
@@ -367,70 +137,53 @@ static void trim(const char *s, size_t n, size_t *start, size_t *end) {
 static char *clean(const char *s, size_t n, size_t max) {
     size_t a, b;
     trim(s, n, &a, &b);
-    text kept = {0};
-    size_t chars = 0;
-    text_add(&kept, "", 0);
+    char *kept = malloc(b - a + 1);
+    if (!kept) return NULL;
+    size_t len = 0, chars = 0;
     for (size_t i = a; i < b && chars < max;) {
         unsigned cp;
         size_t k = utf8_next(s + i, b - i, &cp);
         if (!is_control(cp)) {
-            text_add(&kept, s + i, k);
+            memcpy(kept + len, s + i, k);
+            len += k;
             chars++;
         }
         i += k;
     }
-    if (kept.failed) {
-        free(kept.data);
-        return NULL;
-    }
-    trim(kept.data, kept.len, &a, &b);
+    trim(kept, len, &a, &b);
     if (a == b) {
-        free(kept.data);
+        free(kept);
         return NULL;
     }
-    memmove(kept.data, kept.data + a, b - a);
-    kept.data[b - a] = '\0';
-    return kept.data;
+    memmove(kept, kept + a, b - a);
+    kept[b - a] = '\0';
+    return kept;
 }
 
-/* A non-empty cleaned string from the JSON value at p, or NULL. */
-static char *text_arg(const char *p, const char *end, size_t max) {
-    if (!p) return NULL;
-    text raw = {0};
-    char *out = NULL;
-    if (json_string(p, end, &raw) && !raw.failed) out = clean(raw.data, raw.len, max);
-    free(raw.data);
-    return out;
+/* A non-empty cleaned string from a JSON string value, or NULL. */
+static char *text_arg(const json_t *value, size_t max) {
+    if (!json_is_string(value)) return NULL;
+    return clean(json_string_value(value), json_string_length(value), max);
 }
 
-/* The message of a `chat` or `dm` payload: {msg}, or a bare string, capped
- * at MAX_MSG characters and not blank; malloc'd (its length in bytes in
- * *len: it may hold NUL characters), or NULL. */
-static char *msg_arg(const char *p, const char *end, size_t *len) {
-    if (!p) return NULL;
-    p = json_ws(p, end);
-    if (p < end && *p == '{') p = json_member(p, end, "msg");
-    if (!p) return NULL;
-    text raw = {0};
-    if (!json_string(p, end, &raw) || raw.failed) {
-        free(raw.data);
-        return NULL;
-    }
-    size_t i = 0, chars = 0;
-    while (i < raw.len && chars < MAX_MSG) {
+/* The message of a `chat` or `dm` payload ({msg}, or a bare string): its
+ * first MAX_MSG characters, kept as they are, as a pointer into the JSON
+ * value and a length in bytes in *len (it may hold NUL characters); NULL
+ * when missing or blank. */
+static const char *msg_arg(const json_t *value, size_t *len) {
+    if (json_is_object(value)) value = json_object_get(value, "msg");
+    if (!json_is_string(value)) return NULL;
+    const char *s = json_string_value(value);
+    size_t n = json_string_length(value), i = 0;
+    for (size_t chars = 0; i < n && chars < MAX_MSG; chars++) {
         unsigned cp;
-        i += utf8_next(raw.data + i, raw.len - i, &cp);
-        chars++;
+        i += utf8_next(s + i, n - i, &cp);
     }
-    raw.data[i] = '\0';
     size_t a, b;
-    trim(raw.data, i, &a, &b);
-    if (a == b) {
-        free(raw.data);
-        return NULL;
-    }
+    trim(s, i, &a, &b);
+    if (a == b) return NULL;
     *len = i;
-    return raw.data;
+    return s;
 }
 
 /* ---- users ---------------------------------------------------------------------- */
@@ -486,86 +239,57 @@ static void free_users(void) {
 
 /* ---- sending -------------------------------------------------------------------- */
 
-static uint64_t now_ms(void) {
+static json_int_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static char *room_key(const char *room) {
-    text t = {0};
-    text_adds(&t, ROOM_PREFIX);
-    text_adds(&t, room);
-    if (t.failed) {
-        free(t.data);
-        return NULL;
-    }
-    return t.data;
+    size_t size = sizeof ROOM_PREFIX + strlen(room);
+    char *key = malloc(size);
+    if (key) snprintf(key, size, "%s%s", ROOM_PREFIX, room);
+    return key;
 }
 
-/* Emits `event` with one JSON argument to a chat room (minus one socket). */
-static void emit_to_room(const char *room, const char *except_sid, uint32_t flags, const char *event, const text *arg) {
+/* Emits `event` with one JSON argument (a reference the call takes) to a
+ * chat room, minus one socket. */
+static void emit_to_room(const char *room, const char *except_sid, uint32_t flags, const char *event, json_t *arg) {
     char *key = room_key(room);
-    if (!key || arg->failed) {
-        free(key);
-        return;
-    }
-    text args = {0};
-    text_add(&args, "[", 1);
-    text_add(&args, arg->data, arg->len);
-    text_add(&args, "]", 1);
+    char *args = one_arg(arg);
     const char *rooms[1] = {key};
-    if (!args.failed) {
+    if (key && args) {
         iobus_status st =
-            iobus_namespace_emit(server, "/", rooms, 1, NULL, 0, except_sid, flags, event, args.data, args.len, NULL, 0);
+            iobus_namespace_emit(server, "/", rooms, 1, NULL, 0, except_sid, flags, event, args, strlen(args), NULL, 0);
         if (st != IOBUS_OK) fprintf(stderr, "chat: emit %s: %s\n", event, iobus_last_error());
     }
-    free(args.data);
+    free(args);
     free(key);
 }
 
-/* Answers an ack (if one was asked for) with one JSON value. */
-static void reply(iobus_ack *ack, const text *value) {
-    if (!ack) return;
-    if (value->failed) {
-        iobus_ack_free(ack);
+/* Answers an ack (if one was asked for) with one JSON value, a reference
+ * the call takes. */
+static void reply(iobus_ack *ack, json_t *value) {
+    if (!ack) {
+        json_decref(value);
         return;
     }
-    text args = {0};
-    text_add(&args, "[", 1);
-    text_add(&args, value->data, value->len);
-    text_add(&args, "]", 1);
-    iobus_status st = args.failed ? IOBUS_ERR_INVALID_ARGUMENT : iobus_ack_send(ack, args.data, args.len, NULL, 0);
+    char *args = one_arg(value);
+    iobus_status st = args ? iobus_ack_send(ack, args, strlen(args), NULL, 0) : IOBUS_ERR_INVALID_ARGUMENT;
     /* Sent, or spent because the client left; otherwise it is still ours. */
     if (st != IOBUS_OK && st != IOBUS_ERR_DISCONNECTED) iobus_ack_free(ack);
-    free(args.data);
+    free(args);
 }
 
-static void reply_error(iobus_ack *ack, const char *message) {
-    text v = {0};
-    text_adds(&v, "{\"ok\":false,\"error\":");
-    text_add_json_cstring(&v, message);
-    text_adds(&v, "}");
-    reply(ack, &v);
-    free(v.data);
-}
+static json_t *error_value(const char *message) { return json_pack("{s:b, s:s}", "ok", 0, "error", message); }
 
-static void reply_ok(iobus_ack *ack, int ok) {
-    text v = {0};
-    text_adds(&v, ok ? "{\"ok\":true}" : "{\"ok\":false}");
-    reply(ack, &v);
-    free(v.data);
-}
+static void reply_error(iobus_ack *ack, const char *message) { reply(ack, error_value(message)); }
 
-/* {"name", "room", "id"}: a join or leave notice. */
-static void notice(text *t, const char *sid, const char *name, const char *room) {
-    text_adds(t, "{\"name\":");
-    text_add_json_cstring(t, name);
-    text_adds(t, ",\"room\":");
-    text_add_json_cstring(t, room);
-    text_adds(t, ",\"id\":");
-    text_add_json_cstring(t, sid);
-    text_adds(t, "}");
+static void reply_ok(iobus_ack *ack, int ok) { reply(ack, json_pack("{s:b}", "ok", ok)); }
+
+/* {name, room, id}: a join or leave notice. */
+static json_t *notice(const char *sid, const char *name, const char *room) {
+    return json_pack("{s:s, s:s, s:s}", "name", name, "room", room, "id", sid);
 }
 
 typedef struct member {
@@ -580,75 +304,55 @@ static int member_order(const void *a, const void *b) {
 }
 
 /* {room, users, members}: the joined sockets the server has in the room. */
-static void roster(text *out, const char *room) {
+static json_t *roster(const char *room) {
     char *key = room_key(room);
     char *ids = NULL;
     size_t ids_len = 0;
-    member *members = NULL;
-    size_t count = 0;
+    json_t *sids = NULL;
     const char *rooms[1] = {key};
     if (key && iobus_namespace_fetch_sockets(server, "/", rooms, 1, &ids, &ids_len) == IOBUS_OK) {
-        const char *end = ids + ids_len;
-        members = calloc(user_count + 1, sizeof *members);
-        for (const char *p = json_first(ids, end); members && p && p < end;) {
-            text sid = {0};
-            const char *after = json_string(p, end, &sid);
-            user *u = after && !sid.failed ? find_user(sid.data) : NULL;
-            if (u && count < user_count) {
-                members[count].name = u->name;
-                members[count].sid = u->sid;
-                count++;
-            }
-            free(sid.data);
-            if (!after) break;
-            p = json_ws(after, end);
-            if (p < end && *p == ',') p++;
-            else break;
+        sids = json_loadb(ids, ids_len, 0, NULL);
+    }
+    member *members = calloc(user_count + 1, sizeof *members);
+    size_t count = 0, i;
+    json_t *sid;
+    json_array_foreach(sids, i, sid) {
+        user *u = members && json_is_string(sid) ? find_user(json_string_value(sid)) : NULL;
+        if (u && count < user_count) {
+            members[count].name = u->name;
+            members[count].sid = u->sid;
+            count++;
         }
     }
     if (count > 1) qsort(members, count, sizeof *members, member_order);
-    text_adds(out, "{\"room\":");
-    text_add_json_cstring(out, room);
-    text_adds(out, ",\"users\":[");
-    for (size_t i = 0; i < count; i++) {
-        if (i) text_add(out, ",", 1);
-        text_add_json_cstring(out, members[i].name);
+    json_t *names = json_array(), *people = json_array();
+    for (i = 0; i < count; i++) {
+        json_array_append_new(names, json_string(members[i].name));
+        json_array_append_new(people, json_pack("{s:s, s:s}", "id", members[i].sid, "name", members[i].name));
     }
-    text_adds(out, "],\"members\":[");
-    for (size_t i = 0; i < count; i++) {
-        if (i) text_add(out, ",", 1);
-        text_adds(out, "{\"id\":");
-        text_add_json_cstring(out, members[i].sid);
-        text_adds(out, ",\"name\":");
-        text_add_json_cstring(out, members[i].name);
-        text_adds(out, "}");
-    }
-    text_adds(out, "]}");
     free(members);
+    json_decref(sids);
     iobus_string_free(ids);
     free(key);
+    return json_pack("{s:s, s:o, s:o}", "room", room, "users", names, "members", people);
 }
 
 /* Puts a socket into `room` under `name` (leaving its current room, if
- * different), announces the move, and writes the roster to `out`. Takes
- * ownership of name and room. */
-static void enter(const char *sid, char *name, char *room, text *out) {
+ * different), announces the move, and returns the roster. Takes ownership
+ * of name and room. */
+static json_t *enter(const char *sid, char *name, char *room) {
     user *u = find_user(sid);
     if (!u) u = add_user(sid);
     if (!u) {
         free(name);
         free(room);
-        text_adds(out, "{\"ok\":false,\"error\":\"out of memory\"}");
-        return;
+        return error_value("out of memory");
     }
     if (u->room && strcmp(u->room, room) != 0) {
         char *old_key = room_key(u->room);
         if (old_key) iobus_socket_leave(server, sid, old_key);
         free(old_key);
-        text n = {0};
-        notice(&n, sid, u->name, u->room);
-        emit_to_room(u->room, NULL, 0, "leave", &n);
-        free(n.data);
+        emit_to_room(u->room, NULL, 0, "leave", notice(sid, u->name, u->room));
     }
     free(u->name);
     free(u->room);
@@ -657,11 +361,8 @@ static void enter(const char *sid, char *name, char *room, text *out) {
     char *key = room_key(room);
     if (key) iobus_socket_join(server, sid, key);
     free(key);
-    text n = {0};
-    notice(&n, sid, name, room);
-    emit_to_room(room, NULL, 0, "join", &n);
-    free(n.data);
-    roster(out, room);
+    emit_to_room(room, NULL, 0, "join", notice(sid, name, room));
+    return roster(room);
 }
 
 /* Removes a socket from the chat, telling its room; whether it had joined. */
@@ -671,10 +372,7 @@ static int depart(const char *sid) {
     char *key = room_key(u.room);
     if (key) iobus_socket_leave(server, sid, key); /* fails quietly once the socket is gone */
     free(key);
-    text n = {0};
-    notice(&n, sid, u.name, u.room);
-    emit_to_room(u.room, NULL, 0, "leave", &n);
-    free(n.data);
+    emit_to_room(u.room, NULL, 0, "leave", notice(sid, u.name, u.room));
     free(u.name);
     free(u.room);
     return 1;
@@ -682,28 +380,12 @@ static int depart(const char *sid) {
 
 /* ---- handlers ------------------------------------------------------------------- */
 
-/* The first argument of an event: [p, end), p NULL when there is none. */
-typedef struct first_arg {
-    const char *p;
-    const char *end;
-} first_arg;
-
-static first_arg first(const iobus_event *ev) {
-    size_t len = 0;
-    const char *args = iobus_event_args(ev, &len);
-    first_arg a = {NULL, NULL};
-    if (args) {
-        a.end = args + len;
-        a.p = json_first(args, a.end);
-    }
-    return a;
-}
-
 static void on_join(void *ud, const iobus_event *ev) {
     (void)ud;
     iobus_ack *ack = iobus_event_take_ack(ev);
-    first_arg a = first(ev);
-    char *name = text_arg(a.p, a.end, MAX_NAME);
+    json_t *args = event_args(ev);
+    char *name = text_arg(json_array_get(args, 0), MAX_NAME);
+    json_decref(args);
     if (!name) {
         reply_error(ack, "a name is required");
         return;
@@ -714,17 +396,15 @@ static void on_join(void *ud, const iobus_event *ev) {
         iobus_ack_free(ack);
         return;
     }
-    text out = {0};
-    enter(iobus_event_socket_id(ev), name, room, &out);
-    reply(ack, &out);
-    free(out.data);
+    reply(ack, enter(iobus_event_socket_id(ev), name, room));
 }
 
 static void on_switch_room(void *ud, const iobus_event *ev) {
     (void)ud;
     iobus_ack *ack = iobus_event_take_ack(ev);
-    first_arg a = first(ev);
-    char *room = text_arg(a.p, a.end, MAX_ROOM);
+    json_t *args = event_args(ev);
+    char *room = text_arg(json_array_get(args, 0), MAX_ROOM);
+    json_decref(args);
     if (!room) {
         reply_error(ack, "a room name is required");
         return;
@@ -737,10 +417,7 @@ static void on_switch_room(void *ud, const iobus_event *ev) {
         reply_error(ack, "join first");
         return;
     }
-    text out = {0};
-    enter(sid, name, room, &out);
-    reply(ack, &out);
-    free(out.data);
+    reply(ack, enter(sid, name, room));
 }
 
 static void on_chat(void *ud, const iobus_event *ev) {
@@ -752,42 +429,25 @@ static void on_chat(void *ud, const iobus_event *ev) {
         reply_error(ack, "join first");
         return;
     }
-    first_arg a = first(ev);
-    size_t msg_len = 0;
-    char *msg = msg_arg(a.p, a.end, &msg_len);
-    if (!msg) {
+    json_t *args = event_args(ev);
+    size_t len = 0;
+    const char *msg = msg_arg(json_array_get(args, 0), &len);
+    if (msg) {
+        emit_to_room(u->room, NULL, 0, "chat",
+                     json_pack("{s:s, s:s%, s:s, s:I, s:s}", "name", u->name, "msg", msg, len, "room", u->room, "ts",
+                               now_ms(), "id", sid));
+        reply_ok(ack, 1);
+    } else {
         reply_error(ack, "a message is required");
-        return;
     }
-    text m = {0};
-    text_adds(&m, "{\"name\":");
-    text_add_json_cstring(&m, u->name);
-    text_adds(&m, ",\"msg\":");
-    text_add_json_string(&m, msg, msg_len);
-    text_adds(&m, ",\"room\":");
-    text_add_json_cstring(&m, u->room);
-    text_adds(&m, ",\"ts\":");
-    text_add_u64(&m, now_ms());
-    text_adds(&m, ",\"id\":");
-    text_add_json_cstring(&m, sid);
-    text_adds(&m, "}");
-    emit_to_room(u->room, NULL, 0, "chat", &m);
-    free(m.data);
-    free(msg);
-    reply_ok(ack, 1);
+    json_decref(args);
 }
 
 static void on_typing(void *ud, const iobus_event *ev) {
     (void)ud;
     const char *sid = iobus_event_socket_id(ev);
     user *u = find_user(sid);
-    if (!u) return;
-    text t = {0};
-    text_adds(&t, "{\"name\":");
-    text_add_json_cstring(&t, u->name);
-    text_adds(&t, "}");
-    emit_to_room(u->room, sid, IOBUS_EMIT_VOLATILE, "typing", &t);
-    free(t.data);
+    if (u) emit_to_room(u->room, sid, IOBUS_EMIT_VOLATILE, "typing", json_pack("{s:s}", "name", u->name));
 }
 
 static void on_dm(void *ud, const iobus_event *ev) {
@@ -799,39 +459,28 @@ static void on_dm(void *ud, const iobus_event *ev) {
         reply_error(ack, "join first");
         return;
     }
-    first_arg a = first(ev);
-    const char *to_value = a.p ? json_member(a.p, a.end, "to") : NULL;
-    text to = {0};
-    if (!to_value || !json_string(to_value, a.end, &to) || to.failed) {
-        free(to.data);
+    json_t *args = event_args(ev);
+    json_t *arg = json_array_get(args, 0);
+    json_t *to = json_object_get(arg, "to");
+    size_t len = 0;
+    const char *msg = msg_arg(arg, &len);
+    if (!json_is_string(to)) {
         reply_error(ack, "a recipient is required");
-        return;
-    }
-    size_t msg_len = 0;
-    char *msg = msg_arg(a.p, a.end, &msg_len);
-    if (!msg) {
-        free(to.data);
+    } else if (!msg) {
         reply_error(ack, "a message is required");
-        return;
+    } else {
+        char *dm = one_arg(json_pack("{s:s, s:s, s:s%, s:I}", "from", u->name, "fromId", sid, "msg", msg, len, "ts",
+                                     now_ms()));
+        /* An id with a NUL inside names nobody. */
+        iobus_status st = IOBUS_ERR_UNKNOWN_SOCKET;
+        if (dm && strlen(json_string_value(to)) == json_string_length(to)) {
+            st = iobus_socket_emit(server, json_string_value(to), "dm", dm, strlen(dm), NULL, 0);
+        }
+        if (st == IOBUS_ERR_UNKNOWN_SOCKET) reply_error(ack, "no such user");
+        else reply_ok(ack, st == IOBUS_OK);
+        free(dm);
     }
-    text dm = {0};
-    text_adds(&dm, "[{\"from\":");
-    text_add_json_cstring(&dm, u->name);
-    text_adds(&dm, ",\"fromId\":");
-    text_add_json_cstring(&dm, sid);
-    text_adds(&dm, ",\"msg\":");
-    text_add_json_string(&dm, msg, msg_len);
-    text_adds(&dm, ",\"ts\":");
-    text_add_u64(&dm, now_ms());
-    text_adds(&dm, "}]");
-    /* An id with a NUL inside names nobody. */
-    iobus_status st = IOBUS_ERR_UNKNOWN_SOCKET;
-    if (strlen(to.data) == to.len && !dm.failed) st = iobus_socket_emit(server, to.data, "dm", dm.data, dm.len, NULL, 0);
-    if (st == IOBUS_ERR_UNKNOWN_SOCKET) reply_error(ack, "no such user");
-    else reply_ok(ack, st == IOBUS_OK);
-    free(dm.data);
-    free(msg);
-    free(to.data);
+    json_decref(args);
 }
 
 static void on_leave(void *ud, const iobus_event *ev) {
@@ -843,6 +492,7 @@ static void on_leave(void *ud, const iobus_event *ev) {
     iobus_socket_disconnect(server, sid, false);
 }
 
+/* Passes the arguments on as they came, binary attachments included. */
 static void on_chat_message(void *ud, const iobus_event *ev) {
     (void)ud;
     size_t len = 0;

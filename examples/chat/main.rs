@@ -21,10 +21,6 @@
 //! `[{id, name}]` in the same order, so a page can address DMs. A socket
 //! that disconnects without `leave` still produces the `leave` notice.
 
-#[path = "../common/signal.rs"]
-mod signal;
-use signal::wait_for_signal;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -267,4 +263,22 @@ fn main() {
     println!("chat server on http://{addr}");
     wait_for_signal();
     server.stop();
+}
+
+/// Blocks until SIGINT or SIGTERM, so that the server stops cleanly either way.
+fn wait_for_signal() {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(_) => return,
+    };
+    rt.block_on(async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
 }

@@ -14,7 +14,8 @@
 #
 # Usage: tests/c/run.sh [plain|asan|valgrind|checks ...]   (default: all)
 # Env: IOBUS_LIB_DIR (default target/debug; the library must be built),
-#      CC, CXX, VALGRIND, NODE.
+#      CC, CXX, VALGRIND, NODE. Needs what `make c-setup` installs (the
+#      peers' npm packages, Valgrind, and libjansson-dev for the chat host).
 # Prints "N passed, N failed" for the steps; exits non-zero on any failure.
 
 set -uo pipefail
@@ -136,7 +137,7 @@ build_plain() {
         "$CXX" "${CXXFLAGS[@]}" "tests/c/$t.cpp" "$BUILD/harness.o" "${SHARED[@]}" -o "$BUILD/$t" || return 1
     done
     "$CC" "${CFLAGS[@]}" -O2 -DCHAT_SOURCE_DIR="\"$ROOT/examples/chat\"" examples/chat/chat.c "${SHARED[@]}" \
-        -o "$BUILD/chat"
+        -ljansson -o "$BUILD/chat"
 }
 
 build_asan() {
@@ -148,7 +149,7 @@ build_asan() {
         "$CXX" "${CXXFLAGS[@]}" "${SAN[@]}" "tests/c/$t.cpp" "$BUILD/asan/harness.o" "${STATIC[@]}" -o "$BUILD/asan/$t" || return 1
     done
     "$CC" "${CFLAGS[@]}" "${SAN[@]}" -DCHAT_SOURCE_DIR="\"$ROOT/examples/chat\"" examples/chat/chat.c "${STATIC[@]}" \
-        -o "$BUILD/asan/chat"
+        -ljansson -o "$BUILD/asan/chat"
 }
 
 # ---- runs ------------------------------------------------------------------------

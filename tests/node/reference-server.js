@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The iobus fixture contract (tests/FIXTURE.md) implemented with the npm
 // `socket.io` 4.8 server. It is the reference the iobus fixture
-// (examples/fixture/main.rs) must behave like: every scenario in
+// (tests/fixture/server.rs) must behave like: every scenario in
 // scenarios.test.js passes against both.
 //
 // Usage: node reference-server.js <port>

@@ -2,7 +2,8 @@
 
 The fixture command comes from the environment variable IOBUS_FIXTURE, a
 whitespace-separated command line such as `node tests/node/reference-server.js`;
-the default is the iobus example binary `<repo>/target/debug/examples/fixture`.
+the default is the iobus fixture `<repo>/target/debug/examples/fixture` (built
+from tests/fixture/server.rs as a cargo example).
 Relative paths in the command are resolved against the repository root. The
 server gets a free port as its last argument and must accept connections on
 127.0.0.1:<port> within SERVER_START_TIMEOUT seconds.

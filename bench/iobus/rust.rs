@@ -6,10 +6,6 @@
 //! One worker thread, so the server fits the single core the benchmark
 //! gives it. Usage: `bench_rust <port>`; prints a ready line once listening.
 
-#[path = "../common/signal.rs"]
-mod signal;
-use signal::wait_for_signal;
-
 use iobus::{Payload, Server, ServerOptions};
 use serde_json::Value;
 
@@ -48,4 +44,22 @@ fn main() {
     }
     wait_for_signal();
     server.stop();
+}
+
+/// Blocks until SIGINT or SIGTERM, so that the server stops cleanly either way.
+fn wait_for_signal() {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(_) => return,
+    };
+    rt.block_on(async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
 }
