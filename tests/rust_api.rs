@@ -278,3 +278,49 @@ async fn broadcasts_in_one_burst_keep_their_order_against_joins_emits_and_leaves
     let s = server.clone();
     tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_counts_size_nothing_and_placeholders_are_paired_before_handlers() {
+    // With the limit raised as far as it goes, the count a client announces
+    // must not size anything up front: `451000000000000-[...]` once reserved
+    // room for that many attachments and aborted the process.
+    let mut o = options();
+    o.max_attachments = usize::MAX;
+    let server = Arc::new(Server::new(o));
+    server.of("/").on("echo", |socket, payload, _ack| {
+        let _ = socket.emit("echo", payload);
+    });
+    let addr = server.start("127.0.0.1:0").unwrap();
+    let (mut greedy, _) = connect_socket(addr).await;
+    greedy.send(Message::text("451000000000000-[\"echo\",{\"_placeholder\":true,\"num\":0}]")).await.unwrap();
+    greedy.send(Message::binary(vec![1u8])).await.unwrap();
+
+    // The server still serves, and a handler gets placeholders renumbered in
+    // the order they appear, each with its own attachment, so it can send
+    // the payload back as it is.
+    let (mut ws, _) = connect_socket(addr).await;
+    ws.send(Message::text("452-[\"echo\",{\"_placeholder\":true,\"num\":1},{\"_placeholder\":true,\"num\":0}]"))
+        .await
+        .unwrap();
+    ws.send(Message::binary(b"zero".to_vec())).await.unwrap();
+    ws.send(Message::binary(b"one".to_vec())).await.unwrap();
+    assert_eq!(
+        next_text(&mut ws).await.unwrap(),
+        "452-[\"echo\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]"
+    );
+    let mut binaries = Vec::new();
+    while binaries.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap() {
+            Message::Binary(b) => binaries.push(b.to_vec()),
+            Message::Text(t) if t.as_str() == "2" => ws.send(Message::text("3")).await.unwrap(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(binaries, [b"one".to_vec(), b"zero".to_vec()]);
+
+    // A text packet where an attachment belongs ends the greedy connection.
+    greedy.send(Message::text("42[\"echo\",1]")).await.unwrap();
+    assert_eq!(next_text(&mut greedy).await, None);
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+}

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Incoming};
 
 use super::{
     Body, CloseReason, Engine, ErrorCode, Session, TransportKind, bare_response, error_response, plain_response,
@@ -134,6 +134,12 @@ pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Reque
         session.state.lock().post_active = false;
         session.close(CloseReason::TransportError);
         return bare_response(StatusCode::BAD_REQUEST);
+    }
+    // A body declared over the limit is refused before any of it is read:
+    // waiting for bytes that may never come would hold the request open.
+    if HttpBody::size_hint(req.body()).lower() > engine.config.max_payload as u64 {
+        session.state.lock().post_active = false;
+        return bare_response(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let body = Limited::new(req.into_body(), engine.config.max_payload).collect().await.map(|c| c.to_bytes());
     session.state.lock().post_active = false;

@@ -230,7 +230,10 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
             continue;
         }
         if session.is_closed() {
-            let _ = ws.close(None).await;
+            // The sink's close also sends the answer to a close the client
+            // started (its code, or 1002 for a code that is not allowed),
+            // which `WebSocketStream::close` would refuse to send.
+            let _ = SinkExt::close(&mut ws).await;
             break;
         }
         let msg = tokio::select! {
@@ -254,8 +257,8 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
             }
             next
         };
-        if next == Next::TooBig {
-            refuse_too_big(&mut ws).await;
+        if let Next::Refuse(code) = next {
+            refuse(&mut ws, code).await;
             session.close(CloseReason::TransportError);
         }
     }
@@ -271,15 +274,18 @@ enum Next {
     Read,
     /// The session is over.
     Done,
-    /// A message was over maxPayload: close with 1009.
-    TooBig,
+    /// The client broke the rules: close with this code (RFC 6455 §7.4.1),
+    /// 1009 for a message over maxPayload, 1002 for a malformed frame (RSV
+    /// bits, unknown opcode, unmasked, broken fragmentation), 1007 for text
+    /// that is not UTF-8.
+    Refuse(CloseCode),
 }
 
 /// Handles one read from the websocket (without waiting on anything).
 fn handle(session: &Arc<Session>, msg: Option<Result<WsMessage, WsError>>, max_payload: usize) -> Next {
     match msg {
-        Some(Ok(WsMessage::Text(t))) if t.len() > max_payload => return Next::TooBig,
-        Some(Ok(WsMessage::Binary(b))) if b.len() > max_payload => return Next::TooBig,
+        Some(Ok(WsMessage::Text(t))) if t.len() > max_payload => return Next::Refuse(CloseCode::Size),
+        Some(Ok(WsMessage::Binary(b))) if b.len() > max_payload => return Next::Refuse(CloseCode::Size),
         Some(Ok(WsMessage::Text(t))) => match decode_text(t.as_str()) {
             Ok(packet) => session.on_packet(packet),
             Err(_) => session.close(CloseReason::ParseError),
@@ -289,18 +295,25 @@ fn handle(session: &Arc<Session>, msg: Option<Result<WsMessage, WsError>>, max_p
         Some(Ok(WsMessage::Close(_))) | None => session.close(CloseReason::TransportClose),
         Some(Err(e)) => {
             tracing::debug!(sid = %session.sid, "websocket error: {e}");
-            if matches!(e, WsError::Capacity(_)) {
-                return Next::TooBig;
+            match e {
+                WsError::Capacity(_) => return Next::Refuse(CloseCode::Size),
+                WsError::Protocol(_) => return Next::Refuse(CloseCode::Protocol),
+                WsError::Utf8(_) => return Next::Refuse(CloseCode::Invalid),
+                _ => session.close(CloseReason::TransportError),
             }
-            session.close(CloseReason::TransportError);
         }
     }
     if session.is_closed() { Next::Done } else { Next::Read }
 }
 
-/// Closes with 1009: a message was over maxPayload.
-async fn refuse_too_big(ws: &mut Ws) {
-    let frame = CloseFrame { code: CloseCode::Size, reason: "message too big".into() };
+/// Closes with the code saying what the client did wrong.
+async fn refuse(ws: &mut Ws, code: CloseCode) {
+    let reason = match code {
+        CloseCode::Size => "message too big",
+        CloseCode::Invalid => "invalid UTF-8",
+        _ => "protocol error",
+    };
+    let frame = CloseFrame { code, reason: reason.into() };
     let _ = ws.send(WsMessage::Close(Some(frame))).await;
 }
 

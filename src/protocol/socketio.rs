@@ -218,20 +218,42 @@ pub fn placeholders_match(values: &[Value], attachments: usize) -> bool {
     values.iter().all(|v| walk(v, &mut seen)) && seen.iter().all(|s| *s)
 }
 
-/// Checks that every placeholder in `values` points at one of `attachments`
-/// (attachments nobody points at are allowed, as other servers allow them).
-pub fn placeholders_in_range(values: &[Value], attachments: usize) -> bool {
-    fn walk(v: &Value, n: usize) -> bool {
+/// Pairs the placeholders of a received binary packet with its attachments,
+/// so that a handler gets arguments it can send back as they are: each
+/// placeholder points at an attachment of its own and each attachment is
+/// pointed at once. Placeholders are renumbered in the order they are met,
+/// and attachments no placeholder points at are dropped, as other servers
+/// drop them. Returns the attachments in their new order.
+///
+/// `None` when an object marked `"_placeholder":true` does not point at an
+/// attachment (`num` missing, negative, fractional, out of range), or points
+/// at one that another placeholder already took: sharing would let a client
+/// have one attachment copied once per placeholder by whoever reads the event.
+pub fn bind_attachments<T>(values: &mut [Value], attachments: Vec<T>) -> Option<Vec<T>> {
+    fn walk<T>(v: &mut Value, slots: &mut [Option<T>], out: &mut Vec<T>) -> bool {
         match v {
-            Value::Object(m) if is_placeholder(v) => {
-                m.get("num").and_then(Value::as_u64).is_some_and(|num| (num as usize) < n)
+            Value::Object(m) if m.get("_placeholder") == Some(&Value::Bool(true)) => {
+                let taken = m
+                    .get("num")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .and_then(|n| slots.get_mut(n))
+                    .and_then(Option::take);
+                let Some(attachment) = taken else {
+                    return false;
+                };
+                *v = placeholder(out.len());
+                out.push(attachment);
+                true
             }
-            Value::Object(m) => m.values().all(|x| walk(x, n)),
-            Value::Array(a) => a.iter().all(|x| walk(x, n)),
+            Value::Object(m) => m.values_mut().all(|x| walk(x, slots, out)),
+            Value::Array(a) => a.iter_mut().all(|x| walk(x, slots, out)),
             _ => true,
         }
     }
-    values.iter().all(|v| walk(v, attachments))
+    let mut slots: Vec<Option<T>> = attachments.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(slots.len());
+    values.iter_mut().all(|v| walk(v, &mut slots, &mut out)).then_some(out)
 }
 
 fn write_header(out: &mut Vec<u8>, kind: PacketKind, nsp: &str, attachments: usize, id: Option<u64>) {
@@ -453,8 +475,30 @@ mod tests {
         assert!(!placeholders_match(&[placeholder(0), placeholder(0)], 1));
         assert!(!placeholders_match(&[json!(1)], 1));
         assert!(!placeholders_match(&[json!({"_placeholder": true, "num": "a"})], 1));
-        assert!(placeholders_in_range(&[json!(1)], 1));
-        assert!(placeholders_in_range(&[placeholder(0)], 1));
-        assert!(!placeholders_in_range(&[json!([placeholder(1)])], 1));
+    }
+
+    #[test]
+    fn binds_received_placeholders_to_attachments() {
+        let bind = |mut values: Vec<Value>, n: usize| {
+            let attachments: Vec<usize> = (0..n).collect();
+            bind_attachments(&mut values, attachments).map(|a| (values, a))
+        };
+        // In order, nested, and renumbered in the order they are met.
+        assert_eq!(
+            bind(vec![json!({"x": [placeholder(1)]}), placeholder(0)], 2),
+            Some((vec![json!({"x": [placeholder(0)]}), placeholder(1)], vec![1, 0]))
+        );
+        // Attachments nobody points at are dropped.
+        assert_eq!(bind(vec![placeholder(1)], 2), Some((vec![placeholder(0)], vec![1])));
+        assert_eq!(bind(vec![json!(1)], 1), Some((vec![json!(1)], vec![])));
+        let not_marked = json!({"_placeholder": false, "num": 0});
+        assert_eq!(bind(vec![not_marked.clone()], 1), Some((vec![not_marked], vec![])));
+        // A placeholder that points nowhere, or at a taken attachment.
+        assert_eq!(bind(vec![placeholder(1)], 1), None);
+        assert_eq!(bind(vec![placeholder(0), json!([placeholder(0)])], 1), None);
+        for num in [json!(-1), json!(0.5), json!(0.0), json!("splice"), json!(null), json!(u64::MAX)] {
+            assert_eq!(bind(vec![json!({"_placeholder": true, "num": num})], 1), None, "num {num}");
+        }
+        assert_eq!(bind(vec![json!({"_placeholder": true})], 1), None);
     }
 }

@@ -40,7 +40,8 @@ impl Client {
         }
         match socketio::decode(text, self.server.options.max_attachments) {
             Ok(packet) if packet.attachments > 0 => {
-                *self.partial.lock() = Some(PartialPacket { binary: Vec::with_capacity(packet.attachments), packet });
+                // Grown as attachments arrive: the count is only the client's word.
+                *self.partial.lock() = Some(PartialPacket { binary: Vec::new(), packet });
             }
             Ok(packet) => self.dispatch(packet, Vec::new()),
             Err(e) => {
@@ -66,13 +67,16 @@ impl Client {
             }
         };
         match complete {
-            Some(p) => {
-                let args = p.packet.data.as_ref().and_then(Value::as_array);
-                if args.is_some_and(|a| !socketio::placeholders_in_range(a, p.binary.len())) {
-                    self.session.close(CloseReason::ForcedClose);
-                    return;
+            Some(mut p) => {
+                // Handlers get placeholders and attachments paired one to one.
+                let bound = match p.packet.data.as_mut() {
+                    Some(Value::Array(args)) => socketio::bind_attachments(args, p.binary),
+                    _ => None,
+                };
+                match bound {
+                    Some(binary) => self.dispatch(p.packet, binary),
+                    None => self.session.close(CloseReason::ForcedClose),
                 }
-                self.dispatch(p.packet, p.binary)
             }
             // Binary data nobody announced.
             None => self.session.close(CloseReason::ForcedClose),

@@ -42,6 +42,18 @@ SERVER_STOP_TIMEOUT = 5.0
 class FixtureServer:
     port: int
     command: list[str]
+    pid: int
+
+    def rss_kib(self) -> int:
+        """Resident memory of the server process (VmRSS), in KiB."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError(f"no VmRSS for pid {self.pid}")
+
+    def alive(self) -> bool:
+        return os.path.exists(f"/proc/{self.pid}") and not _is_zombie(self.pid)
 
     @property
     def url(self) -> str:
@@ -68,6 +80,14 @@ def fixture_command() -> list[str]:
 
 def fixture_command_overridden() -> bool:
     return bool(os.environ.get("IOBUS_FIXTURE", "").strip())
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def free_port() -> int:
@@ -143,7 +163,7 @@ def server():
         time.sleep(0.05)
 
     try:
-        yield FixtureServer(port=port, command=command)
+        yield FixtureServer(port=port, command=command, pid=proc.pid)
     finally:
         stop(proc)
         out.close()

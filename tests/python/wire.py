@@ -266,6 +266,15 @@ class WsSession:
     def send_binary(self, data: bytes) -> None:
         self.ws.send_binary(data)
 
+    def send_raw(self, data: bytes) -> bool:
+        """Write bytes straight onto the TCP connection (frames built with
+        `ws_frame`); false when the server has already dropped it."""
+        try:
+            self.ws.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
     def _recv_frame(self, timeout: float) -> Frame:
         if self.closed:
             raise Closed()
@@ -343,6 +352,35 @@ class WsSession:
         self.send("40" + nsp_prefix(nsp) + (compact(auth) if auth is not None else ""))
         return parse_sio(self.recv_text())
 
+    def drain_raw(self, timeout: float = 3.0) -> tuple[list[tuple[int, bytes]], bool]:
+        """Read what the server still sends straight off the socket, until it
+        ends the connection or `timeout` passes: its frames as (opcode,
+        payload), and whether the connection ended. Made for after a
+        `send_raw` flood, where the server's close frame is followed by a
+        reset that a websocket library reports instead of the frame."""
+        data = b""
+        ended = False
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.ws.sock.settimeout(left)
+            try:
+                chunk = self.ws.sock.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:
+                ended = True
+                break
+            if not chunk:
+                ended = True
+                break
+            data += chunk
+        if ended:
+            self.closed = True
+        return parse_server_frames(data), ended
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -354,6 +392,135 @@ class WsSession:
             self.ws.shutdown()
         except Exception:
             pass
+
+
+# --------------------------------------------------------------------------
+# Raw WebSocket frames and raw HTTP, for what no client library will send
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+
+def ws_frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0,
+             masked: bool = True) -> bytes:
+    """One client-to-server frame (RFC 6455 §5.2) with any header bits:
+    `rsv` holds RSV1..RSV3 as bits 4, 2, 1. The mask key is all zeros, so the
+    payload goes out as given."""
+    head = bytearray([(0x80 if fin else 0) | (rsv & 0x7) << 4 | (opcode & 0xF)])
+    mask_bit = 0x80 if masked else 0
+    n = len(payload)
+    if n < 126:
+        head.append(mask_bit | n)
+    elif n < 1 << 16:
+        head.append(mask_bit | 126)
+        head += n.to_bytes(2, "big")
+    else:
+        head.append(mask_bit | 127)
+        head += n.to_bytes(8, "big")
+    if masked:
+        head += b"\0\0\0\0"
+    return bytes(head) + payload
+
+
+def parse_server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split unmasked server frames into (opcode, payload); a frame cut off
+    at the end is left out."""
+    frames = []
+    i = 0
+    while i + 2 <= len(data):
+        opcode = data[i] & 0x0F
+        n = data[i + 1] & 0x7F
+        i += 2
+        if n == 126:
+            n, i = int.from_bytes(data[i:i + 2], "big"), i + 2
+        elif n == 127:
+            n, i = int.from_bytes(data[i:i + 8], "big"), i + 8
+        if i + n > len(data):
+            break
+        frames.append((opcode, data[i:i + n]))
+        i += n
+    return frames
+
+
+def close_code(frames: list[tuple[int, bytes]]) -> Optional[int]:
+    """The status code of the first close frame, if there is one with a code."""
+    for opcode, payload in frames:
+        if opcode == OP_CLOSE:
+            return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+    return None
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]  # lower-case names; the last of repeated ones
+    body: bytes
+
+
+def raw_http(port: int, request: bytes, timeout: float = WAIT,
+             send_timeout: Optional[float] = None) -> Optional[RawResponse]:
+    """Send `request` on a fresh TCP connection and read one HTTP/1.1 answer.
+
+    None when the server closes (or resets) the connection without answering;
+    TimeoutError when it answers nothing within `timeout`. The body is read by
+    Content-Length, by chunks, or to the end of the connection.
+    """
+    s = socket.create_connection(("127.0.0.1", port), timeout=send_timeout or timeout)
+    try:
+        try:
+            s.sendall(request)
+        except OSError:
+            pass  # the server may answer, then close, before reading it all
+        s.settimeout(timeout)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return None
+                data += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = headers.get("content-length")
+        chunked = headers.get("transfer-encoding", "").lower() == "chunked"
+        try:
+            while (length is None and not (chunked and body.endswith(b"0\r\n\r\n"))
+                   or length is not None and len(body) < int(length)):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+        if chunked:
+            body = dechunk(body)
+        return RawResponse(status, headers, body)
+    finally:
+        s.close()
+
+
+def dechunk(body: bytes) -> bytes:
+    """The data of a `Transfer-Encoding: chunked` body."""
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2:]
+    return out
 
 
 def connect_sio_ws(http: Http, nsp: str = "/", auth: Any = None) -> tuple[WsSession, str]:
