@@ -103,6 +103,11 @@ typedef enum iobus_status {
   IOBUS_ERR_RESERVED_EVENT = 9,
   /**
    * The binary placeholders in the JSON do not match the attachments.
+   * With attachments, every attachment must be named by exactly one
+   * `{"_placeholder":true,"num":N}` object and every placeholder must name
+   * an attachment; without attachments the JSON is plain data (a
+   * placeholder-shaped object is sent as is). The Rust API applies the
+   * same rule.
    */
   IOBUS_ERR_INVALID_BINARY = 10,
   /**

@@ -51,6 +51,11 @@ pub enum iobus_status {
     /// The event name is reserved by Socket.IO (`connect`, `disconnect`, …).
     IOBUS_ERR_RESERVED_EVENT = 9,
     /// The binary placeholders in the JSON do not match the attachments.
+    /// With attachments, every attachment must be named by exactly one
+    /// `{"_placeholder":true,"num":N}` object and every placeholder must name
+    /// an attachment; without attachments the JSON is plain data (a
+    /// placeholder-shaped object is sent as is). The Rust API applies the
+    /// same rule.
     IOBUS_ERR_INVALID_BINARY = 10,
     /// The call is not allowed here (for example polling from inside a
     /// callback, or polling a server that dispatches on its own thread).

@@ -31,12 +31,15 @@ impl Payload {
         Payload { args, binary }
     }
 
-    /// Whether placeholders and attachments pair up exactly once: every
-    /// placeholder names an attachment that exists, and every attachment is
-    /// named by exactly one placeholder. The one rule for every payload a
-    /// host sends, through the Rust API and the C API alike.
+    /// The one rule for every payload a host sends, through the Rust API
+    /// and the C API alike. Without attachments the arguments are plain
+    /// JSON: an object shaped like a placeholder is data and travels as is
+    /// (in a plain EVENT, as Socket.IO sends it). With attachments,
+    /// placeholders and attachments pair exactly once: every placeholder
+    /// names an attachment that exists, and every attachment is named by
+    /// exactly one placeholder.
     pub fn is_consistent(&self) -> bool {
-        crate::protocol::socketio::placeholders_match(&self.args, self.binary.len())
+        self.binary.is_empty() || crate::protocol::socketio::placeholders_match(&self.args, self.binary.len())
     }
 }
 

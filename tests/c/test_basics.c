@@ -576,20 +576,15 @@ static void test_bad_input(void) {
     /* Attachments and placeholders must match. */
     CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[1]", SIZE_MAX, &buf, 1),
              IOBUS_ERR_INVALID_BINARY);
-    /* KNOWN GAP (reported, src/ffi/convert.rs `payload`): placeholders without
-     * any attachment are accepted and sent as plain JSON objects, although the
-     * header documents IOBUS_ERR_INVALID_BINARY for a mismatch. Either status
-     * passes here until the library decides; the strict check is the first. */
-    KNOWN_GAP_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e",
-                                      "[{\"_placeholder\":true,\"num\":0}]", SIZE_MAX, NULL, 0),
-                 IOBUS_ERR_INVALID_BINARY, IOBUS_OK);
-    /* KNOWN GAP (reported, src/protocol/socketio.rs `placeholders_match`): two
-     * placeholders naming the same attachment pass, although the message says
-     * "exactly one". */
-    KNOWN_GAP_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e",
-                                      "[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":0}]",
-                                      SIZE_MAX, &buf, 1),
-                 IOBUS_ERR_INVALID_BINARY, IOBUS_OK);
+    /* Without attachments the JSON is plain data: a placeholder-shaped
+     * object travels as is (as Socket.IO sends it in a plain EVENT). */
+    CHECK_OK(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[{\"_placeholder\":true,\"num\":0}]",
+                                  SIZE_MAX, NULL, 0));
+    /* Two placeholders may not name the same attachment. */
+    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e",
+                                  "[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":0}]",
+                                  SIZE_MAX, &buf, 1),
+             IOBUS_ERR_INVALID_BINARY);
     CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[{\"_placeholder\":true,\"num\":1}]",
                                   SIZE_MAX, &buf, 1),
              IOBUS_ERR_INVALID_BINARY);
