@@ -117,7 +117,7 @@ class Socket extends EventEmitter {
     }
     const { json, buffers } = encodeArgs(args);
     const [bufs, count] = bufArray(buffers);
-    const id = server._registerAck(callback);
+    const id = server._handlers.addAck(callback);
     const code = lib.iobus_socket_emit_with_ack(
       handle,
       this.id,
@@ -127,11 +127,11 @@ class Socket extends EventEmitter {
       bufs,
       count,
       timeout === undefined ? NO_TIMEOUT_MS : Math.max(0, Math.floor(timeout)),
-      server._ackCallback,
+      server._handlers.ackCallback,
       id,
     );
     if (code !== Status.OK) {
-      server._acks.delete(id);
+      server._handlers.takeAck(id);
       if (isGone(code)) process.nextTick(callback, new Error("socket has been disconnected"));
       else throw statusError(code, `emit "${event}"`);
     }
