@@ -84,7 +84,8 @@ function returnKinds(type) {
 }
 
 function checkParameters(what, params, kinds) {
-  assert.equal(kinds.length, params.length, `${what}: ${params.length} parameters in iobus.h, "${kinds}" in the binding`);
+  const count = `${what}: ${params.length} parameters in iobus.h, "${kinds}" in the binding`;
+  assert.equal(kinds.length, params.length, count);
   params.forEach((param, i) => {
     const allowed = argumentKinds(param, params[i - 1]);
     assert.ok(
@@ -199,7 +200,8 @@ describe("the binding's constants are iobus.h's", () => {
       const key = headerName(f.name);
       assert.deepEqual(Header[key], { offset: f.offset, bytes: f.bytes }, `"${f.name}" (${key})`);
     }
-    assert.deepEqual(declared.sort(), named.map((f) => headerName(f.name)).sort(), "the binding declares no other value");
+    const documentedNames = named.map((f) => headerName(f.name));
+    assert.deepEqual(declared.sort(), documentedNames.sort(), "the binding declares no other value");
   });
 });
 
