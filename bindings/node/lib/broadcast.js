@@ -5,7 +5,7 @@
 
 "use strict";
 
-const { lib, Status, EMIT_VOLATILE, JSON_NUL_TERMINATED, OUT, check, stringArray, bufArray, takeString } =
+const { lib, Status, Flag, JSON_NUL_TERMINATED, OUT, check, stringArray, bufArray, takeString } =
   require("./native");
 const { encodeArgs } = require("./payload");
 
@@ -109,7 +109,7 @@ class BroadcastOperator {
       except,
       exceptCount,
       this.exceptSid,
-      this.flags.volatile ? EMIT_VOLATILE : 0,
+      this.flags.volatile ? Flag.EMIT_VOLATILE : 0,
       String(event),
       json,
       JSON_NUL_TERMINATED,

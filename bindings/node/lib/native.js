@@ -187,9 +187,9 @@ function i32At(address) {
 // ---- functions -----------------------------------------------------------------
 
 // Argument kinds: p pointer (number, 0 = NULL), s string (null = NULL),
-// u size_t/uint64, U uint32, i int32, w uint16, b bool, n JSON text length
-// (always SIZE_MAX: NUL-terminated). Return kinds: v void, i int32, p pointer,
-// u size_t, s C string.
+// u size_t/uint64, U uint32, i int32 or enum, w uint16, b bool, n JSON text
+// length (always SIZE_MAX: NUL-terminated). Return kinds: v void, i int32 or
+// enum, p pointer, u size_t, s C string.
 const ARG_TYPES = {
   p: "pointer",
   s: "pointer",
@@ -295,7 +295,8 @@ function declare(name, ret, kinds) {
   return call;
 }
 
-const SIGNATURES = {
+/** The C functions this package calls (test/header.test.js checks them against iobus.h). */
+const SIGNATURES = Object.freeze({
   iobus_last_error: ["s", ""],
   iobus_version: ["s", ""],
   iobus_string_free: ["v", "p"],
@@ -336,13 +337,13 @@ const SIGNATURES = {
   iobus_server_poll_fd: ["i", "p"],
   iobus_server_poll_records: ["i", "ppupp"],
   iobus_server_add_namespace_pattern: ["i", "ps"],
-  iobus_server_on_connect: ["i", "pspu"],
-  iobus_server_on_any: ["i", "pspu"],
-  iobus_server_on_disconnect: ["i", "pspu"],
+  iobus_server_on_connect: ["i", "pspp"],
+  iobus_server_on_any: ["i", "pspp"],
+  iobus_server_on_disconnect: ["i", "pspp"],
 
   iobus_socket_emit: ["i", "psssnpu"],
   iobus_socket_emit_volatile: ["i", "psssnpu"],
-  iobus_socket_emit_with_ack: ["i", "psssnpuupu"],
+  iobus_socket_emit_with_ack: ["i", "psssnpuupp"],
   iobus_socket_join: ["i", "pss"],
   iobus_socket_leave: ["i", "pss"],
   iobus_socket_disconnect: ["i", "psb"],
@@ -353,7 +354,7 @@ const SIGNATURES = {
   iobus_namespace_sockets_join: ["i", "pspus"],
   iobus_namespace_sockets_leave: ["i", "pspus"],
   iobus_namespace_disconnect_sockets: ["i", "pspub"],
-};
+});
 
 const lib = {};
 for (const [name, [ret, kinds]] of Object.entries(SIGNATURES)) lib[name] = declare(name, ret, kinds);
@@ -376,15 +377,29 @@ const dup = (() => {
 // ---- callbacks ---------------------------------------------------------------
 
 /**
- * A C function pointer (`void (*)(…)`, argument kinds as above: p, u, i, s)
- * that calls `fn` with the decoded arguments; whatever `fn` throws goes to
- * `report` (nothing may unwind into C). It must only be called on the main
- * thread, which poll mode guarantees: there the library calls callbacks only
- * from iobus_server_poll (which this package does not use) and
- * iobus_server_free, on the calling thread. Returns { address, keep }: `keep`
- * must stay referenced as long as C may call the pointer.
+ * The argument kinds of the C callback types (iobus.h's `iobus_*_cb`), as
+ * for functions: p pointer, s C string, i int32 (enums).
  */
-function callback(kinds, fn, report) {
+const CALLBACK_SIGNATURES = Object.freeze({
+  iobus_connect_cb: "pp",
+  iobus_event_cb: "pp",
+  iobus_disconnect_cb: "pssss",
+  iobus_ack_cb: "pip",
+});
+
+/**
+ * A C function pointer of the callback type `type` (one of
+ * CALLBACK_SIGNATURES) that calls `fn` with the decoded arguments (pointers
+ * as numbers); whatever `fn` throws goes to `report` (nothing may unwind
+ * into C). It must only be called on the main thread, which poll mode
+ * guarantees: there the library calls callbacks only from iobus_server_poll
+ * (which this package does not use) and iobus_server_free, on the calling
+ * thread. Returns { address, keep }: `keep` must stay referenced as long as
+ * C may call the pointer.
+ */
+function callback(type, fn, report) {
+  const kinds = CALLBACK_SIGNATURES[type];
+  if (kinds === undefined) throw new Error(`iobus: no callback type ${type}`);
   const cif = prepare("v", kinds);
   const count = kinds.length;
   const args = new Array(count);
@@ -407,9 +422,12 @@ function callback(kinds, fn, report) {
   return { address: addressOf(keep), keep };
 }
 
-// ---- statuses ----------------------------------------------------------------
+// ---- constants ---------------------------------------------------------------
+//
+// Written once, in include/iobus.h; test/header.test.js checks every value
+// here against it.
 
-/** iobus_status values. */
+/** iobus_status values (IOBUS_OK, IOBUS_ERR_<name>). */
 const Status = Object.freeze({
   OK: 0,
   NULL_ARGUMENT: 1,
@@ -429,8 +447,15 @@ const Status = Object.freeze({
 
 const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k]));
 
-const DISPATCH_POLL = 1;
-const EMIT_VOLATILE = 1;
+/** iobus_ack_status values (IOBUS_ACK_<name>): how an emit-with-ack ended. */
+const AckStatus = Object.freeze({ OK: 0, TIMEOUT: 1, DISCONNECTED: 2 });
+
+/** iobus_dispatch values (IOBUS_DISPATCH_<name>). */
+const Dispatch = Object.freeze({ THREAD: 0, POLL: 1 });
+
+/** Flag macros (IOBUS_<name>). */
+const Flag = Object.freeze({ EMIT_VOLATILE: 1 });
+
 /** Stands in the JSON-length argument positions (declared as SIZE_MAX). */
 const JSON_NUL_TERMINATED = -1;
 
@@ -482,9 +507,12 @@ module.exports = {
   dup,
   callback,
   LIBRARY_PATH,
+  SIGNATURES,
+  CALLBACK_SIGNATURES,
   Status,
-  DISPATCH_POLL,
-  EMIT_VOLATILE,
+  AckStatus,
+  Dispatch,
+  Flag,
   JSON_NUL_TERMINATED,
   OUT,
   LEN,

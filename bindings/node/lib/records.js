@@ -1,15 +1,10 @@
 // Reading what iobus_server_poll_records writes: one record per callback the
-// library owes the host, packed into one Buffer (little-endian, no padding):
-//
-//   u32 size of the record (this field included), u8 kind, u8 ack status,
-//   2 zero bytes, u64 user data, u64 handle          (the 24-byte header)
-//   fields: u32 length + that many bytes (UTF-8 text or raw attachment bytes)
-//
-// Fields by kind: CONNECT namespace, socket id, handshake JSON; EVENT
-// namespace, socket id, event name, arguments JSON, then a u32 attachment
-// count and each attachment as a field; DISCONNECT namespace, socket id,
-// reason, rooms JSON; ACK namespace, socket id, arguments JSON, then the
-// attachments as for EVENT.
+// library owes the host, packed into one Buffer. The layout is documented
+// once, in include/iobus.h above iobus_server_poll_records: a fixed header
+// (declared below as `Header`), then fields, each a u32 length and that many
+// bytes, in an order fixed by the record's kind. test/header.test.js checks
+// the declarations here against the header, and delivers records built from
+// the header's description through the binding.
 //
 // The reader checks every length against the record and the record against
 // the bytes the poll wrote, so a malformed record becomes an exception here
@@ -17,9 +12,28 @@
 
 "use strict";
 
+/** iobus_record_kind values (IOBUS_RECORD_<name>). */
 const Kind = Object.freeze({ CONNECT: 0, EVENT: 1, DISCONNECT: 2, ACK: 3 });
 
-const HEADER_SIZE = 24;
+/**
+ * The record header, little-endian: where each value sits and its width in
+ * bytes (the bytes between the ack status and the user data are zero).
+ */
+const Header = Object.freeze({
+  SIZE: 24,
+  size: Object.freeze({ offset: 0, bytes: 4 }),
+  kind: Object.freeze({ offset: 4, bytes: 1 }),
+  ackStatus: Object.freeze({ offset: 5, bytes: 1 }),
+  user: Object.freeze({ offset: 8, bytes: 8 }),
+  handle: Object.freeze({ offset: 16, bytes: 8 }),
+});
+
+const HEADER_SIZE = Header.SIZE;
+const SIZE_AT = Header.size.offset;
+const KIND_AT = Header.kind.offset;
+const STATUS_AT = Header.ackStatus.offset;
+const USER_AT = Header.user.offset;
+const HANDLE_AT = Header.handle.offset;
 const TWO_32 = 4294967296;
 const EMPTY = Buffer.alloc(0);
 
@@ -77,15 +91,15 @@ class RecordReader {
       this.following = this.end;
       throw new MalformedRecord(`${left} trailing bytes, less than a header`, true);
     }
-    const size = buf.readUInt32LE(begin);
+    const size = buf.readUInt32LE(begin + SIZE_AT);
     if (size < HEADER_SIZE || size > left) {
       this.following = this.end;
       throw new MalformedRecord(`a record of ${size} bytes with ${left} bytes left`, true);
     }
-    this.kind = buf[begin + 4];
-    this.status = buf[begin + 5];
-    this.user = buf.readUInt32LE(begin + 8) + buf.readUInt32LE(begin + 12) * TWO_32;
-    this.handle = buf.readUInt32LE(begin + 16) + buf.readUInt32LE(begin + 20) * TWO_32;
+    this.kind = buf[begin + KIND_AT];
+    this.status = buf[begin + STATUS_AT];
+    this.user = buf.readUInt32LE(begin + USER_AT) + buf.readUInt32LE(begin + USER_AT + 4) * TWO_32;
+    this.handle = buf.readUInt32LE(begin + HANDLE_AT) + buf.readUInt32LE(begin + HANDLE_AT + 4) * TWO_32;
     this.at = begin + HEADER_SIZE;
     this.limit = begin + size;
     this.following = this.limit;
@@ -152,4 +166,4 @@ class RecordReader {
   }
 }
 
-module.exports = { Kind, RecordReader, MalformedRecord, HEADER_SIZE };
+module.exports = { Kind, Header, HEADER_SIZE, RecordReader, MalformedRecord };

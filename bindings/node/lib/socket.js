@@ -26,8 +26,10 @@ class PendingAck {
   }
 }
 
-// "No timeout" for emits with an ack: the library needs one; this is ~285,000 years.
-const NO_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
+// "No timeout" for emits with an ack, as iobus.h documents it; a timeout the
+// application gives is at least 1 ms, so that socket.io's `timeout(0)` (which
+// times out at once) is not read as none.
+const NO_TIMEOUT_MS = 0;
 
 class Socket extends EventEmitter {
   /**
@@ -117,7 +119,7 @@ class Socket extends EventEmitter {
     }
     const { json, buffers } = encodeArgs(args);
     const [bufs, count] = bufArray(buffers);
-    const id = server._registerAck(callback);
+    const id = server._handlers.addAck(callback);
     const code = lib.iobus_socket_emit_with_ack(
       handle,
       this.id,
@@ -126,12 +128,12 @@ class Socket extends EventEmitter {
       JSON_NUL_TERMINATED,
       bufs,
       count,
-      timeout === undefined ? NO_TIMEOUT_MS : Math.max(0, Math.floor(timeout)),
-      server._ackCallback,
+      timeout === undefined ? NO_TIMEOUT_MS : Math.max(1, Math.floor(timeout)),
+      server._handlers.ackCallback,
       id,
     );
     if (code !== Status.OK) {
-      server._acks.delete(id);
+      server._handlers.takeAck(id);
       if (isGone(code)) process.nextTick(callback, new Error("socket has been disconnected"));
       else throw statusError(code, `emit "${event}"`);
     }

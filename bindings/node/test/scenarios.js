@@ -370,6 +370,11 @@ function defineScenarios(label, factory) {
           assert.equal(err.message, "operation has timed out");
           assert.ok(Date.now() - started >= 100, "not before the timeout");
           await assert.rejects(socket.timeout(100).emitWithAck("silent"), /operation has timed out/);
+          // timeout(0) times out at once; it is not "no timeout".
+          await assert.rejects(
+            withTimeout(socket.timeout(0).emitWithAck("silent"), "timeout(0)"),
+            /operation has timed out/,
+          );
           assert.equal(await socket.timeout(2000).emitWithAck("fast", 5), 10);
         });
 

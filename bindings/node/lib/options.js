@@ -1,0 +1,82 @@
+// Server options: socket.io's (and iobus's own) options object turned into an
+// iobus_config, and the server handle made from it, always in the C ABI's
+// poll mode (the records pump in pump.js is how the binding takes callbacks).
+
+"use strict";
+
+const path = require("node:path");
+const { lib, check, Dispatch, OUT, takePointer } = require("./native");
+
+/** The installed socket.io-client's browser bundle directory, if any. */
+function clientDist() {
+  try {
+    return path.join(path.dirname(require.resolve("socket.io-client/package.json")), "dist");
+  } catch {
+    return null;
+  }
+}
+
+/** Applies socket.io-style options (plus iobus's own) to an iobus_config. */
+function configure(cfg, opts) {
+  const set = (code, what) => check(code, `option ${what}`);
+  if (opts.path !== undefined) set(lib.iobus_config_set_path(cfg, String(opts.path)), "path");
+  if (opts.pingInterval !== undefined) set(lib.iobus_config_set_ping_interval(cfg, opts.pingInterval), "pingInterval");
+  if (opts.pingTimeout !== undefined) set(lib.iobus_config_set_ping_timeout(cfg, opts.pingTimeout), "pingTimeout");
+  if (opts.maxHttpBufferSize !== undefined) {
+    set(lib.iobus_config_set_max_payload(cfg, opts.maxHttpBufferSize), "maxHttpBufferSize");
+  }
+  if (opts.upgradeTimeout !== undefined) {
+    set(lib.iobus_config_set_upgrade_timeout(cfg, opts.upgradeTimeout), "upgradeTimeout");
+  }
+  if (opts.connectTimeout !== undefined) {
+    set(lib.iobus_config_set_connect_timeout(cfg, opts.connectTimeout), "connectTimeout");
+  }
+  if (opts.transports !== undefined) {
+    const t = opts.transports;
+    set(lib.iobus_config_set_transports(cfg, t.includes("polling"), t.includes("websocket")), "transports");
+  }
+  if (opts.allowUpgrades !== undefined) set(lib.iobus_config_set_allow_upgrades(cfg, !!opts.allowUpgrades), "allowUpgrades");
+  if (opts.cors) {
+    const cors = opts.cors;
+    const origin = cors.origin === undefined || cors.origin === true ? "*" : cors.origin;
+    const origins = origin === false ? [] : [].concat(origin);
+    for (const origin of origins) set(lib.iobus_config_add_cors_origin(cfg, String(origin)), "cors.origin");
+    if (cors.credentials !== undefined) {
+      set(lib.iobus_config_set_cors_credentials(cfg, !!cors.credentials), "cors.credentials");
+    }
+    if (cors.maxAge !== undefined) set(lib.iobus_config_set_cors_max_age(cfg, cors.maxAge), "cors.maxAge");
+  }
+  if (opts.maxAttachments !== undefined) {
+    set(lib.iobus_config_set_max_attachments(cfg, opts.maxAttachments), "maxAttachments");
+  }
+  if (opts.maxBufferedBytes !== undefined) {
+    set(lib.iobus_config_set_max_buffered(cfg, opts.maxBufferedBytes), "maxBufferedBytes");
+  }
+  if (opts.batchScheduling !== undefined) {
+    set(lib.iobus_config_set_batch_scheduling(cfg, !!opts.batchScheduling), "batchScheduling");
+  }
+  if (opts.workerThreads !== undefined) {
+    set(lib.iobus_config_set_worker_threads(cfg, opts.workerThreads), "workerThreads");
+  }
+  const serveClient = opts.serveClient !== false;
+  set(lib.iobus_config_set_serve_client(cfg, serveClient), "serveClient");
+  const clientDir = opts.clientDir || (serveClient && !process.env.IOBUS_CLIENT_DIR ? clientDist() : null);
+  if (clientDir) set(lib.iobus_config_set_client_dir(cfg, path.resolve(clientDir)), "clientDir");
+  if (opts.staticDir) set(lib.iobus_config_set_static_dir(cfg, path.resolve(opts.staticDir)), "staticDir");
+  set(lib.iobus_config_set_dispatch(cfg, Dispatch.POLL), "dispatch");
+}
+
+/** A new iobus_server handle configured by `opts`; throws on a bad option. */
+function createHandle(opts) {
+  const cfg = lib.iobus_config_new();
+  if (cfg === 0) throw new Error("iobus: out of memory");
+  try {
+    configure(cfg, opts);
+    check(lib.iobus_server_new(cfg, OUT), "new server");
+    return takePointer();
+  } finally {
+    lib.iobus_config_free(cfg);
+  }
+}
+
+module.exports = { createHandle };
