@@ -211,6 +211,20 @@ impl RecoveryLog {
         self.evict(&mut state, now);
     }
 
+    /// Replaces the data kept for the dropped socket `sid`, if it is kept:
+    /// a host whose own copy of the socket's data is only final once its
+    /// disconnect handler ran stores it here. Whether it was found.
+    pub fn update_data(&self, sid: &str, data: serde_json::Value) -> bool {
+        let mut state = self.state.lock();
+        match state.sessions.values_mut().find(|(s, _)| s.sid == sid) {
+            Some((session, _)) => {
+                session.data = data;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Takes back the session of `pid` if it has not expired and every
     /// packet its client missed after `offset` (none: since the socket
     /// first connected) is still in the log; returns it with the first
@@ -346,6 +360,16 @@ mod tests {
         }
         assert!(log.usage().0 <= 200);
         assert!(restore(&log, "p", Some(&first)).is_none(), "evicted: no partial replay");
+    }
+
+    #[test]
+    fn data_of_a_dropped_socket_can_be_replaced() {
+        let log = RecoveryLog::new(RecoveryOptions::default());
+        session(&log, "p", &["s"], 0);
+        assert!(log.update_data("s", serde_json::json!({"name": "ada"})));
+        assert!(!log.update_data("nobody", Value::Null));
+        let (saved, _) = log.take_session("p", None).expect("kept");
+        assert_eq!(saved.data, serde_json::json!({"name": "ada"}));
     }
 
     #[test]
