@@ -18,7 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 
-use crate::engine::{Body, Engine, percent_decode, plain_response};
+use crate::engine::{Body, ConnectionSocket, Engine, percent_decode, plain_response};
 
 const BUNDLE_FILES: &[&str] = &[
     "socket.io.js",
@@ -172,9 +172,11 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Arc<Router>
             _ = shutdown.notified() => return,
         };
         let _ = stream.set_nodelay(true);
+        let socket = ConnectionSocket::of(&stream);
         let router = router.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(socket);
                 let router = router.clone();
                 async move { Ok::<_, Infallible>(router.handle(req, remote).await) }
             });

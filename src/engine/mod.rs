@@ -15,6 +15,8 @@ pub(crate) mod burst;
 mod polling;
 mod websocket;
 
+pub(crate) use websocket::ConnectionSocket;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -197,6 +199,9 @@ struct SessionState {
     upgrading: bool,
     /// A websocket for this session is open and waiting for its probe.
     probing: bool,
+    /// While upgrading: the websocket's socket, to tell whether the client
+    /// has sent something there (its `5`?) that is not read yet.
+    upgrade_socket: Option<websocket::ConnectionSocket>,
     queue: VecDeque<Frame>,
     queued_bytes: usize,
     closed: Option<CloseReason>,
@@ -657,6 +662,7 @@ impl Engine {
                 transport,
                 upgrading: false,
                 probing: false,
+                upgrade_socket: None,
                 queued_bytes: open.len(),
                 queue: VecDeque::from([open]),
                 closed: None,

@@ -15,9 +15,6 @@ use super::{
 };
 use crate::protocol::engine::{Frame, decode_payload, encode_payload};
 
-/// How long a poll that arrives mid-upgrade waits for the upgrade to finish.
-const UPGRADE_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
-
 /// Closes the session if a pending GET is abandoned by the client (the
 /// request future is dropped before it answers).
 struct PendingGet {
@@ -49,25 +46,30 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
         st.get_active = true;
     }
     let mut guard = PendingGet { session: Some(session.clone()) };
-    // A poll that arrives while an upgrade is under way gives the upgrade a
-    // moment to finish (its `5` may be in flight on the websocket): after a
-    // completed upgrade, polling is over for this session. Otherwise it is
-    // answered with a noop below.
-    let deadline = tokio::time::Instant::now() + UPGRADE_GRACE;
+    // A poll that arrives once the probe has been answered may be racing
+    // with the client's `5` on the websocket (after a completed upgrade,
+    // polling is over for this session, and the poll gets a 400). It waits
+    // only while the client has sent bytes on the websocket that are not
+    // read yet: a client that waits for this very poll before it sends `5`
+    // has sent nothing there, and is not held up.
+    let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
     loop {
-        let wait = session.wake.notified();
-        tokio::pin!(wait);
-        wait.as_mut().enable();
-        let (upgrading, transport) = {
+        let wake = session.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let (transport, in_flight) = {
             let st = session.state.lock();
-            (st.upgrading || st.probing, st.transport)
+            // Read under the lock: the websocket task forgets the socket
+            // (under it) before it closes the connection.
+            let unread = st.upgrade_socket.filter(|_| st.upgrading).map_or(0, |s| s.unread_bytes());
+            (st.transport, unread > 0)
         };
         if transport != TransportKind::Polling {
             guard.session = None;
             session.state.lock().get_active = false;
             return error_response(ErrorCode::BadRequest);
         }
-        if !upgrading || tokio::time::timeout_at(deadline, wait).await.is_err() {
+        if !in_flight || tokio::time::timeout_at(deadline, wake).await.is_err() {
             break;
         }
     }
@@ -75,16 +77,21 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
     let mut ended = false;
     let mut waited = false;
     let frames = loop {
+        // Registered before the state is read, so that a wake-up sent in
+        // between (the probe's `notify_waiters`) is not lost.
+        let wake = session.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let (closed, upgraded) = {
+            let st = session.state.lock();
+            (st.closed, st.upgrading || st.transport != TransportKind::Polling)
+        };
         let frames = session.take_frames(max, true);
         if !frames.is_empty() {
             // Queued packets go first; a close waits for the next poll, so
             // that the client handles them before it sees the session end.
             break frames;
         }
-        let (closed, upgraded) = {
-            let st = session.state.lock();
-            (st.closed, st.upgrading || st.transport != TransportKind::Polling)
-        };
         if let Some(reason) = closed {
             ended = true;
             break if reason == CloseReason::TransportClose {
@@ -97,10 +104,14 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
                 vec![Frame::noop(), Frame::close()]
             };
         }
+        // The probe has been answered: the client is pausing polling and
+        // waits for this poll to end before it sends `5`, so it ends now.
+        // (While the websocket only waits for its probe, a poll waits for
+        // packets as usual: the probe may never come.)
         if upgraded {
             break vec![Frame::noop()];
         }
-        session.wake.notified().await;
+        wake.await;
         waited = true;
     };
     guard.session = None;

@@ -91,6 +91,7 @@ pub(super) fn accept(engine: &Arc<Engine>, mut req: Request<Incoming>, purpose: 
         return error_response(ErrorCode::BadRequest);
     };
     let accept_key = derive_accept_key(key.as_bytes());
+    let socket = req.extensions().get::<ConnectionSocket>().copied();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = engine.clone();
     engine.runtime.clone().spawn(async move {
@@ -112,7 +113,7 @@ pub(super) fn accept(engine: &Arc<Engine>, mut req: Request<Incoming>, purpose: 
             .max_frame_size(Some(engine.config.max_payload.saturating_mul(2).saturating_add(1024)));
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         match purpose {
-            Purpose::Upgrade(session) => upgrade(engine, session, ws).await,
+            Purpose::Upgrade(session) => upgrade(engine, session, ws, socket).await,
             Purpose::Open(info) => {
                 let session = engine.open_session(TransportKind::Websocket, info);
                 run(session, ws).await
@@ -136,14 +137,58 @@ pub(super) fn accept(engine: &Arc<Engine>, mut req: Request<Incoming>, purpose: 
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
+/// The OS socket under a connection, recorded by the listener as a request
+/// extension. It is only ever asked how many bytes the client has sent that
+/// nobody has read yet (see [`ConnectionSocket::unread_bytes`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionSocket {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::RawFd,
+}
+
+impl ConnectionSocket {
+    /// The socket of `stream`.
+    pub(crate) fn of(stream: &tokio::net::TcpStream) -> ConnectionSocket {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            ConnectionSocket { fd: stream.as_raw_fd() }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = stream;
+            ConnectionSocket {}
+        }
+    }
+
+    /// Bytes received from the client and not read yet (0 where the system
+    /// cannot tell). The caller must make sure the connection is still open
+    /// (the descriptor could otherwise belong to another socket by now).
+    pub(super) fn unread_bytes(self) -> usize {
+        #[cfg(target_os = "linux")]
+        {
+            let mut n: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int through the pointer, which
+            // points to a live local.
+            let rc = unsafe { libc::ioctl(self.fd, libc::FIONREAD, &mut n) };
+            if rc == 0 { usize::try_from(n).unwrap_or(0) } else { 0 }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            0
+        }
+    }
+}
+
 /// Moves a polling session onto this websocket: `2probe` → `3probe`, the
 /// pending poll is released with a noop, then `5` switches the transport.
-async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
-    let ok = probe_and_switch(&engine, &session, &mut ws).await;
+async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws, socket: Option<ConnectionSocket>) {
+    let ok = probe_and_switch(&engine, &session, &mut ws, socket).await;
     {
         let mut st = session.state.lock();
         st.probing = false;
         st.upgrading = false;
+        st.upgrade_socket = None;
         if ok && st.closed.is_none() {
             st.transport = TransportKind::Websocket;
         }
@@ -158,7 +203,12 @@ async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
 }
 
 /// The probe exchange; true once the client sent `5`.
-async fn probe_and_switch(engine: &Engine, session: &Arc<Session>, ws: &mut Ws) -> bool {
+async fn probe_and_switch(
+    engine: &Engine,
+    session: &Arc<Session>,
+    ws: &mut Ws,
+    socket: Option<ConnectionSocket>,
+) -> bool {
     let timeout = engine.config.upgrade_timeout;
     let probe = tokio::time::timeout(timeout, async {
         loop {
@@ -182,6 +232,7 @@ async fn probe_and_switch(engine: &Engine, session: &Arc<Session>, ws: &mut Ws) 
             return false;
         }
         st.upgrading = true;
+        st.upgrade_socket = socket;
     }
     if ws.send(to_ws(Frame::pong_probe())).await.is_err() {
         return false;
@@ -195,12 +246,14 @@ async fn probe_and_switch(engine: &Engine, session: &Arc<Session>, ws: &mut Ws) 
             match ws.next().await {
                 Some(Ok(WsMessage::Text(t))) => match t.as_str() {
                     "5" => return true,
-                    "2probe" => continue,
+                    "2probe" => {}
                     _ => return false,
                 },
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                 _ => return false,
             }
+            // A poll waiting to see whether a `5` was in flight looks again.
+            session.wake.notify_waiters();
         }
     });
     tokio::select! {
