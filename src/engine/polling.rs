@@ -10,6 +10,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use super::session::{GetStart, PollView};
 use super::{
     Body, CloseReason, Engine, ErrorCode, Session, TransportKind, bare_response, error_response, plain_response,
 };
@@ -24,7 +25,7 @@ struct PendingGet {
 impl Drop for PendingGet {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
-            session.state.lock().get_active = false;
+            session.end_get();
             session.close(CloseReason::TransportError);
         }
     }
@@ -33,17 +34,13 @@ impl Drop for PendingGet {
 /// A long-polling GET: answers with everything queued (up to maxPayload),
 /// waiting until something is.
 pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response<Body> {
-    {
-        let mut st = session.state.lock();
-        if st.transport != TransportKind::Polling {
-            return error_response(ErrorCode::BadRequest);
-        }
-        if st.get_active {
-            drop(st);
+    match session.begin_get() {
+        GetStart::Started => {}
+        GetStart::WrongTransport => return error_response(ErrorCode::BadRequest),
+        GetStart::Overlap => {
             session.close(CloseReason::TransportError);
             return bare_response(StatusCode::BAD_REQUEST);
         }
-        st.get_active = true;
     }
     let mut guard = PendingGet { session: Some(session.clone()) };
     // A poll that arrives once the probe has been answered may be racing
@@ -57,16 +54,10 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
         let wake = session.wake.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
-        let (transport, in_flight) = {
-            let st = session.state.lock();
-            // Read under the lock: the websocket task forgets the socket
-            // (under it) before it closes the connection.
-            let unread = st.upgrade_socket.filter(|_| st.upgrading).map_or(0, |s| s.unread_bytes());
-            (st.transport, unread > 0)
-        };
-        if transport != TransportKind::Polling {
+        let in_flight = session.upgrade_in_flight();
+        if session.transport() != TransportKind::Polling {
             guard.session = None;
-            session.state.lock().get_active = false;
+            session.end_get();
             return error_response(ErrorCode::BadRequest);
         }
         if !in_flight || tokio::time::timeout_at(deadline, wake).await.is_err() {
@@ -82,10 +73,7 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
         let wake = session.wake.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
-        let (closed, upgraded) = {
-            let st = session.state.lock();
-            (st.closed, st.upgrading || st.transport != TransportKind::Polling)
-        };
+        let PollView { closed, upgraded } = session.poll_view();
         let frames = session.take_frames(max, true);
         if !frames.is_empty() {
             // Queued packets go first; a close waits for the next poll, so
@@ -115,7 +103,7 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
         waited = true;
     };
     guard.session = None;
-    session.state.lock().get_active = false;
+    session.end_get();
     if ended {
         engine.remove(session.sid);
     }
@@ -126,14 +114,9 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
 
 /// A long-polling POST: the client's packets, separated by `\x1e`.
 pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Request<Incoming>) -> Response<Body> {
-    {
-        let mut st = session.state.lock();
-        if st.post_active {
-            drop(st);
-            session.close(CloseReason::TransportError);
-            return bare_response(StatusCode::BAD_REQUEST);
-        }
-        st.post_active = true;
+    if !session.begin_post() {
+        session.close(CloseReason::TransportError);
+        return bare_response(StatusCode::BAD_REQUEST);
     }
     // Version 4 sends binary inside the text payload (`b` + base64).
     let binary_body = req
@@ -142,12 +125,12 @@ pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Reque
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/octet-stream"));
     if binary_body {
-        session.state.lock().post_active = false;
+        session.end_post();
         session.close(CloseReason::TransportError);
         return bare_response(StatusCode::BAD_REQUEST);
     }
     let body = Limited::new(req.into_body(), engine.config.max_payload).collect().await.map(|c| c.to_bytes());
-    session.state.lock().post_active = false;
+    session.end_post();
     let body = match body {
         Ok(b) => b,
         Err(e) => {

@@ -73,8 +73,6 @@ fn encode_frame(out: &mut Vec<u8>, f: &Frame) {
     out.extend_from_slice(f.bytes());
 }
 
-/// Answers the upgrade request with 101 and hands the connection to a task.
-/// `existing` is the polling session to move over, if any.
 /// What a websocket connection is for.
 pub(super) enum Purpose {
     /// A new session that starts on websocket.
@@ -86,6 +84,8 @@ pub(super) enum Purpose {
     Refuse,
 }
 
+/// Answers the upgrade request with 101 and hands the connection to a task
+/// that serves it as `purpose` says.
 pub(super) fn accept(engine: &Arc<Engine>, mut req: Request<Incoming>, purpose: Purpose) -> Response<Body> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
         return error_response(ErrorCode::BadRequest);
@@ -184,17 +184,8 @@ impl ConnectionSocket {
 /// pending poll is released with a noop, then `5` switches the transport.
 async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws, socket: Option<ConnectionSocket>) {
     let ok = probe_and_switch(&engine, &session, &mut ws, socket).await;
-    {
-        let mut st = session.state.lock();
-        st.probing = false;
-        st.upgrading = false;
-        st.upgrade_socket = None;
-        if ok && st.closed.is_none() {
-            st.transport = TransportKind::Websocket;
-        }
-    }
-    // Wake polls waiting for the upgrade to end either way.
-    session.wake.notify_waiters();
+    // Wakes polls waiting for the upgrade to end either way.
+    session.end_upgrade(ok);
     if !ok {
         let _ = ws.close(None).await;
         return;
@@ -226,13 +217,8 @@ async fn probe_and_switch(
     if !probed {
         return false;
     }
-    {
-        let mut st = session.state.lock();
-        if st.closed.is_some() || st.transport != TransportKind::Polling {
-            return false;
-        }
-        st.upgrading = true;
-        st.upgrade_socket = socket;
+    if !session.begin_upgrade(socket) {
+        return false;
     }
     if ws.send(to_ws(Frame::pong_probe())).await.is_err() {
         return false;
