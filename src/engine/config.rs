@@ -51,8 +51,14 @@ pub struct EngineConfig {
     pub allow_upgrades: bool,
     /// Cross-origin settings; `None` sends no CORS headers.
     pub cors: Option<Cors>,
-    /// Bytes a session may have queued before it counts as a slow consumer
-    /// and is closed.
+    /// Bytes held for one client: packets queued for it plus what its
+    /// transport has taken and not delivered yet (the websocket writer's
+    /// buffer, the last polling response). Default 4 MiB. A client that
+    /// falls behind first loses its volatile packets (they are sent only
+    /// when nothing is pending); a send that would take it over this bound
+    /// closes its session (`transport error`) and drops what it held. A
+    /// single message larger than the bound still goes to a client that
+    /// holds nothing else.
     pub max_buffered_bytes: usize,
     /// Websocket read buffer per connection.
     pub ws_read_buffer: usize,
@@ -72,7 +78,7 @@ impl Default for EngineConfig {
             websocket: true,
             allow_upgrades: true,
             cors: None,
-            max_buffered_bytes: 16 * 1024 * 1024,
+            max_buffered_bytes: 4 * 1024 * 1024,
             ws_read_buffer: 1024,
             ws_write_buffer: 4096,
         }

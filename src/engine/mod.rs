@@ -35,6 +35,7 @@ use bytes::Bytes;
 use http::header::HeaderMap;
 
 pub use self::config::{Cors, CorsOrigins, EngineConfig};
+pub(crate) use self::polling::BodyTimeout;
 pub use self::response::Body;
 pub(crate) use self::response::{ErrorCode, bare_response, error_response, plain_response};
 pub use self::routing::Engine;
@@ -63,6 +64,15 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Whether a session that ends this way drops what is queued for the
+    /// client at once. Only a close decided by the server (forced, or the
+    /// server stopping) still delivers what was queued before it, such as
+    /// the Socket.IO disconnect packet; the other reasons mean the client is
+    /// gone, misbehaving or not reading, and nothing more is written to it.
+    pub fn drops_queue(self) -> bool {
+        !matches!(self, CloseReason::ForcedClose | CloseReason::ServerShuttingDown | CloseReason::ForcedServerClose)
+    }
+
     /// The reason as Socket.IO spells it.
     pub fn as_str(self) -> &'static str {
         match self {

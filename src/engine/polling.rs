@@ -16,6 +16,11 @@ use super::{
 };
 use crate::protocol::engine::{Frame, decode_payload, encode_payload};
 
+/// How long a request's body may take to arrive, set on each request by
+/// the listener (its header timeout).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub(crate) std::time::Duration);
+
 /// Closes the session if a pending GET is abandoned by the client (the
 /// request future is dropped before it answers).
 struct PendingGet {
@@ -129,9 +134,19 @@ pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Reque
         session.close(CloseReason::TransportError);
         return bare_response(StatusCode::BAD_REQUEST);
     }
-    let body = Limited::new(req.into_body(), engine.config.max_payload).collect().await.map(|c| c.to_bytes());
+    // A body trickling in (a slowloris on the body) gets as long as a head.
+    let deadline = req.extensions().get::<BodyTimeout>().map(|t| t.0);
+    let collect = Limited::new(req.into_body(), engine.config.max_payload).collect();
+    let body = match deadline {
+        Some(limit) => tokio::time::timeout(limit, collect).await.ok(),
+        None => Some(collect.await),
+    };
     session.end_post();
-    let body = match body {
+    let Some(body) = body else {
+        session.close(CloseReason::TransportError);
+        return error_response(ErrorCode::BadRequest);
+    };
+    let body = match body.map(|c| c.to_bytes()) {
         Ok(b) => b,
         Err(e) => {
             // Too large: refused, but the session lives on. Anything else

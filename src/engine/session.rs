@@ -26,7 +26,15 @@ struct SessionState {
     /// has sent something there (its `5`?) that is not read yet.
     upgrade_socket: Option<ConnectionSocket>,
     queue: VecDeque<Frame>,
+    /// Bytes of the frames in `queue`.
     queued_bytes: usize,
+    /// Bytes the transport has taken from the queue and not yet delivered:
+    /// the websocket writer's buffer while it writes, or the last polling
+    /// response until the client comes back for more. Counted with
+    /// `queued_bytes` against the bound.
+    in_flight: usize,
+    /// The bound was crossed: the session is being closed, sends fail.
+    overflowed: bool,
     closed: Option<CloseReason>,
     /// A long-polling GET is waiting for packets.
     get_active: bool,
@@ -101,6 +109,8 @@ impl Session {
                 upgrade_socket: None,
                 queued_bytes: open.len(),
                 queue: VecDeque::from([open]),
+                in_flight: 0,
+                overflowed: false,
                 closed: None,
                 get_active: false,
                 post_active: false,
@@ -139,26 +149,43 @@ impl Session {
     }
 
     /// Queues frames for the client, in order. Returns false when the
-    /// session is closed. A client whose queue outgrows the bound is closed.
+    /// session is closed.
+    ///
+    /// What is held for one client (queued, plus what its transport has
+    /// taken and not delivered yet) is bounded by the engine's
+    /// `max_buffered_bytes`: a send that would cross it closes the session
+    /// (`transport error`), and what was held is dropped. A single send may
+    /// exceed the bound only when nothing else is held (a large message to
+    /// a client that keeps up).
     pub fn send_frames<'a>(self: &Arc<Self>, frames: impl IntoIterator<Item = &'a Frame>) -> bool {
         burst::flush();
         let limit = self.max_buffered;
-        let overflow;
         let was_empty;
+        let overflow;
         {
             let mut st = self.state.lock();
-            if st.closed.is_some() {
+            if st.closed.is_some() || st.overflowed {
                 return false;
             }
             was_empty = st.queue.is_empty();
+            let held_before = st.queued_bytes + st.in_flight;
+            let mut held = held_before;
             for f in frames {
-                st.queued_bytes += f.len();
+                held += f.len();
                 st.queue.push_back(f.clone());
             }
-            overflow = st.queued_bytes > limit;
+            overflow = held > limit && held_before > 0;
+            if overflow {
+                // Nothing of it will be delivered: let it go now, not when
+                // the close comes round.
+                st.overflowed = true;
+                drop_held(&mut st);
+            } else {
+                st.queued_bytes = held - st.in_flight;
+            }
         }
         if overflow {
-            tracing::debug!(sid = %self.sid, "closing a session that does not read its queue");
+            tracing::debug!(sid = %self.sid, "closing a session that does not read what it is sent");
             // Closed from a task of its own: the sender may hold locks (a
             // broadcast walks the room under them) that closing needs.
             if let Some(engine) = self.engine.upgrade() {
@@ -183,13 +210,16 @@ impl Session {
     }
 
     /// Queues frames only if the transport can take them right now (nothing
-    /// waiting, and for polling a request open); otherwise drops them.
+    /// queued or being written, and for polling a request open); otherwise
+    /// drops them. A client that falls behind loses its volatile packets
+    /// first, long before the bound on what it holds closes it.
     pub fn send_volatile<'a>(&self, frames: impl IntoIterator<Item = &'a Frame>) -> bool {
         burst::flush();
         {
             let mut st = self.state.lock();
             let writable = st.closed.is_none()
                 && st.queue.is_empty()
+                && st.in_flight == 0
                 && !st.upgrading
                 && (st.transport == TransportKind::Websocket || st.get_active);
             if !writable {
@@ -204,8 +234,11 @@ impl Session {
         true
     }
 
-    /// Ends the session. Frames already queued are still delivered before
-    /// the transport closes. Idempotent.
+    /// Ends the session. On a server-side close (see
+    /// [`CloseReason::drops_queue`]) frames already queued are still
+    /// delivered before the transport closes; otherwise the client is gone
+    /// or misbehaving and they are dropped at once, with the transport's
+    /// pending write. Idempotent.
     pub fn close(self: &Arc<Self>, reason: CloseReason) {
         burst::flush();
         let keep_for_poll;
@@ -215,6 +248,9 @@ impl Session {
                 return;
             }
             st.closed = Some(reason);
+            if reason.drops_queue() {
+                drop_held(&mut st);
+            }
             // A polling client learns of a server-side close on its next GET
             // (after the packets queued before it), so the session stays
             // findable a while. So does a session the client closed with a
@@ -248,6 +284,20 @@ impl Session {
         let handler = self.handler.lock().take();
         if let Some(h) = handler {
             h.on_close(self, reason);
+        }
+    }
+
+    /// Why the session ended, if it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.lock().closed
+    }
+
+    /// Resolves once the session has ended in a way that drops what is
+    /// queued for the client (a transport's pending write is then abandoned).
+    pub(super) async fn dropped(&self) {
+        self.closed().await;
+        if !self.close_reason().is_some_and(CloseReason::drops_queue) {
+            std::future::pending::<()>().await;
         }
     }
 
@@ -299,8 +349,10 @@ impl Session {
 
     /// Takes every queued frame, handing each to `f` under the session's
     /// lock (no intermediate list): `f` must not call back into the session.
+    /// Their bytes count as in flight until [`Session::written`].
     pub(super) fn drain_frames(&self, mut f: impl FnMut(Frame)) -> usize {
         let mut st = self.state.lock();
+        st.in_flight += st.queued_bytes;
         st.queued_bytes = 0;
         let n = st.queue.len();
         for frame in st.queue.drain(..) {
@@ -323,14 +375,27 @@ impl Session {
             size += len;
             if let Some(f) = st.queue.pop_front() {
                 st.queued_bytes -= f.len();
+                st.in_flight += len;
                 out.push(f);
             }
         }
         out
     }
 
+    /// The websocket writer is writing `bytes` (the frames it drained, with
+    /// their headers).
+    pub(super) fn writing(&self, bytes: usize) {
+        self.state.lock().in_flight = bytes;
+    }
+
+    /// The websocket writer's write is done (or abandoned).
+    pub(super) fn written(&self) {
+        self.state.lock().in_flight = 0;
+    }
+
     /// A long-polling GET arrives: it becomes the pending one, unless the
-    /// session is not on polling or another GET is pending.
+    /// session is not on polling or another GET is pending. The client has
+    /// read the previous response, so it no longer counts as held.
     pub(super) fn begin_get(&self) -> GetStart {
         let mut st = self.state.lock();
         if st.transport != TransportKind::Polling {
@@ -340,6 +405,7 @@ impl Session {
             return GetStart::Overlap;
         }
         st.get_active = true;
+        st.in_flight = 0;
         GetStart::Started
     }
 
@@ -410,6 +476,8 @@ impl Session {
             st.upgrade_socket = None;
             if switched && st.closed.is_none() {
                 st.transport = TransportKind::Websocket;
+                // The last poll (a noop) was answered before the `5`.
+                st.in_flight = 0;
             }
         }
         self.wake.notify_waiters();
@@ -444,4 +512,10 @@ impl Session {
             }
         }
     }
+}
+
+/// Drops everything held for the client (nothing of it will be delivered).
+fn drop_held(st: &mut SessionState) {
+    st.queue = VecDeque::new();
+    st.queued_bytes = 0;
 }

@@ -255,9 +255,18 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
     let mut out = Vec::new();
     loop {
         if session.drain_frames(|f| encode_frame(&mut out, &f)) > 0 {
+            session.writing(out.len());
             // Whatever the websocket layer still holds (an automatic pong)
-            // goes first, whole; then the frames, in one write.
-            let written = ws.flush().await.is_ok() && ws.get_mut().write_all(&out).await.is_ok();
+            // goes first, whole; then the frames, in one write. A client
+            // that does not read stalls it: the connection's write timeout
+            // ends it, and so does a close that drops what is queued (ping
+            // timeout, too much held), which must not wait for the client.
+            let write = async { ws.flush().await.is_ok() && ws.get_mut().write_all(&out).await.is_ok() };
+            let written = tokio::select! {
+                ok = write => ok,
+                _ = session.dropped() => false,
+            };
+            session.written();
             out.clear();
             if out.capacity() > KEEP_WRITE_BUFFER {
                 out = Vec::new();
@@ -268,9 +277,15 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
             }
             continue;
         }
-        if session.is_closed() {
-            let _ = ws.close(None).await;
-            break;
+        match session.close_reason() {
+            None => {}
+            // The client does not answer or does not read: no closing
+            // handshake, the connection just goes.
+            Some(CloseReason::PingTimeout | CloseReason::TransportError) => break,
+            Some(_) => {
+                let _ = ws.close(None).await;
+                break;
+            }
         }
         let msg = tokio::select! {
             msg = ws.next() => msg,

@@ -40,7 +40,8 @@ impl Client {
         }
         match socketio::decode(text, self.server.options.max_attachments) {
             Ok(packet) if packet.attachments > 0 => {
-                *self.partial.lock() = Some(PartialPacket { binary: Vec::with_capacity(packet.attachments), packet });
+                // Grown as attachments arrive: the count is the client's word.
+                *self.partial.lock() = Some(PartialPacket { binary: Vec::new(), packet });
             }
             Ok(packet) => self.dispatch(packet, Vec::new()),
             Err(e) => {
