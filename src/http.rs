@@ -177,10 +177,14 @@ pub(crate) async fn serve(
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: make room by
-                    // closing the longest-idle connection, else wait (don't spin).
+                    // closing the longest-idle connection (its task runs
+                    // before this one goes on), else wait (don't spin).
                     tracing::warn!("accept failed: {e}");
-                    let pause = if connections.evict_idlest() { 5 } else { 50 };
-                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    if connections.evict_idlest() {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             },
