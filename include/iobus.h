@@ -307,27 +307,30 @@ void iobus_config_free(struct iobus_config *cfg);
 enum iobus_status iobus_config_set_path(struct iobus_config *cfg, const char *path);
 
 /**
- * How often the server pings, in milliseconds.
+ * How often the server pings, in milliseconds (1 to 86400000).
  */
 enum iobus_status iobus_config_set_ping_interval(struct iobus_config *cfg, uint64_t ms);
 
 /**
- * How long the server waits for a pong, in milliseconds.
+ * How long the server waits for a pong, in milliseconds (1 to 86400000).
  */
 enum iobus_status iobus_config_set_ping_timeout(struct iobus_config *cfg, uint64_t ms);
 
 /**
- * The largest message or polling body accepted, in bytes (maxHttpBufferSize).
+ * The largest message or polling body accepted, in bytes
+ * (maxHttpBufferSize; 1 to 1 GiB, default 1000000).
  */
 enum iobus_status iobus_config_set_max_payload(struct iobus_config *cfg, size_t bytes);
 
 /**
- * How long an upgrade from polling to websocket may take, in milliseconds.
+ * How long an upgrade from polling to websocket may take, in milliseconds
+ * (1 to 86400000).
  */
 enum iobus_status iobus_config_set_upgrade_timeout(struct iobus_config *cfg, uint64_t ms);
 
 /**
- * How long a connection may stay without joining a namespace, in milliseconds.
+ * How long a connection may stay without joining a namespace, in
+ * milliseconds (1 to 86400000).
  */
 enum iobus_status iobus_config_set_connect_timeout(struct iobus_config *cfg, uint64_t ms);
 
@@ -360,17 +363,62 @@ enum iobus_status iobus_config_set_cors_credentials(struct iobus_config *cfg, bo
 enum iobus_status iobus_config_set_cors_max_age(struct iobus_config *cfg, uint64_t seconds);
 
 /**
- * Most binary attachments one incoming packet may carry (default 10).
+ * Most binary attachments one incoming packet may carry (0 to 1000,
+ * default 10; 0 refuses binary packets).
  */
 enum iobus_status iobus_config_set_max_attachments(struct iobus_config *cfg, size_t count);
 
 /**
- * Bytes a connection may have queued before it is closed as too slow.
+ * Bytes held for one client (1 to 1 GiB, default 4 MiB): packets queued
+ * for it plus what its transport has taken and not delivered yet. A client
+ * that falls behind first loses its volatile packets (they are sent only
+ * when nothing is pending); a send that would take it over this bound
+ * closes its connection (`transport error`) and drops what it held. A
+ * single message larger than the bound still goes to a client that holds
+ * nothing else.
  */
 enum iobus_status iobus_config_set_max_buffered(struct iobus_config *cfg, size_t bytes);
 
 /**
- * Network worker threads (at least 1).
+ * How long a request head (request line and headers) may take from its
+ * first byte to its end, and a long-polling POST's body from the end of its
+ * head, in milliseconds (1 to 86400000, default 10000). A client that sends
+ * them a byte at a time is closed after this.
+ */
+enum iobus_status iobus_config_set_http_header_timeout(struct iobus_config *cfg, uint64_t ms);
+
+/**
+ * How long an HTTP connection may stay open without starting a request,
+ * after it opens and after each response (keep-alive), in milliseconds
+ * (1 to 86400000, default 5000).
+ */
+enum iobus_status iobus_config_set_http_keep_alive_timeout(struct iobus_config *cfg, uint64_t ms);
+
+/**
+ * How long any write to a client (an HTTP response, websocket frames) may
+ * make no progress before the connection is closed, in milliseconds
+ * (1 to 86400000, default 20000): the client is not reading.
+ */
+enum iobus_status iobus_config_set_write_timeout(struct iobus_config *cfg, uint64_t ms);
+
+/**
+ * Largest HTTP request head accepted, in bytes (1024 to 1 GiB, default
+ * 16384); a larger one is answered with 431 and the connection closed.
+ */
+enum iobus_status iobus_config_set_max_header_bytes(struct iobus_config *cfg, size_t bytes);
+
+/**
+ * Most connections open at once, HTTP and websocket (0, the default: no
+ * cap other than the process's descriptor limit). Over the cap the
+ * connection idle the longest is closed to make room; if every connection
+ * is serving a request or a websocket, the new one is answered with 503.
+ * Out of descriptors, iobus also closes the longest-idle connection to
+ * make room, cap or not.
+ */
+enum iobus_status iobus_config_set_max_connections(struct iobus_config *cfg, size_t count);
+
+/**
+ * Network worker threads (1 to 1024, default 2).
  */
 enum iobus_status iobus_config_set_worker_threads(struct iobus_config *cfg, size_t threads);
 

@@ -167,6 +167,13 @@ public:
     Config &cors_max_age(std::uint64_t seconds) { return set(iobus_config_set_cors_max_age(raw(), seconds)); }
     Config &max_attachments(std::size_t count) { return set(iobus_config_set_max_attachments(raw(), count)); }
     Config &max_buffered(std::size_t bytes) { return set(iobus_config_set_max_buffered(raw(), bytes)); }
+    Config &http_header_timeout(std::uint64_t ms) { return set(iobus_config_set_http_header_timeout(raw(), ms)); }
+    Config &http_keep_alive_timeout(std::uint64_t ms) {
+        return set(iobus_config_set_http_keep_alive_timeout(raw(), ms));
+    }
+    Config &write_timeout(std::uint64_t ms) { return set(iobus_config_set_write_timeout(raw(), ms)); }
+    Config &max_header_bytes(std::size_t bytes) { return set(iobus_config_set_max_header_bytes(raw(), bytes)); }
+    Config &max_connections(std::size_t count) { return set(iobus_config_set_max_connections(raw(), count)); }
     Config &worker_threads(std::size_t threads) { return set(iobus_config_set_worker_threads(raw(), threads)); }
     Config &batch_scheduling(bool on) { return set(iobus_config_set_batch_scheduling(raw(), on)); }
     Config &serve_client(bool serve) { return set(iobus_config_set_serve_client(raw(), serve)); }

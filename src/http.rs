@@ -2,6 +2,10 @@
 //! bundle, and an optional directory of static files.
 //!
 //! Routing only; what an Engine.IO request means is the engine's business.
+//! What a connection may cost (timeouts, header size, how many are open) is
+//! `connection`'s.
+
+mod connection;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,7 +22,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 
-use crate::engine::{Body, Engine, percent_decode, plain_response};
+pub use self::connection::HttpOptions;
+use self::connection::{Admission, Connections};
+use crate::engine::{Body, BodyTimeout, ConnectionSocket, Engine, percent_decode, plain_response};
 
 const BUNDLE_FILES: &[&str] = &[
     "socket.io.js",
@@ -156,33 +162,76 @@ async fn serve_static(dir: &Path, path: &str) -> Response<Body> {
     }
 }
 
-/// Accepts connections until `shutdown` is notified.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Arc<Router>, shutdown: Arc<tokio::sync::Notify>) {
+/// Accepts connections until `shutdown` is notified, each served within the
+/// limits of `options`.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Arc<Router>,
+    options: HttpOptions,
+    shutdown: Arc<tokio::sync::Notify>,
+) {
+    let connections = Connections::new(options);
     loop {
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait, don't spin.
+                    // Out of file descriptors and the like: make room by
+                    // closing the longest-idle connection (its task runs
+                    // before this one goes on), else wait (don't spin).
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    if connections.evict_idlest() {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             },
             _ = shutdown.notified() => return,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let router = router.clone();
-                async move { Ok::<_, Infallible>(router.handle(req, remote).await) }
-            });
-            let conn =
-                http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!("http connection ended: {e}");
+        let socket = ConnectionSocket::of(&stream);
+        let (io, conn) = match connections.admit(stream) {
+            Admission::Serve(io, conn) => (io, conn),
+            Admission::Refuse(stream) => {
+                tokio::spawn(connection::refuse(stream));
+                continue;
             }
+        };
+        let router = router.clone();
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            let watched = conn.clone();
+            let registry = connections.clone();
+            let body_timeout = BodyTimeout(connections.options().header_timeout);
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(socket);
+                req.extensions_mut().insert(body_timeout);
+                let router = router.clone();
+                let conn = conn.clone();
+                let registry = registry.clone();
+                async move {
+                    conn.request_started();
+                    let res = router.handle(req, remote).await;
+                    conn.request_done(&registry, res.status() == StatusCode::SWITCHING_PROTOCOLS);
+                    Ok::<_, Infallible>(res)
+                }
+            });
+            let options = connections.options();
+            let http = http1::Builder::new()
+                .keep_alive(true)
+                // Read deadlines are the watchdog's (`Connections::watch`).
+                .header_read_timeout(None)
+                .max_header_size(options.max_header_bytes)
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            let http = async {
+                if let Err(e) = http.await {
+                    tracing::debug!("http connection ended: {e}");
+                }
+            };
+            connections.watch(&watched, http).await;
         });
     }
 }

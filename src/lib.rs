@@ -12,6 +12,7 @@ mod sched;
 pub mod server;
 mod sid;
 
+pub use http::HttpOptions;
 pub use server::{
     AckError, AckSender, BroadcastOperator, ConnectRequest, DisconnectReason, EmitError, Namespace, Payload, Server,
     ServerOptions, Socket, placeholder,

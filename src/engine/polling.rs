@@ -10,13 +10,16 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as HttpBody, Incoming};
 
+use super::session::{GetStart, PollView};
 use super::{
     Body, CloseReason, Engine, ErrorCode, Session, TransportKind, bare_response, error_response, plain_response,
 };
 use crate::protocol::engine::{Frame, decode_payload, encode_payload};
 
-/// How long a poll that arrives mid-upgrade waits for the upgrade to finish.
-const UPGRADE_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long a request's body may take to arrive, set on each request by
+/// the listener (its header timeout).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub(crate) std::time::Duration);
 
 /// Closes the session if a pending GET is abandoned by the client (the
 /// request future is dropped before it answers).
@@ -27,7 +30,7 @@ struct PendingGet {
 impl Drop for PendingGet {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
-            session.state.lock().get_active = false;
+            session.end_get();
             session.close(CloseReason::TransportError);
         }
     }
@@ -36,38 +39,33 @@ impl Drop for PendingGet {
 /// A long-polling GET: answers with everything queued (up to maxPayload),
 /// waiting until something is.
 pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response<Body> {
-    {
-        let mut st = session.state.lock();
-        if st.transport != TransportKind::Polling {
-            return error_response(ErrorCode::BadRequest);
-        }
-        if st.get_active {
-            drop(st);
+    match session.begin_get() {
+        GetStart::Started => {}
+        GetStart::WrongTransport => return error_response(ErrorCode::BadRequest),
+        GetStart::Overlap => {
             session.close(CloseReason::TransportError);
             return bare_response(StatusCode::BAD_REQUEST);
         }
-        st.get_active = true;
     }
     let mut guard = PendingGet { session: Some(session.clone()) };
-    // A poll that arrives while an upgrade is under way gives the upgrade a
-    // moment to finish (its `5` may be in flight on the websocket): after a
-    // completed upgrade, polling is over for this session. Otherwise it is
-    // answered with a noop below.
-    let deadline = tokio::time::Instant::now() + UPGRADE_GRACE;
+    // A poll that arrives once the probe has been answered may be racing
+    // with the client's `5` on the websocket (after a completed upgrade,
+    // polling is over for this session, and the poll gets a 400). It waits
+    // only while the client has sent bytes on the websocket that are not
+    // read yet: a client that waits for this very poll before it sends `5`
+    // has sent nothing there, and is not held up.
+    let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
     loop {
-        let wait = session.wake.notified();
-        tokio::pin!(wait);
-        wait.as_mut().enable();
-        let (upgrading, transport) = {
-            let st = session.state.lock();
-            (st.upgrading || st.probing, st.transport)
-        };
-        if transport != TransportKind::Polling {
+        let wake = session.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let in_flight = session.upgrade_in_flight();
+        if session.transport() != TransportKind::Polling {
             guard.session = None;
-            session.state.lock().get_active = false;
+            session.end_get();
             return error_response(ErrorCode::BadRequest);
         }
-        if !upgrading || tokio::time::timeout_at(deadline, wait).await.is_err() {
+        if !in_flight || tokio::time::timeout_at(deadline, wake).await.is_err() {
             break;
         }
     }
@@ -75,16 +73,18 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
     let mut ended = false;
     let mut waited = false;
     let frames = loop {
+        // Registered before the state is read, so that a wake-up sent in
+        // between (the probe's `notify_waiters`) is not lost.
+        let wake = session.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let PollView { closed, upgraded } = session.poll_view();
         let frames = session.take_frames(max, true);
         if !frames.is_empty() {
             // Queued packets go first; a close waits for the next poll, so
             // that the client handles them before it sees the session end.
             break frames;
         }
-        let (closed, upgraded) = {
-            let st = session.state.lock();
-            (st.closed, st.upgrading || st.transport != TransportKind::Polling)
-        };
         if let Some(reason) = closed {
             ended = true;
             break if reason == CloseReason::TransportClose {
@@ -97,14 +97,18 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
                 vec![Frame::noop(), Frame::close()]
             };
         }
+        // The probe has been answered: the client is pausing polling and
+        // waits for this poll to end before it sends `5`, so it ends now.
+        // (While the websocket only waits for its probe, a poll waits for
+        // packets as usual: the probe may never come.)
         if upgraded {
             break vec![Frame::noop()];
         }
-        session.wake.notified().await;
+        wake.await;
         waited = true;
     };
     guard.session = None;
-    session.state.lock().get_active = false;
+    session.end_get();
     if ended {
         engine.remove(session.sid);
     }
@@ -115,14 +119,9 @@ pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response
 
 /// A long-polling POST: the client's packets, separated by `\x1e`.
 pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Request<Incoming>) -> Response<Body> {
-    {
-        let mut st = session.state.lock();
-        if st.post_active {
-            drop(st);
-            session.close(CloseReason::TransportError);
-            return bare_response(StatusCode::BAD_REQUEST);
-        }
-        st.post_active = true;
+    if !session.begin_post() {
+        session.close(CloseReason::TransportError);
+        return bare_response(StatusCode::BAD_REQUEST);
     }
     // Version 4 sends binary inside the text payload (`b` + base64).
     let binary_body = req
@@ -131,19 +130,29 @@ pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Reque
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/octet-stream"));
     if binary_body {
-        session.state.lock().post_active = false;
+        session.end_post();
         session.close(CloseReason::TransportError);
         return bare_response(StatusCode::BAD_REQUEST);
     }
     // A body declared over the limit is refused before any of it is read:
     // waiting for bytes that may never come would hold the request open.
     if HttpBody::size_hint(req.body()).lower() > engine.config.max_payload as u64 {
-        session.state.lock().post_active = false;
+        session.end_post();
         return bare_response(StatusCode::PAYLOAD_TOO_LARGE);
     }
-    let body = Limited::new(req.into_body(), engine.config.max_payload).collect().await.map(|c| c.to_bytes());
-    session.state.lock().post_active = false;
-    let body = match body {
+    // A body trickling in (a slowloris on the body) gets as long as a head.
+    let deadline = req.extensions().get::<BodyTimeout>().map(|t| t.0);
+    let collect = Limited::new(req.into_body(), engine.config.max_payload).collect();
+    let body = match deadline {
+        Some(limit) => tokio::time::timeout(limit, collect).await.ok(),
+        None => Some(collect.await),
+    };
+    session.end_post();
+    let Some(body) = body else {
+        session.close(CloseReason::TransportError);
+        return error_response(ErrorCode::BadRequest);
+    };
+    let body = match body.map(|c| c.to_bytes()) {
         Ok(b) => b,
         Err(e) => {
             // Too large: refused, but the session lives on. Anything else

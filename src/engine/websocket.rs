@@ -73,8 +73,6 @@ fn encode_frame(out: &mut Vec<u8>, f: &Frame) {
     out.extend_from_slice(f.bytes());
 }
 
-/// Answers the upgrade request with 101 and hands the connection to a task.
-/// `existing` is the polling session to move over, if any.
 /// What a websocket connection is for.
 pub(super) enum Purpose {
     /// A new session that starts on websocket.
@@ -86,11 +84,14 @@ pub(super) enum Purpose {
     Refuse,
 }
 
+/// Answers the upgrade request with 101 and hands the connection to a task
+/// that serves it as `purpose` says.
 pub(super) fn accept(engine: &Arc<Engine>, mut req: Request<Incoming>, purpose: Purpose) -> Response<Body> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
         return error_response(ErrorCode::BadRequest);
     };
     let accept_key = derive_accept_key(key.as_bytes());
+    let socket = req.extensions().get::<ConnectionSocket>().copied();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = engine.clone();
     engine.runtime.clone().spawn(async move {
@@ -112,7 +113,7 @@ pub(super) fn accept(engine: &Arc<Engine>, mut req: Request<Incoming>, purpose: 
             .max_frame_size(Some(engine.config.max_payload.saturating_mul(2).saturating_add(1024)));
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         match purpose {
-            Purpose::Upgrade(session) => upgrade(engine, session, ws).await,
+            Purpose::Upgrade(session) => upgrade(engine, session, ws, socket).await,
             Purpose::Open(info) => {
                 let session = engine.open_session(TransportKind::Websocket, info);
                 run(session, ws).await
@@ -136,20 +137,55 @@ pub(super) fn accept(engine: &Arc<Engine>, mut req: Request<Incoming>, purpose: 
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// Moves a polling session onto this websocket: `2probe` → `3probe`, the
-/// pending poll is released with a noop, then `5` switches the transport.
-async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
-    let ok = probe_and_switch(&engine, &session, &mut ws).await;
-    {
-        let mut st = session.state.lock();
-        st.probing = false;
-        st.upgrading = false;
-        if ok && st.closed.is_none() {
-            st.transport = TransportKind::Websocket;
+/// The OS socket under a connection, recorded by the listener as a request
+/// extension. It is only ever asked how many bytes the client has sent that
+/// nobody has read yet (see [`ConnectionSocket::unread_bytes`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionSocket {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::RawFd,
+}
+
+impl ConnectionSocket {
+    /// The socket of `stream`.
+    pub(crate) fn of(stream: &tokio::net::TcpStream) -> ConnectionSocket {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            ConnectionSocket { fd: stream.as_raw_fd() }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = stream;
+            ConnectionSocket {}
         }
     }
-    // Wake polls waiting for the upgrade to end either way.
-    session.wake.notify_waiters();
+
+    /// Bytes received from the client and not read yet (0 where the system
+    /// cannot tell). The caller must make sure the connection is still open
+    /// (the descriptor could otherwise belong to another socket by now).
+    pub(super) fn unread_bytes(self) -> usize {
+        #[cfg(target_os = "linux")]
+        {
+            let mut n: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int through the pointer, which
+            // points to a live local.
+            let rc = unsafe { libc::ioctl(self.fd, libc::FIONREAD, &mut n) };
+            if rc == 0 { usize::try_from(n).unwrap_or(0) } else { 0 }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            0
+        }
+    }
+}
+
+/// Moves a polling session onto this websocket: `2probe` → `3probe`, the
+/// pending poll is released with a noop, then `5` switches the transport.
+async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws, socket: Option<ConnectionSocket>) {
+    let ok = probe_and_switch(&engine, &session, &mut ws, socket).await;
+    // Wakes polls waiting for the upgrade to end either way.
+    session.end_upgrade(ok);
     if !ok {
         let _ = ws.close(None).await;
         return;
@@ -158,7 +194,12 @@ async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws) {
 }
 
 /// The probe exchange; true once the client sent `5`.
-async fn probe_and_switch(engine: &Engine, session: &Arc<Session>, ws: &mut Ws) -> bool {
+async fn probe_and_switch(
+    engine: &Engine,
+    session: &Arc<Session>,
+    ws: &mut Ws,
+    socket: Option<ConnectionSocket>,
+) -> bool {
     let timeout = engine.config.upgrade_timeout;
     let probe = tokio::time::timeout(timeout, async {
         loop {
@@ -176,12 +217,8 @@ async fn probe_and_switch(engine: &Engine, session: &Arc<Session>, ws: &mut Ws) 
     if !probed {
         return false;
     }
-    {
-        let mut st = session.state.lock();
-        if st.closed.is_some() || st.transport != TransportKind::Polling {
-            return false;
-        }
-        st.upgrading = true;
+    if !session.begin_upgrade(socket) {
+        return false;
     }
     if ws.send(to_ws(Frame::pong_probe())).await.is_err() {
         return false;
@@ -195,12 +232,14 @@ async fn probe_and_switch(engine: &Engine, session: &Arc<Session>, ws: &mut Ws) 
             match ws.next().await {
                 Some(Ok(WsMessage::Text(t))) => match t.as_str() {
                     "5" => return true,
-                    "2probe" => continue,
+                    "2probe" => {}
                     _ => return false,
                 },
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                 _ => return false,
             }
+            // A poll waiting to see whether a `5` was in flight looks again.
+            session.wake.notify_waiters();
         }
     });
     tokio::select! {
@@ -216,9 +255,18 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
     let mut out = Vec::new();
     loop {
         if session.drain_frames(|f| encode_frame(&mut out, &f)) > 0 {
+            session.writing(out.len());
             // Whatever the websocket layer still holds (an automatic pong)
-            // goes first, whole; then the frames, in one write.
-            let written = ws.flush().await.is_ok() && ws.get_mut().write_all(&out).await.is_ok();
+            // goes first, whole; then the frames, in one write. A client
+            // that does not read stalls it: the connection's write timeout
+            // ends it, and so does a close that drops what is queued (ping
+            // timeout, too much held), which must not wait for the client.
+            let write = async { ws.flush().await.is_ok() && ws.get_mut().write_all(&out).await.is_ok() };
+            let written = tokio::select! {
+                ok = write => ok,
+                _ = session.dropped() => false,
+            };
+            session.written();
             out.clear();
             if out.capacity() > KEEP_WRITE_BUFFER {
                 out = Vec::new();
@@ -229,12 +277,19 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
             }
             continue;
         }
-        if session.is_closed() {
-            // The sink's close also sends the answer to a close the client
-            // started (its code, or 1002 for a code that is not allowed),
-            // which `WebSocketStream::close` would refuse to send.
-            let _ = SinkExt::close(&mut ws).await;
-            break;
+        match session.close_reason() {
+            None => {}
+            // The client does not answer or does not read: no closing
+            // handshake, the connection just goes.
+            Some(CloseReason::PingTimeout | CloseReason::TransportError) => break,
+            Some(_) => {
+                // The sink's close also sends the answer to a close the
+                // client started (its code, or 1002 for a code that is not
+                // allowed), which `WebSocketStream::close` would refuse to
+                // send.
+                let _ = SinkExt::close(&mut ws).await;
+                break;
+            }
         }
         let msg = tokio::select! {
             msg = ws.next() => msg,

@@ -25,11 +25,37 @@ fn with(cfg: *mut iobus_config, f: impl FnOnce(&mut iobus_config) -> Result<(), 
     })
 }
 
+/// Longest timeout or interval accepted, in milliseconds (one day): a
+/// longer one is surely a mistake (and would overflow deadline arithmetic).
+const MAX_MS: u64 = 24 * 60 * 60 * 1000;
+/// Largest payload or buffer size accepted, in bytes (1 GiB).
+const MAX_BYTES: usize = 1 << 30;
+/// Most attachments per packet accepted.
+const MAX_ATTACHMENTS: usize = 1000;
+/// Smallest request head size limit accepted (a request line alone can
+/// take a few hundred bytes).
+const MIN_HEADER_BYTES: usize = 1024;
+/// Most network worker threads accepted.
+const MAX_WORKER_THREADS: usize = 1024;
+
+fn invalid(message: String) -> Error {
+    Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, message)
+}
+
+/// A duration in milliseconds, from 1 ms to a day.
 fn positive(ms: u64, what: &str) -> Result<Duration, Error> {
-    if ms == 0 {
-        return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, format!("{what} must be positive")));
+    if ms == 0 || ms > MAX_MS {
+        return Err(invalid(format!("{what} must be between 1 and {MAX_MS} ms, not {ms}")));
     }
     Ok(Duration::from_millis(ms))
+}
+
+/// A byte size between `min` and 1 GiB.
+fn bytes_in_range(bytes: usize, min: usize, what: &str) -> Result<usize, Error> {
+    if bytes < min || bytes > MAX_BYTES {
+        return Err(invalid(format!("{what} must be between {min} and {MAX_BYTES} bytes, not {bytes}")));
+    }
+    Ok(bytes)
 }
 
 /// New settings with Socket.IO's defaults: path `/socket.io/`, pingInterval
@@ -68,7 +94,7 @@ pub unsafe extern "C" fn iobus_config_set_path(cfg: *mut iobus_config, path: *co
     })
 }
 
-/// How often the server pings, in milliseconds.
+/// How often the server pings, in milliseconds (1 to 86400000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_config_set_ping_interval(cfg: *mut iobus_config, ms: u64) -> iobus_status {
     with(cfg, |c| {
@@ -77,7 +103,7 @@ pub unsafe extern "C" fn iobus_config_set_ping_interval(cfg: *mut iobus_config, 
     })
 }
 
-/// How long the server waits for a pong, in milliseconds.
+/// How long the server waits for a pong, in milliseconds (1 to 86400000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_config_set_ping_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
     with(cfg, |c| {
@@ -86,19 +112,18 @@ pub unsafe extern "C" fn iobus_config_set_ping_timeout(cfg: *mut iobus_config, m
     })
 }
 
-/// The largest message or polling body accepted, in bytes (maxHttpBufferSize).
+/// The largest message or polling body accepted, in bytes
+/// (maxHttpBufferSize; 1 to 1 GiB, default 1000000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_config_set_max_payload(cfg: *mut iobus_config, bytes: usize) -> iobus_status {
     with(cfg, |c| {
-        if bytes == 0 {
-            return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "max payload must be positive"));
-        }
-        c.options.engine.max_payload = bytes;
+        c.options.engine.max_payload = bytes_in_range(bytes, 1, "max payload")?;
         Ok(())
     })
 }
 
-/// How long an upgrade from polling to websocket may take, in milliseconds.
+/// How long an upgrade from polling to websocket may take, in milliseconds
+/// (1 to 86400000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_config_set_upgrade_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
     with(cfg, |c| {
@@ -107,7 +132,8 @@ pub unsafe extern "C" fn iobus_config_set_upgrade_timeout(cfg: *mut iobus_config
     })
 }
 
-/// How long a connection may stay without joining a namespace, in milliseconds.
+/// How long a connection may stay without joining a namespace, in
+/// milliseconds (1 to 86400000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_config_set_connect_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
     with(cfg, |c| {
@@ -186,33 +212,98 @@ pub unsafe extern "C" fn iobus_config_set_cors_max_age(cfg: *mut iobus_config, s
     })
 }
 
-/// Most binary attachments one incoming packet may carry (default 10).
+/// Most binary attachments one incoming packet may carry (0 to 1000,
+/// default 10; 0 refuses binary packets).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_config_set_max_attachments(cfg: *mut iobus_config, count: usize) -> iobus_status {
     with(cfg, |c| {
+        if count > MAX_ATTACHMENTS {
+            return Err(invalid(format!("max attachments must be at most {MAX_ATTACHMENTS}, not {count}")));
+        }
         c.options.max_attachments = count;
         Ok(())
     })
 }
 
-/// Bytes a connection may have queued before it is closed as too slow.
+/// Bytes held for one client (1 to 1 GiB, default 4 MiB): packets queued
+/// for it plus what its transport has taken and not delivered yet. A client
+/// that falls behind first loses its volatile packets (they are sent only
+/// when nothing is pending); a send that would take it over this bound
+/// closes its connection (`transport error`) and drops what it held. A
+/// single message larger than the bound still goes to a client that holds
+/// nothing else.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_config_set_max_buffered(cfg: *mut iobus_config, bytes: usize) -> iobus_status {
     with(cfg, |c| {
-        if bytes == 0 {
-            return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "max buffered must be positive"));
-        }
-        c.options.engine.max_buffered_bytes = bytes;
+        c.options.engine.max_buffered_bytes = bytes_in_range(bytes, 1, "max buffered")?;
         Ok(())
     })
 }
 
-/// Network worker threads (at least 1).
+/// How long a request head (request line and headers) may take from its
+/// first byte to its end, and a long-polling POST's body from the end of its
+/// head, in milliseconds (1 to 86400000, default 10000). A client that sends
+/// them a byte at a time is closed after this.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_http_header_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
+    with(cfg, |c| {
+        c.options.http.header_timeout = positive(ms, "HTTP header timeout")?;
+        Ok(())
+    })
+}
+
+/// How long an HTTP connection may stay open without starting a request,
+/// after it opens and after each response (keep-alive), in milliseconds
+/// (1 to 86400000, default 5000).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_http_keep_alive_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
+    with(cfg, |c| {
+        c.options.http.keep_alive_timeout = positive(ms, "HTTP keep-alive timeout")?;
+        Ok(())
+    })
+}
+
+/// How long any write to a client (an HTTP response, websocket frames) may
+/// make no progress before the connection is closed, in milliseconds
+/// (1 to 86400000, default 20000): the client is not reading.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_write_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
+    with(cfg, |c| {
+        c.options.http.write_timeout = positive(ms, "write timeout")?;
+        Ok(())
+    })
+}
+
+/// Largest HTTP request head accepted, in bytes (1024 to 1 GiB, default
+/// 16384); a larger one is answered with 431 and the connection closed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_max_header_bytes(cfg: *mut iobus_config, bytes: usize) -> iobus_status {
+    with(cfg, |c| {
+        c.options.http.max_header_bytes = bytes_in_range(bytes, MIN_HEADER_BYTES, "max header bytes")?;
+        Ok(())
+    })
+}
+
+/// Most connections open at once, HTTP and websocket (0, the default: no
+/// cap other than the process's descriptor limit). Over the cap the
+/// connection idle the longest is closed to make room; if every connection
+/// is serving a request or a websocket, the new one is answered with 503.
+/// Out of descriptors, iobus also closes the longest-idle connection to
+/// make room, cap or not.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_max_connections(cfg: *mut iobus_config, count: usize) -> iobus_status {
+    with(cfg, |c| {
+        c.options.http.max_connections = (count > 0).then_some(count);
+        Ok(())
+    })
+}
+
+/// Network worker threads (1 to 1024, default 2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_config_set_worker_threads(cfg: *mut iobus_config, threads: usize) -> iobus_status {
     with(cfg, |c| {
-        if threads == 0 {
-            return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "at least one worker thread is needed"));
+        if threads == 0 || threads > MAX_WORKER_THREADS {
+            return Err(invalid(format!("worker threads must be between 1 and {MAX_WORKER_THREADS}, not {threads}")));
         }
         c.options.worker_threads = threads;
         Ok(())

@@ -55,13 +55,15 @@ pub use socket::{AckCallback, AckError, AckSender, ConnectRequest, DisconnectRea
 
 use crate::Sid;
 use crate::engine::{CloseReason, Engine, EngineConfig, EngineHandler};
-use crate::http::{ClientBundle, Router};
+use crate::http::{ClientBundle, HttpOptions, Router};
 
 /// Server settings. `Default` gives Socket.IO's defaults.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Engine.IO settings: path, heartbeat, payload limit, transports, CORS.
     pub engine: EngineConfig,
+    /// Limits of the HTTP listener: timeouts, header size, open connections.
+    pub http: HttpOptions,
     /// How long a connection may stay without joining a namespace.
     pub connect_timeout: Duration,
     /// Most binary attachments one packet may carry.
@@ -95,6 +97,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             engine: EngineConfig::default(),
+            http: HttpOptions::default(),
             connect_timeout: Duration::from_millis(45_000),
             max_attachments: 10,
             worker_threads: 2,
@@ -377,7 +380,7 @@ impl Server {
         }
         let router = Arc::new(Router::new(engines.clone(), bundle, self.inner.options.static_dir.clone()));
         let shutdown = Arc::new(tokio::sync::Notify::new());
-        runtime.spawn(crate::http::serve(listener, router, shutdown.clone()));
+        runtime.spawn(crate::http::serve(listener, router, self.inner.options.http.clone(), shutdown.clone()));
         *running = Some(Running { runtime, shutdown, engines, local_addr });
         Ok(local_addr)
     }

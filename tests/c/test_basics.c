@@ -103,10 +103,35 @@ static void test_config_setters(void) {
 
     CHECK_OK(iobus_config_set_max_attachments(cfg, 0));
     CHECK_OK(iobus_config_set_max_attachments(cfg, 4));
+    CHECK_OK(iobus_config_set_max_attachments(cfg, 1000));
+    /* Absurd values are refused with a message saying what is allowed. */
+    CHECK_ST(iobus_config_set_max_attachments(cfg, 1001), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(iobus_last_error(), "max attachments") != NULL);
+    CHECK_ST(iobus_config_set_max_attachments(cfg, SIZE_MAX), IOBUS_ERR_INVALID_ARGUMENT);
     CHECK_OK(iobus_config_set_max_buffered(cfg, 1 << 20));
     CHECK_ST(iobus_config_set_max_buffered(cfg, 0), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_ST(iobus_config_set_max_buffered(cfg, SIZE_MAX), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(iobus_last_error(), "max buffered") != NULL);
+    CHECK_ST(iobus_config_set_max_payload(cfg, SIZE_MAX), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_ST(iobus_config_set_ping_interval(cfg, UINT64_MAX), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_ST(iobus_config_set_ping_timeout(cfg, 86400001), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_OK(iobus_config_set_ping_timeout(cfg, 86400000));
+    CHECK_OK(iobus_config_set_http_header_timeout(cfg, 2000));
+    CHECK_ST(iobus_config_set_http_header_timeout(cfg, 0), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(iobus_last_error(), "header timeout") != NULL);
+    CHECK_ST(iobus_config_set_http_header_timeout(cfg, UINT64_MAX), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_OK(iobus_config_set_http_keep_alive_timeout(cfg, 2000));
+    CHECK_ST(iobus_config_set_http_keep_alive_timeout(cfg, 0), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_OK(iobus_config_set_write_timeout(cfg, 2000));
+    CHECK_ST(iobus_config_set_write_timeout(cfg, 0), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_OK(iobus_config_set_max_header_bytes(cfg, 8192));
+    CHECK_ST(iobus_config_set_max_header_bytes(cfg, 100), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_ST(iobus_config_set_max_header_bytes(cfg, SIZE_MAX), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_OK(iobus_config_set_max_connections(cfg, 1000));
+    CHECK_OK(iobus_config_set_max_connections(cfg, 0));
     CHECK_OK(iobus_config_set_worker_threads(cfg, 1));
     CHECK_ST(iobus_config_set_worker_threads(cfg, 0), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_ST(iobus_config_set_worker_threads(cfg, 100000), IOBUS_ERR_INVALID_ARGUMENT);
     CHECK_OK(iobus_config_set_batch_scheduling(cfg, false));
     CHECK_OK(iobus_config_set_batch_scheduling(cfg, true));
     CHECK_OK(iobus_config_set_serve_client(cfg, false));
@@ -137,6 +162,11 @@ static void test_config_setters(void) {
     CHECK_ST(iobus_config_set_cors_max_age(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_max_attachments(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_max_buffered(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_config_set_http_header_timeout(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_config_set_http_keep_alive_timeout(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_config_set_write_timeout(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_config_set_max_header_bytes(NULL, 8192), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_config_set_max_connections(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_worker_threads(NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_batch_scheduling(NULL, true), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_config_set_serve_client(NULL, true), IOBUS_ERR_NULL_ARGUMENT);

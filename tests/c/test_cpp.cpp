@@ -59,7 +59,8 @@ void test_config_and_errors() {
     cfg.path("/io").ping_interval(2000).ping_timeout(5000).max_payload(100000).upgrade_timeout(1000)
         .connect_timeout(5000).transports(true, true).allow_upgrades(true).add_cors_origin("*").cors_credentials(false)
         .cors_max_age(60).max_attachments(5).max_buffered(1 << 20).worker_threads(2).serve_client(false)
-        .no_static_dir().dispatch(IOBUS_DISPATCH_THREAD);
+        .http_header_timeout(2000).http_keep_alive_timeout(2000).write_timeout(5000).max_header_bytes(8192)
+        .max_connections(100).no_static_dir().dispatch(IOBUS_DISPATCH_THREAD);
     CHECK(cfg.get() != nullptr);
     try {
         cfg.ping_interval(0);
