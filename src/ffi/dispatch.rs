@@ -224,6 +224,21 @@ impl Dispatcher {
         while self.poll(usize::MAX) > 0 {}
     }
 
+    /// Runs what is still queued on the calling thread, in either mode: at
+    /// free, once the dispatcher thread has ended, for the completions that
+    /// freeing the server queued.
+    pub(crate) fn run_rest(&self) {
+        loop {
+            let batch: Vec<Job> = self.queue.lock().drain(..).collect();
+            if batch.is_empty() {
+                return;
+            }
+            for job in batch {
+                run_one(self, job);
+            }
+        }
+    }
+
     /// Drops what is still queued and skips jobs already taken.
     pub(crate) fn discard(&self) {
         self.discarding.store(true, Ordering::Release);
