@@ -43,6 +43,8 @@ pub mod records;
 mod completion;
 mod convert;
 mod dispatch;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::ffi::{CString, c_char};
