@@ -57,6 +57,18 @@
 #define IOBUS_EMIT_VOLATILE 1
 
 /**
+ * Selection flag (`iobus_selection.flags`): drop the packet for clients
+ * that cannot take it right now (emits only).
+ */
+#define IOBUS_SELECTION_VOLATILE 1
+
+/**
+ * Selection flag (`iobus_selection.flags`): this server only; an adapter
+ * that connects several servers does not forward the operation.
+ */
+#define IOBUS_SELECTION_LOCAL 2
+
+/**
  * The result of every fallible iobus function.
  */
 typedef enum iobus_status {
@@ -130,15 +142,18 @@ typedef enum iobus_status {
  */
 typedef enum iobus_ack_status {
   /**
-   * The client answered; the reply is in the event.
+   * The client answered; the reply is in the event. For an emit to many
+   * (`iobus_broadcast_ack_cb`): every recipient answered or left.
    */
   IOBUS_ACK_OK = 0,
   /**
-   * No answer within the timeout.
+   * No answer within the timeout. For an emit to many: the timeout passed
+   * first; the replies that arrived are given.
    */
   IOBUS_ACK_TIMEOUT = 1,
   /**
-   * The socket disconnected first.
+   * The socket disconnected first. For an emit to many: the server
+   * stopped or was freed while the operation was still held; no replies.
    */
   IOBUS_ACK_DISCONNECTED = 2,
 } iobus_ack_status;
@@ -159,7 +174,8 @@ typedef enum iobus_dispatch {
 } iobus_dispatch;
 
 /**
- * What a record describes.
+ * What a record describes (and, for `iobus_server_subscribe`, what to
+ * subscribe to).
  */
 typedef enum iobus_record_kind {
   /**
@@ -175,16 +191,35 @@ typedef enum iobus_record_kind {
    */
   IOBUS_RECORD_DISCONNECT = 2,
   /**
-   * The completion of an emit-with-ack.
+   * The completion of an emit-with-ack to one socket.
    */
   IOBUS_RECORD_ACK = 3,
+  /**
+   * The completion of an emit with acks to many
+   * (`iobus_selection_emit_with_ack`,
+   * `iobus_namespace_server_side_emit_with_ack`).
+   */
+  IOBUS_RECORD_BROADCAST_ACK = 4,
+  /**
+   * The completion of `iobus_selection_fetch_sockets`.
+   */
+  IOBUS_RECORD_SOCKETS = 5,
+  /**
+   * The completion of `iobus_namespace_all_rooms`.
+   */
+  IOBUS_RECORD_ROOMS = 6,
+  /**
+   * An event another server emitted to this namespace's servers; the
+   * handle is its `iobus_ack *` (the reply) or 0.
+   */
+  IOBUS_RECORD_SERVER_SIDE_EMIT = 7,
 } iobus_record_kind;
 
 /**
- * The answer to an incoming event that asked for one. Owned by the host
- * once taken with `iobus_event_take_ack`: answer it once with
- * `iobus_ack_send` (from any thread, at any time) or drop it with
- * `iobus_ack_free`.
+ * The answer to an incoming event that asked for one (from a client, or
+ * from another server's server-side emit). Owned by the host once taken
+ * with `iobus_event_take_ack`: answer it once with `iobus_ack_send` (from
+ * any thread, at any time) or drop it with `iobus_ack_free`.
  */
 typedef struct iobus_ack iobus_ack;
 
@@ -202,7 +237,8 @@ typedef struct iobus_config iobus_config;
 typedef struct iobus_connect iobus_connect;
 
 /**
- * An incoming event, or the reply to an emit-with-ack. Valid only during the
+ * An incoming event, a server-side emit from another server (its socket id
+ * is empty), or the reply to an emit-with-ack. Valid only during the
  * callback that receives it.
  */
 typedef struct iobus_event iobus_event;
@@ -240,7 +276,9 @@ typedef struct iobus_buf {
 typedef void (*iobus_connect_cb)(void *user_data, struct iobus_connect *req);
 
 /**
- * Called for an incoming event; `event` is valid during the call only.
+ * Called for an incoming event, or for an event another server emitted to
+ * this namespace's servers (`iobus_server_on_server_side_emit`; its socket
+ * id is then empty). `event` is valid during the call only.
  */
 typedef void (*iobus_event_cb)(void *user_data, const struct iobus_event *event);
 
@@ -262,6 +300,105 @@ typedef void (*iobus_disconnect_cb)(void *user_data,
 typedef void (*iobus_ack_cb)(void *user_data,
                              enum iobus_ack_status status,
                              const struct iobus_event *reply);
+
+/**
+ * Who an operation is for: sockets of one namespace, chosen in one value so
+ * that a host builds it once and passes it in one call. Taken by
+ * `iobus_selection_emit`, `iobus_selection_emit_with_ack`,
+ * `iobus_selection_fetch_sockets`, `iobus_selection_join`,
+ * `iobus_selection_leave` and `iobus_selection_disconnect`; read during the
+ * call only (iobus copies what it keeps).
+ *
+ * The selected sockets are those of namespace `nsp` that are in any of
+ * `rooms` (none: every socket of the namespace; each socket counts once),
+ * minus those in any of `except_rooms`, minus the sockets `except_sids`.
+ * A socket id is also the name of that socket's own room. A namespace that
+ * does not exist selects nobody (it is not created).
+ *
+ * An all-zero value (`iobus_selection sel = {0};`) selects every socket of
+ * `"/"`. Each array may be NULL when its count is 0; otherwise its
+ * elements must be non-NULL, NUL-terminated UTF-8. `except_sids` must hold
+ * socket ids (20 characters of `A-Z a-z 0-9 - _`), connected or not.
+ */
+typedef struct iobus_selection {
+  /**
+   * The namespace (NULL: `"/"`; `"admin"` means `"/admin"`).
+   */
+  const char *nsp;
+  /**
+   * Rooms to reach (their union).
+   */
+  const char *const *rooms;
+  /**
+   * Number of `rooms`.
+   */
+  size_t room_count;
+  /**
+   * Rooms whose members are left out.
+   */
+  const char *const *except_rooms;
+  /**
+   * Number of `except_rooms`.
+   */
+  size_t except_room_count;
+  /**
+   * Sockets left out (for example the sender of a broadcast).
+   */
+  const char *const *except_sids;
+  /**
+   * Number of `except_sids`.
+   */
+  size_t except_sid_count;
+  /**
+   * `IOBUS_SELECTION_VOLATILE`, `IOBUS_SELECTION_LOCAL` (other bits are
+   * an error).
+   */
+  uint32_t flags;
+  /**
+   * For `iobus_selection_emit_with_ack`: how long to wait for the
+   * replies, in milliseconds (0: until every recipient answered or left).
+   * Ignored by the other operations.
+   */
+  uint64_t timeout_ms;
+} iobus_selection;
+
+/**
+ * Completion of an emit that asks many for an ack
+ * (`iobus_selection_emit_with_ack`: the selected clients;
+ * `iobus_namespace_server_side_emit_with_ack`: the other servers), called
+ * exactly once.
+ *
+ * - `status`: `IOBUS_ACK_OK` when every recipient answered or left,
+ *   `IOBUS_ACK_TIMEOUT` when the timeout passed first,
+ *   `IOBUS_ACK_DISCONNECTED` when the server stopped or was freed while
+ *   the operation was still held (no replies then).
+ * - `expected`: how many replies were expected (clients reached, or
+ *   servers asked). A recipient that disconnects without answering is no
+ *   longer waited for, so there may be fewer replies than `expected` with
+ *   `IOBUS_ACK_OK`.
+ * - `replies_json` (`replies_len` bytes, NUL-terminated): a JSON array with
+ *   one element per reply, in arrival order; each element is that
+ *   recipient's argument array (`[["ok"],["ok",2]]`).
+ * - `binary`, `binary_count`: the attachments of every reply, in one
+ *   array. The placeholders in `replies_json` are numbered across all
+ *   replies: `{"_placeholder":true,"num":N}` is `binary[N]`, whichever
+ *   reply it belongs to.
+ */
+typedef void (*iobus_broadcast_ack_cb)(void *user_data,
+                                       enum iobus_ack_status status,
+                                       size_t expected,
+                                       const char *replies_json,
+                                       size_t replies_len,
+                                       const struct iobus_buf *binary,
+                                       size_t binary_count);
+
+/**
+ * Completion of a query (`iobus_selection_fetch_sockets`,
+ * `iobus_namespace_all_rooms`), called exactly once with the JSON text of
+ * the result (`len` bytes, NUL-terminated). A query that the server stopped
+ * or was freed before answering gets an empty array.
+ */
+typedef void (*iobus_json_cb)(void *user_data, const char *json, size_t len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -458,7 +595,7 @@ enum iobus_status iobus_config_set_dispatch(struct iobus_config *cfg, int32_t mo
 const char *iobus_event_namespace(const struct iobus_event *event);
 
 /**
- * The id of the socket that sent the event.
+ * The id of the socket that sent the event (empty for a server-side emit).
  */
 const char *iobus_event_socket_id(const struct iobus_event *event);
 
@@ -502,7 +639,8 @@ struct iobus_ack *iobus_event_take_ack(const struct iobus_event *event);
  * bytes; NULL for none; pass `SIZE_MAX` as the length for a NUL-terminated
  * string) and binary attachments. Consumes `ack` on success and on
  * `IOBUS_ERR_DISCONNECTED` (the client is gone); on invalid arguments it
- * stays valid.
+ * stays valid. The answer to a server-side emit goes to the server that
+ * sent it.
  */
 enum iobus_status iobus_ack_send(struct iobus_ack *ack,
                                  const char *args_json,
@@ -591,6 +729,15 @@ enum iobus_status iobus_server_stop(struct iobus_server *server);
  * dispatcher thread or, in poll mode, on the calling thread. Do not call it
  * from inside one of this server's callbacks (if you do, queued callbacks
  * are dropped instead).
+ *
+ * Every completion promised exactly once is called by then: those the
+ * server still held when it stopped run last, after the server is gone
+ * (do not call into it from them). What has no callback (records of
+ * `iobus_server_subscribe` subscriptions, completions asked for without a
+ * callback) can no longer be taken as records: take them first (stop, then
+ * `iobus_server_poll_records` until it returns none, then free). Left over,
+ * they are released: a connection is refused, an ack handle dropped
+ * unanswered, a completion dropped.
  */
 void iobus_server_free(struct iobus_server *server);
 
@@ -620,20 +767,40 @@ enum iobus_status iobus_server_poll(struct iobus_server *server,
  * the next record does not fit or none is pending. Writes the bytes used to
  * `*len_out` and the number of records to `*count_out` (either may be NULL).
  * Handles in records (`iobus_connect *`, `iobus_ack *`) are the host's, as
- * if the callback had received them. Layout, per record (host byte order,
- * no padding):
+ * if the callback had received them. Records also describe what has no
+ * callback: subscriptions (`iobus_server_subscribe`) and completions asked
+ * for with a NULL callback.
  *
- * - `u32` size of the record (this field included), `u8` kind
- *   (`iobus_record_kind`), `u8` ack status (`IOBUS_RECORD_ACK`, else 0),
- *   two zero bytes, `u64` user data of the callback (of the emit for
- *   `IOBUS_RECORD_ACK`), `u64` handle (CONNECT: `iobus_connect *`; EVENT:
- *   `iobus_ack *` or 0; else 0);
- * - then fields, each a `u32` length and that many bytes, no NUL:
- *   CONNECT namespace, socket id, handshake JSON; EVENT namespace, socket
- *   id, event name, arguments JSON, then a `u32` count of attachments and
- *   each one as a field; DISCONNECT namespace, socket id, reason, rooms
- *   JSON; ACK namespace, socket id, arguments JSON (empty unless the status
- *   is `IOBUS_ACK_OK`), then the attachments as for EVENT.
+ * This is the one description of the record layout; bindings check their
+ * constants against it. Per record, host byte order, no padding and no
+ * alignment (read with `memcpy`), a 24-byte header:
+ *
+ * | offset | size | field |
+ * |---|---|---|
+ * | 0 | 4 | `u32` size of the whole record, this field included |
+ * | 4 | 1 | `u8` kind (`iobus_record_kind`) |
+ * | 5 | 1 | `u8` status: an `iobus_ack_status` for ACK and BROADCAST_ACK, else 0 |
+ * | 6 | 2 | zero |
+ * | 8 | 8 | `u64` user data: the `user_data` of the registration (callback or subscription), or of the call that asked for the completion (ACK, BROADCAST_ACK, SOCKETS, ROOMS) |
+ * | 16 | 8 | `u64` handle or number, by kind (below) |
+ *
+ * then the kind's items, in this order. A field is a `u32` length and that
+ * many bytes (UTF-8 text without NUL, or raw bytes); "attachments" is a
+ * `u32` count followed by that many fields.
+ *
+ * | kind | handle / number | items |
+ * |---|---|---|
+ * | CONNECT (0) | the `iobus_connect *` to answer | namespace, socket id, handshake JSON (as `iobus_connect_handshake`) |
+ * | EVENT (1) | the `iobus_ack *` to answer, or 0 when none was asked for | namespace, socket id, event name, arguments JSON, attachments |
+ * | DISCONNECT (2) | 0 | namespace, socket id, reason, rooms JSON |
+ * | ACK (3) | 0 | namespace, socket id, arguments JSON of the reply (empty unless the status is `IOBUS_ACK_OK`), attachments |
+ * | BROADCAST_ACK (4) | a number: the replies expected | replies JSON, attachments (both as `iobus_broadcast_ack_cb` receives them) |
+ * | SOCKETS (5) | 0 | sockets JSON (as `iobus_selection_fetch_sockets` describes) |
+ * | ROOMS (6) | 0 | rooms JSON (as `iobus_namespace_all_rooms` describes) |
+ * | SERVER_SIDE_EMIT (7) | the `iobus_ack *` to answer (the reply to the sending server), or 0 | namespace, socket id (empty), event name, arguments JSON, attachments |
+ *
+ * Later versions may add kinds: skip a record of an unknown kind by its
+ * size.
  *
  * When the oldest pending record alone is larger than `cap`, nothing is
  * taken, `*len_out` gets its size and the result is
@@ -657,7 +824,7 @@ enum iobus_status iobus_server_add_namespace_pattern(struct iobus_server *server
 /**
  * Sets the connect callback of namespace `nsp` (NULL: `"/"`; a registered
  * pattern: every namespace it matches). Without one, connections are
- * accepted. `cb` NULL removes it.
+ * accepted. `cb` NULL removes it (or a connect subscription).
  */
 enum iobus_status iobus_server_on_connect(struct iobus_server *server,
                                           const char *nsp,
@@ -666,7 +833,8 @@ enum iobus_status iobus_server_on_connect(struct iobus_server *server,
 
 /**
  * Sets the callback of event `event` in namespace `nsp` (NULL: `"/"`, or a
- * registered pattern). `cb` NULL removes it.
+ * registered pattern). `cb` NULL removes it (or a subscription to that
+ * event).
  */
 enum iobus_status iobus_server_on_event(struct iobus_server *server,
                                         const char *nsp,
@@ -675,7 +843,8 @@ enum iobus_status iobus_server_on_event(struct iobus_server *server,
                                         void *user_data);
 
 /**
- * Sets the callback of every event of `nsp` that has no callback of its own.
+ * Sets the callback of every event of `nsp` that has no callback (or
+ * subscription) of its own. `cb` NULL removes it.
  */
 enum iobus_status iobus_server_on_any(struct iobus_server *server,
                                       const char *nsp,
@@ -683,12 +852,68 @@ enum iobus_status iobus_server_on_any(struct iobus_server *server,
                                       void *user_data);
 
 /**
- * Sets the disconnect callback of `nsp`.
+ * Sets the disconnect callback of `nsp`. `cb` NULL removes it.
  */
 enum iobus_status iobus_server_on_disconnect(struct iobus_server *server,
                                              const char *nsp,
                                              iobus_disconnect_cb cb,
                                              void *user_data);
+
+/**
+ * Sets the callback of the events other servers emit to namespace `nsp`
+ * with `iobus_namespace_server_side_emit` (never events from clients). It
+ * receives an `iobus_event` with the namespace, an empty socket id, the
+ * event name and its arguments; when the sending server asked for a reply
+ * (`iobus_namespace_server_side_emit_with_ack`), `iobus_event_take_ack`
+ * gives the handle to answer once with `iobus_ack_send`. A server never
+ * receives its own server-side emits: with the default in-memory adapter
+ * (one server) this callback is never called. `cb` NULL removes it.
+ */
+enum iobus_status iobus_server_on_server_side_emit(struct iobus_server *server,
+                                                   const char *nsp,
+                                                   iobus_event_cb cb,
+                                                   void *user_data);
+
+/**
+ * In `IOBUS_DISPATCH_POLL` mode, for hosts that take records: subscribes
+ * namespace `nsp` (NULL: `"/"`, or a registered pattern) to records of
+ * `kind` without a C callback. Each becomes a record of that kind for
+ * `iobus_server_poll_records`, carrying `user_data` (which iobus never
+ * dereferences; any value will do). `kind` (an `iobus_record_kind`):
+ *
+ * - `IOBUS_RECORD_CONNECT`: connections, to answer through the record's
+ *   `iobus_connect *`;
+ * - `IOBUS_RECORD_EVENT`: the events named `event`, or, with `event`
+ *   NULL, every event that has no handler of its own (as
+ *   `iobus_server_on_any`);
+ * - `IOBUS_RECORD_DISCONNECT`: disconnects;
+ * - `IOBUS_RECORD_SERVER_SIDE_EMIT`: server-side emits from other servers.
+ *
+ * `event` must be NULL except for `IOBUS_RECORD_EVENT`. A subscription
+ * replaces the callback of its slot (and the other way round); remove
+ * either with `iobus_server_unsubscribe` or the `iobus_server_on_*`
+ * function with a NULL callback. Records of a subscription are not calls:
+ * `iobus_server_poll` and `iobus_server_free` release them (a connection
+ * is refused, an ack handle dropped unanswered). Errors:
+ * `IOBUS_ERR_WRONG_STATE` when the server calls callbacks on its own
+ * thread, `IOBUS_ERR_INVALID_ARGUMENT` for another kind.
+ */
+enum iobus_status iobus_server_subscribe(struct iobus_server *server,
+                                         const char *nsp,
+                                         int32_t kind,
+                                         const char *event,
+                                         void *user_data);
+
+/**
+ * Removes the handler of the slot `kind` / `event` names (as in
+ * `iobus_server_subscribe`) from namespace `nsp`, whether a subscription
+ * or a callback registered with `iobus_server_on_*`. Removing what is not
+ * there does nothing.
+ */
+enum iobus_status iobus_server_unsubscribe(struct iobus_server *server,
+                                           const char *nsp,
+                                           int32_t kind,
+                                           const char *event);
 
 /**
  * Emits `event` to one socket. `args_json` is the JSON text of the argument
@@ -721,6 +946,8 @@ enum iobus_status iobus_socket_emit_volatile(struct iobus_server *server,
  * `IOBUS_OK`, `cb` is called exactly once: with the reply, after
  * `timeout_ms` without one (0: no timeout), or when the socket disconnects
  * (also when the server stops or is freed). On error it is never called.
+ * In `IOBUS_DISPATCH_POLL` mode `cb` may be NULL: the completion is then
+ * only an `IOBUS_RECORD_ACK` record carrying `user_data`.
  */
 enum iobus_status iobus_socket_emit_with_ack(struct iobus_server *server,
                                              const char *sid,
@@ -770,6 +997,106 @@ enum iobus_status iobus_socket_handshake(struct iobus_server *server,
                                          const char *sid,
                                          char **json_out,
                                          size_t *len_out);
+
+/**
+ * Sets the application data of a socket (`socket.data` in Socket.IO): any
+ * JSON value (`json` is `len` bytes, or NUL-terminated with `SIZE_MAX`),
+ * kept with the socket for its lifetime and reported by
+ * `iobus_selection_fetch_sockets` (also to other servers of a cluster).
+ * NULL sets `null`.
+ */
+enum iobus_status iobus_socket_set_data(struct iobus_server *server,
+                                        const char *sid,
+                                        const char *json,
+                                        size_t len);
+
+/**
+ * The application data of a socket as JSON text (`null` until set),
+ * written to `*json_out` (free with `iobus_string_free`) with its length
+ * in `*len_out` (may be NULL).
+ */
+enum iobus_status iobus_socket_data(struct iobus_server *server,
+                                    const char *sid,
+                                    char **json_out,
+                                    size_t *len_out);
+
+/**
+ * Emits `event` to every socket `sel` selects (see `iobus_selection`;
+ * `IOBUS_SELECTION_VOLATILE` drops the packet for clients that cannot take
+ * it right now). Arguments as in `iobus_socket_emit`. The packet is encoded
+ * once for all recipients.
+ */
+enum iobus_status iobus_selection_emit(struct iobus_server *server,
+                                       const struct iobus_selection *sel,
+                                       const char *event,
+                                       const char *args_json,
+                                       size_t args_len,
+                                       const struct iobus_buf *binary,
+                                       size_t binary_count);
+
+/**
+ * Emits `event` to every socket `sel` selects and asks each for an ack
+ * (Socket.IO's `io.timeout(ms).to(room).emit(ev, cb)`): one ack id, one
+ * encoding for all. When this returns `IOBUS_OK`, `cb` is called exactly
+ * once (see `iobus_broadcast_ack_cb`) with every reply, the number of
+ * clients the packet reached, and how it ended: when the last recipient
+ * answered or left, when `sel->timeout_ms` passed (0: no timeout), or
+ * when the server stopped or was freed. Nobody selected: `cb` gets
+ * `IOBUS_ACK_OK`, `expected` 0 and `[]`. On error `cb` is never called.
+ * In `IOBUS_DISPATCH_POLL` mode `cb` may be NULL: the completion is then
+ * only an `IOBUS_RECORD_BROADCAST_ACK` record carrying `user_data`.
+ */
+enum iobus_status iobus_selection_emit_with_ack(struct iobus_server *server,
+                                                const struct iobus_selection *sel,
+                                                const char *event,
+                                                const char *args_json,
+                                                size_t args_len,
+                                                const struct iobus_buf *binary,
+                                                size_t binary_count,
+                                                iobus_broadcast_ack_cb cb,
+                                                void *user_data);
+
+/**
+ * Asks for every socket `sel` selects (on every server, through the
+ * adapter). `cb` is called exactly once (see `iobus_json_cb`) with a JSON
+ * array, sorted by id, of one object per socket:
+ * `{"id": "…", "handshake": {…}, "rooms": […], "data": …}` — `handshake`
+ * as `iobus_socket_handshake` gives it, `rooms` sorted (the socket's own
+ * id included), `data` as set with `iobus_socket_set_data` (`null` until
+ * then). On error `cb` is never called. In `IOBUS_DISPATCH_POLL` mode `cb`
+ * may be NULL: the answer is then only an `IOBUS_RECORD_SOCKETS` record
+ * carrying `user_data`.
+ */
+enum iobus_status iobus_selection_fetch_sockets(struct iobus_server *server,
+                                                const struct iobus_selection *sel,
+                                                iobus_json_cb cb,
+                                                void *user_data);
+
+/**
+ * Makes every socket `sel` selects join each of `rooms` (`room_count`
+ * names; 0 does nothing).
+ */
+enum iobus_status iobus_selection_join(struct iobus_server *server,
+                                       const struct iobus_selection *sel,
+                                       const char *const *rooms,
+                                       size_t room_count);
+
+/**
+ * Makes every socket `sel` selects leave each of `rooms` (`room_count`
+ * names; 0 does nothing).
+ */
+enum iobus_status iobus_selection_leave(struct iobus_server *server,
+                                        const struct iobus_selection *sel,
+                                        const char *const *rooms,
+                                        size_t room_count);
+
+/**
+ * Disconnects every socket `sel` selects from its namespace (clients see
+ * `"io server disconnect"`); with `close`, closes their whole connections.
+ */
+enum iobus_status iobus_selection_disconnect(struct iobus_server *server,
+                                             const struct iobus_selection *sel,
+                                             bool close);
 
 /**
  * Emits `event` to the sockets of namespace `nsp` (NULL: `"/"`) that are in
@@ -841,6 +1168,57 @@ enum iobus_status iobus_namespace_rooms(struct iobus_server *server,
                                         const char *nsp,
                                         char **json_out,
                                         size_t *len_out);
+
+/**
+ * Every room that has members in namespace `nsp` (NULL: `"/"`), on every
+ * server (through the adapter), sockets' own rooms included. `cb` is
+ * called exactly once (see `iobus_json_cb`) with a sorted JSON array of
+ * the names (`[]` for a namespace that does not exist). On error `cb` is
+ * never called. In `IOBUS_DISPATCH_POLL` mode `cb` may be NULL: the answer
+ * is then only an `IOBUS_RECORD_ROOMS` record carrying `user_data`.
+ */
+enum iobus_status iobus_namespace_all_rooms(struct iobus_server *server,
+                                            const char *nsp,
+                                            iobus_json_cb cb,
+                                            void *user_data);
+
+/**
+ * Emits `event` to the handlers of namespace `nsp` (NULL: `"/"`) on the
+ * other servers of a cluster (`iobus_server_on_server_side_emit` there),
+ * never to clients and never to this server's own handlers: with the
+ * default in-memory adapter (one server) it reaches nobody. Arguments as
+ * in `iobus_socket_emit`; reserved event names are refused.
+ */
+enum iobus_status iobus_namespace_server_side_emit(struct iobus_server *server,
+                                                   const char *nsp,
+                                                   const char *event,
+                                                   const char *args_json,
+                                                   size_t args_len,
+                                                   const struct iobus_buf *binary,
+                                                   size_t binary_count);
+
+/**
+ * Like `iobus_namespace_server_side_emit`, and collects each other
+ * server's reply (`iobus_ack_send` on the ack of the event it received).
+ * When this returns `IOBUS_OK`, `cb` is called exactly once (see
+ * `iobus_broadcast_ack_cb`; `expected` counts servers): when every server
+ * answered, after `timeout_ms` (0: no timeout), or when the server stops
+ * or is freed. With no other server (the in-memory adapter) it completes
+ * at once with `IOBUS_ACK_OK`, `expected` 0 and `[]`. On error `cb` is
+ * never called. In `IOBUS_DISPATCH_POLL` mode `cb` may be NULL: the
+ * completion is then only an `IOBUS_RECORD_BROADCAST_ACK` record carrying
+ * `user_data`.
+ */
+enum iobus_status iobus_namespace_server_side_emit_with_ack(struct iobus_server *server,
+                                                            const char *nsp,
+                                                            const char *event,
+                                                            const char *args_json,
+                                                            size_t args_len,
+                                                            const struct iobus_buf *binary,
+                                                            size_t binary_count,
+                                                            uint64_t timeout_ms,
+                                                            iobus_broadcast_ack_cb cb,
+                                                            void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -20,10 +20,15 @@
  *   dispatcher thread or inside Server::poll(). Event views are valid only
  *   during the handler; copy what you keep.
  * - Handlers stay alive until the Server is destroyed (callbacks already
- *   queued may still reach a handler that was replaced). Emit-with-ack
- *   completions are called exactly once: with the reply, a timeout, a
- *   disconnect — or, for those still pending when the Server is destroyed,
- *   with IOBUS_ACK_DISCONNECTED from the destructor.
+ *   queued may still reach a handler that was replaced). Completions
+ *   (emit-with-ack to one socket or to a selection, fetch_sockets,
+ *   all_rooms, server-side emits with acks) are called exactly once: with
+ *   the result — or, for those still pending when the Server is destroyed,
+ *   with IOBUS_ACK_DISCONNECTED (or an empty JSON array) from the destructor.
+ * - Server::of(nsp) starts a selection (iobus_selection): .to(room),
+ *   .except(room), .except_socket(sid), .volatile_(), .local_(),
+ *   .timeout(ms), then .emit(), .emit_with_ack(), .fetch_sockets(),
+ *   .join(), .leave(), .disconnect().
  */
 #ifndef IOBUS_HPP
 #define IOBUS_HPP
@@ -353,14 +358,31 @@ struct Disconnect {
 using ConnectHandler = std::function<void(ConnectRequest &)>;
 using EventHandler = std::function<void(const Event &)>;
 using DisconnectHandler = std::function<void(const Disconnect &)>;
+/// What an emit with acks to many ended with (see iobus_broadcast_ack_cb);
+/// views valid during the handler.
+struct BroadcastAcks {
+    iobus_ack_status status;
+    /// Replies expected (clients reached, or servers asked).
+    std::size_t expected;
+    /// A JSON array with each reply's argument array.
+    std::string_view replies_json;
+    /// Every reply's attachments; placeholders are numbered across replies.
+    Buffers binary;
+};
+
 /// Completion of an emit-with-ack: the status and, for IOBUS_ACK_OK, the reply.
 using AckHandler = std::function<void(iobus_ack_status, const Event *reply)>;
+/// Completion of an emit with acks to many.
+using BroadcastAckHandler = std::function<void(const BroadcastAcks &)>;
+/// Completion of a query answered with JSON (fetch_sockets, all_rooms).
+using JsonHandler = std::function<void(std::string_view json)>;
 using ExceptionHandler = std::function<void(std::exception_ptr)>;
 
 class Server;
 
-/// A selection of sockets of one namespace: rooms to reach, rooms and one
-/// socket to leave out, volatile delivery. Built with Server::of().
+/// A selection of sockets of one namespace (iobus_selection): rooms to
+/// reach, rooms and sockets to leave out, flags, an ack timeout; then what
+/// to do with the selected sockets. Built with Server::of().
 class Broadcast {
 public:
     Broadcast &to(std::string_view room) {
@@ -372,34 +394,76 @@ public:
         except_.emplace_back(room);
         return *this;
     }
-    /// Leaves one socket out ("broadcast from a socket").
+    /// Leaves a socket out ("broadcast from a socket"); may be called for several.
     Broadcast &except_socket(std::string_view sid) {
-        except_sid_ = std::string(sid);
-        has_except_sid_ = true;
+        except_sids_.emplace_back(sid);
         return *this;
     }
     Broadcast &volatile_() {
-        flags_ |= IOBUS_EMIT_VOLATILE;
+        flags_ |= IOBUS_SELECTION_VOLATILE;
+        return *this;
+    }
+    /// This server only (an adapter for several servers does not forward).
+    Broadcast &local_() {
+        flags_ |= IOBUS_SELECTION_LOCAL;
+        return *this;
+    }
+    /// How long emit_with_ack waits for the replies (0: until each answered or left).
+    Broadcast &timeout(std::uint64_t ms) {
+        timeout_ms_ = ms;
         return *this;
     }
 
     inline void emit(std::string_view event, std::string_view args_json = "[]", Buffers binary = {}) const;
-    /// The ids of the selected sockets as a JSON array.
+    /// Emits and asks every selected client for an ack; `done` is called exactly once.
+    inline void emit_with_ack(std::string_view event, std::string_view args_json, Buffers binary,
+                              BroadcastAckHandler done) const;
+    void emit_with_ack(std::string_view event, std::string_view args_json, BroadcastAckHandler done) const {
+        emit_with_ack(event, args_json, Buffers{}, std::move(done));
+    }
+    /// The selected sockets as a JSON array of {id, handshake, rooms, data}
+    /// (iobus_selection_fetch_sockets); `done` is called exactly once.
+    inline void fetch_sockets(JsonHandler done) const;
+    /// The ids of the sockets in the rooms as a JSON array, now (rooms only:
+    /// exceptions are not applied; prefer fetch_sockets(JsonHandler)).
     inline std::string fetch_sockets() const;
-    inline void sockets_join(std::string_view room) const;
-    inline void sockets_leave(std::string_view room) const;
-    inline void disconnect_sockets(bool close = false) const;
+    inline void join(const std::vector<std::string> &rooms) const;
+    inline void leave(const std::vector<std::string> &rooms) const;
+    /// Disconnects the selected sockets (with `close`, their connections).
+    inline void disconnect(bool close = false) const;
+    void sockets_join(std::string_view room) const { join({std::string(room)}); }
+    void sockets_leave(std::string_view room) const { leave({std::string(room)}); }
+    void disconnect_sockets(bool close = false) const { disconnect(close); }
 
 private:
     friend class Server;
     Broadcast(Server &server, std::string_view nsp) : server_(&server), nsp_(nsp) {}
+
+    /// The C selection, valid while `self` and the three CStrings live.
+    struct Selection {
+        explicit Selection(const Broadcast &b)
+            : rooms(b.rooms_), except(b.except_), except_sids(b.except_sids_), sel() {
+            sel.nsp = b.nsp_.c_str();
+            sel.rooms = rooms.data();
+            sel.room_count = rooms.size();
+            sel.except_rooms = except.data();
+            sel.except_room_count = except.size();
+            sel.except_sids = except_sids.data();
+            sel.except_sid_count = except_sids.size();
+            sel.flags = b.flags_;
+            sel.timeout_ms = b.timeout_ms_;
+        }
+        detail::CStrings rooms, except, except_sids;
+        iobus_selection sel;
+    };
+
     Server *server_;
     std::string nsp_;
     std::vector<std::string> rooms_;
     std::vector<std::string> except_;
-    std::string except_sid_;
-    bool has_except_sid_ = false;
+    std::vector<std::string> except_sids_;
     std::uint32_t flags_ = 0;
+    std::uint64_t timeout_ms_ = 0;
 };
 
 /// A server (move-only). Destroying it stops and frees it; do not destroy it
@@ -478,6 +542,24 @@ public:
         detail::check(
             iobus_server_on_disconnect(raw(), detail::cstr(nsp).c_str(), &Server::disconnect_trampoline, slot));
     }
+    /// Events other servers of a cluster emit to `nsp` (server_side_emit
+    /// there); the Event's socket_id is empty and take_ack() gives the reply.
+    void on_server_side_emit(std::string_view nsp, EventHandler handler) {
+        auto *slot = keep(std::make_unique<Slot>(state_.get(), std::move(handler)));
+        detail::check(
+            iobus_server_on_server_side_emit(raw(), detail::cstr(nsp).c_str(), &Server::event_trampoline, slot));
+    }
+    /// IOBUS_DISPATCH_POLL hosts that take records: records of `kind` without
+    /// a callback (see iobus_server_subscribe).
+    void subscribe(std::string_view nsp, iobus_record_kind kind, const char *event, void *user_data) {
+        detail::check(iobus_server_subscribe(raw(), detail::cstr(nsp).c_str(), static_cast<std::int32_t>(kind), event,
+                                             user_data));
+    }
+    /// Removes the handler of a slot, callback or subscription.
+    void unsubscribe(std::string_view nsp, iobus_record_kind kind, const char *event = nullptr) {
+        detail::check(
+            iobus_server_unsubscribe(raw(), detail::cstr(nsp).c_str(), static_cast<std::int32_t>(kind), event));
+    }
 
     // ---- sockets ----
 
@@ -493,24 +575,11 @@ public:
     /// Emits and asks for an ack; `done` is called exactly once (see the top of this file).
     void emit_with_ack(std::string_view sid, std::string_view event, std::string_view args_json, Buffers binary,
                        std::uint64_t timeout_ms, AckHandler done) {
-        auto pending = std::make_unique<PendingAck>(state_.get(), std::move(done));
-        PendingAck *raw_pending = pending.get();
-        {
-            std::lock_guard<std::mutex> lock(state_->mutex);
-            state_->pending.insert(raw_pending);
-        }
-        pending.release();
-        iobus_status st = iobus_socket_emit_with_ack(raw(), detail::cstr(sid).c_str(), detail::cstr(event).c_str(),
-                                                     args_json.data(), args_json.size(), binary.data(), binary.size(),
-                                                     timeout_ms, &Server::ack_trampoline, raw_pending);
-        if (st != IOBUS_OK) {
-            {
-                std::lock_guard<std::mutex> lock(state_->mutex);
-                state_->pending.erase(raw_pending);
-            }
-            delete raw_pending;
-            detail::check(st);
-        }
+        PendingAck *pending = add_pending(std::make_unique<PendingAck>(state_.get(), std::move(done)));
+        finish_pending(pending, iobus_socket_emit_with_ack(raw(), detail::cstr(sid).c_str(), detail::cstr(event).c_str(),
+                                                           args_json.data(), args_json.size(), binary.data(),
+                                                           binary.size(), timeout_ms, &Server::ack_trampoline,
+                                                           pending));
     }
     void emit_with_ack(std::string_view sid, std::string_view event, std::string_view args_json,
                        std::uint64_t timeout_ms, AckHandler done) {
@@ -539,6 +608,17 @@ public:
         detail::check(iobus_socket_handshake(raw(), detail::cstr(sid).c_str(), &json, &len));
         return detail::take_string(json, len);
     }
+    /// Sets a socket's application data (any JSON value).
+    void set_data(std::string_view sid, std::string_view json) {
+        detail::check(iobus_socket_set_data(raw(), detail::cstr(sid).c_str(), json.data(), json.size()));
+    }
+    /// A socket's application data as JSON text ("null" until set).
+    std::string data(std::string_view sid) {
+        char *json = nullptr;
+        std::size_t len = 0;
+        detail::check(iobus_socket_data(raw(), detail::cstr(sid).c_str(), &json, &len));
+        return detail::take_string(json, len);
+    }
 
     // ---- namespaces ----
 
@@ -550,6 +630,28 @@ public:
         std::size_t len = 0;
         detail::check(iobus_namespace_rooms(raw(), detail::cstr(nsp).c_str(), &json, &len));
         return detail::take_string(json, len);
+    }
+    /// Every room of `nsp` on every server, as a sorted JSON array; `done` is called exactly once.
+    void all_rooms(std::string_view nsp, JsonHandler done) {
+        PendingAck *pending = add_pending(std::make_unique<PendingAck>(state_.get(), std::move(done)));
+        finish_pending(pending,
+                       iobus_namespace_all_rooms(raw(), detail::cstr(nsp).c_str(), &Server::json_trampoline, pending));
+    }
+    /// Emits to the handlers of `nsp` on the other servers of a cluster.
+    void server_side_emit(std::string_view nsp, std::string_view event, std::string_view args_json = "[]",
+                          Buffers binary = {}) {
+        detail::check(iobus_namespace_server_side_emit(raw(), detail::cstr(nsp).c_str(), detail::cstr(event).c_str(),
+                                                       args_json.data(), args_json.size(), binary.data(),
+                                                       binary.size()));
+    }
+    /// Like server_side_emit, collecting each server's reply; `done` is called exactly once.
+    void server_side_emit_with_ack(std::string_view nsp, std::string_view event, std::string_view args_json,
+                                   Buffers binary, std::uint64_t timeout_ms, BroadcastAckHandler done) {
+        PendingAck *pending = add_pending(std::make_unique<PendingAck>(state_.get(), std::move(done)));
+        finish_pending(pending, iobus_namespace_server_side_emit_with_ack(
+                                    raw(), detail::cstr(nsp).c_str(), detail::cstr(event).c_str(), args_json.data(),
+                                    args_json.size(), binary.data(), binary.size(), timeout_ms,
+                                    &Server::broadcast_ack_trampoline, pending));
     }
 
     iobus_server *get() const noexcept { return server_; }
@@ -570,10 +672,22 @@ private:
         DisconnectHandler on_disconnect;
     };
 
+    /// A completion still owed: one of the three handlers is set.
     struct PendingAck {
         PendingAck(State *s, AckHandler h) : state(s), done(std::move(h)) {}
+        PendingAck(State *s, BroadcastAckHandler h) : state(s), done_many(std::move(h)) {}
+        PendingAck(State *s, JsonHandler h) : state(s), done_json(std::move(h)) {}
         State *state;
         AckHandler done;
+        BroadcastAckHandler done_many;
+        JsonHandler done_json;
+
+        /// The result of an operation that can no longer end otherwise.
+        void abandon() {
+            if (done) done(IOBUS_ACK_DISCONNECTED, nullptr);
+            if (done_many) done_many(BroadcastAcks{IOBUS_ACK_DISCONNECTED, 0, "[]", Buffers{}});
+            if (done_json) done_json("[]");
+        }
     };
 
     /// What the trampolines reach through user_data; heap-allocated, so a
@@ -619,6 +733,35 @@ private:
         return state_->slots.back().get();
     }
 
+    /// Keeps a completion until its trampoline (or the destructor) runs it.
+    PendingAck *add_pending(std::unique_ptr<PendingAck> pending) {
+        PendingAck *raw_pending = pending.get();
+        {
+            std::lock_guard<std::mutex> lock(state_->mutex);
+            state_->pending.insert(raw_pending);
+        }
+        pending.release();
+        return raw_pending;
+    }
+
+    /// After the call that was given `pending`: on failure the completion
+    /// will never run, so it is dropped and the error thrown.
+    void finish_pending(PendingAck *pending, iobus_status st) {
+        if (st == IOBUS_OK) return;
+        {
+            std::lock_guard<std::mutex> lock(state_->mutex);
+            state_->pending.erase(pending);
+        }
+        delete pending;
+        detail::check(st);
+    }
+
+    /// Takes a pending completion out of the set, for its trampoline.
+    static void forget_pending(PendingAck *pending) {
+        std::lock_guard<std::mutex> lock(pending->state->mutex);
+        pending->state->pending.erase(pending);
+    }
+
     void reset() noexcept {
         if (server_) {
             // No callback runs after this returns.
@@ -633,7 +776,7 @@ private:
             }
             for (PendingAck *p : left) {
                 try {
-                    if (p->done) p->done(IOBUS_ACK_DISCONNECTED, nullptr);
+                    p->abandon();
                 } catch (...) {
                     state_->report(std::current_exception());
                 }
@@ -676,13 +819,38 @@ private:
         }
     }
 
+    static void broadcast_ack_trampoline(void *user_data, iobus_ack_status status, std::size_t expected,
+                                         const char *replies_json, std::size_t replies_len, const iobus_buf *binary,
+                                         std::size_t binary_count) noexcept {
+        auto *pending = static_cast<PendingAck *>(user_data);
+        forget_pending(pending);
+        try {
+            if (pending->done_many) {
+                pending->done_many(BroadcastAcks{status, expected,
+                                                 replies_json ? std::string_view(replies_json, replies_len) : "[]",
+                                                 Buffers(binary, binary_count)});
+            }
+        } catch (...) {
+            pending->state->report(std::current_exception());
+        }
+        delete pending;
+    }
+
+    static void json_trampoline(void *user_data, const char *json, std::size_t len) noexcept {
+        auto *pending = static_cast<PendingAck *>(user_data);
+        forget_pending(pending);
+        try {
+            if (pending->done_json) pending->done_json(json ? std::string_view(json, len) : "[]");
+        } catch (...) {
+            pending->state->report(std::current_exception());
+        }
+        delete pending;
+    }
+
     static void ack_trampoline(void *user_data, iobus_ack_status status, const iobus_event *reply) noexcept {
         auto *pending = static_cast<PendingAck *>(user_data);
         State *state = pending->state;
-        {
-            std::lock_guard<std::mutex> lock(state->mutex);
-            state->pending.erase(pending);
-        }
+        forget_pending(pending);
         try {
             if (pending->done) {
                 if (reply) {
@@ -705,11 +873,28 @@ private:
 // ---- Broadcast, now that Server is complete ----
 
 inline void Broadcast::emit(std::string_view event, std::string_view args_json, Buffers binary) const {
-    detail::CStrings rooms(rooms_), except(except_);
-    detail::check(iobus_namespace_emit(server_->raw(), nsp_.c_str(), rooms.data(), rooms.size(), except.data(),
-                                       except.size(), has_except_sid_ ? except_sid_.c_str() : nullptr, flags_,
-                                       detail::cstr(event).c_str(), args_json.data(), args_json.size(), binary.data(),
-                                       binary.size()));
+    Selection s(*this);
+    detail::check(iobus_selection_emit(server_->raw(), &s.sel, detail::cstr(event).c_str(), args_json.data(),
+                                       args_json.size(), binary.data(), binary.size()));
+}
+
+inline void Broadcast::emit_with_ack(std::string_view event, std::string_view args_json, Buffers binary,
+                                     BroadcastAckHandler done) const {
+    Selection s(*this);
+    Server::PendingAck *pending =
+        server_->add_pending(std::make_unique<Server::PendingAck>(server_->state_.get(), std::move(done)));
+    server_->finish_pending(pending, iobus_selection_emit_with_ack(server_->raw(), &s.sel, detail::cstr(event).c_str(),
+                                                                   args_json.data(), args_json.size(), binary.data(),
+                                                                   binary.size(), &Server::broadcast_ack_trampoline,
+                                                                   pending));
+}
+
+inline void Broadcast::fetch_sockets(JsonHandler done) const {
+    Selection s(*this);
+    Server::PendingAck *pending =
+        server_->add_pending(std::make_unique<Server::PendingAck>(server_->state_.get(), std::move(done)));
+    server_->finish_pending(pending,
+                            iobus_selection_fetch_sockets(server_->raw(), &s.sel, &Server::json_trampoline, pending));
 }
 
 inline std::string Broadcast::fetch_sockets() const {
@@ -720,21 +905,21 @@ inline std::string Broadcast::fetch_sockets() const {
     return detail::take_string(json, len);
 }
 
-inline void Broadcast::sockets_join(std::string_view room) const {
-    detail::CStrings rooms(rooms_);
-    detail::check(iobus_namespace_sockets_join(server_->raw(), nsp_.c_str(), rooms.data(), rooms.size(),
-                                               detail::cstr(room).c_str()));
+inline void Broadcast::join(const std::vector<std::string> &rooms) const {
+    Selection s(*this);
+    detail::CStrings names(rooms);
+    detail::check(iobus_selection_join(server_->raw(), &s.sel, names.data(), names.size()));
 }
 
-inline void Broadcast::sockets_leave(std::string_view room) const {
-    detail::CStrings rooms(rooms_);
-    detail::check(iobus_namespace_sockets_leave(server_->raw(), nsp_.c_str(), rooms.data(), rooms.size(),
-                                                detail::cstr(room).c_str()));
+inline void Broadcast::leave(const std::vector<std::string> &rooms) const {
+    Selection s(*this);
+    detail::CStrings names(rooms);
+    detail::check(iobus_selection_leave(server_->raw(), &s.sel, names.data(), names.size()));
 }
 
-inline void Broadcast::disconnect_sockets(bool close) const {
-    detail::CStrings rooms(rooms_);
-    detail::check(iobus_namespace_disconnect_sockets(server_->raw(), nsp_.c_str(), rooms.data(), rooms.size(), close));
+inline void Broadcast::disconnect(bool close) const {
+    Selection s(*this);
+    detail::check(iobus_selection_disconnect(server_->raw(), &s.sel, close));
 }
 
 /// The library version, "MAJOR.MINOR.PATCH".

@@ -6,9 +6,10 @@ use std::ffi::{CStr, CString, c_char};
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::event::iobus_buf;
+use super::types::{IOBUS_SELECTION_LOCAL, IOBUS_SELECTION_VOLATILE, iobus_buf, iobus_selection};
 use super::{Error, iobus_status};
-use crate::Payload;
+use crate::server::{BroadcastFlags, BroadcastOptions};
+use crate::{Payload, Sid};
 
 pub(crate) fn null(what: &str) -> Error {
     Error::new(iobus_status::IOBUS_ERR_NULL_ARGUMENT, format!("{what} is NULL"))
@@ -110,10 +111,11 @@ pub(crate) unsafe fn buffers(p: *const iobus_buf, n: usize) -> Result<Vec<Bytes>
     bufs.iter().map(|b| unsafe { bytes(b.data, b.len, "binary attachment data") }.map(Bytes::copy_from_slice)).collect()
 }
 
-/// An array of C strings (NULL allowed with `n == 0`).
+/// An array of C strings (NULL allowed with `n == 0`); errors name the
+/// element (`rooms[2] is NULL`).
 ///
 /// # Safety
-/// `p` points at `n` valid C string pointers.
+/// `p` points at `n` pointers, each NULL or a valid C string.
 pub(crate) unsafe fn texts(p: *const *const c_char, n: usize, what: &str) -> Result<Vec<String>, Error> {
     if n == 0 {
         return Ok(Vec::new());
@@ -123,7 +125,61 @@ pub(crate) unsafe fn texts(p: *const *const c_char, n: usize, what: &str) -> Res
     }
     // SAFETY: per the caller's contract.
     let ptrs = unsafe { std::slice::from_raw_parts(p, n) };
-    ptrs.iter().map(|s| unsafe { text(*s, what) }.map(str::to_owned)).collect()
+    ptrs.iter().enumerate().map(|(i, s)| unsafe { text(*s, &format!("{what}[{i}]")) }.map(str::to_owned)).collect()
+}
+
+/// Room names without repeats, in their first order (a single room keeps
+/// the fast path of the room index and of cluster adapters).
+fn distinct(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    v.retain(|r| seen.insert(r.clone()));
+    v
+}
+
+/// What an `iobus_selection` says: the namespace name and the selection.
+pub(crate) struct Selection {
+    pub(crate) nsp: String,
+    pub(crate) opts: BroadcastOptions,
+}
+
+/// Reads an `iobus_selection`.
+///
+/// # Safety
+/// `sel` is NULL or points at a valid `iobus_selection` whose arrays follow
+/// [`texts`].
+pub(crate) unsafe fn selection(sel: *const iobus_selection) -> Result<Selection, Error> {
+    // SAFETY: NULL or valid per the caller's contract.
+    let sel = unsafe { sel.as_ref() }.ok_or_else(|| null("selection"))?;
+    let nsp = unsafe { opt_text(sel.nsp, "selection nsp") }?.unwrap_or("/");
+    let nsp = if nsp.starts_with('/') { nsp.to_owned() } else { format!("/{nsp}") };
+    let rooms = distinct(unsafe { texts(sel.rooms, sel.room_count, "selection rooms") }?);
+    let except = distinct(unsafe { texts(sel.except_rooms, sel.except_room_count, "selection except_rooms") }?);
+    let mut except_sids = Vec::with_capacity(sel.except_sid_count);
+    for (i, id) in unsafe { texts(sel.except_sids, sel.except_sid_count, "selection except_sids") }?.iter().enumerate()
+    {
+        let sid = Sid::parse(id).ok_or_else(|| {
+            Error::new(
+                iobus_status::IOBUS_ERR_INVALID_ARGUMENT,
+                format!("selection except_sids[{i}] is not a socket id: {id:?}"),
+            )
+        })?;
+        if !except_sids.contains(&sid) {
+            except_sids.push(sid);
+        }
+    }
+    let known = IOBUS_SELECTION_VOLATILE | IOBUS_SELECTION_LOCAL;
+    if sel.flags & !known != 0 {
+        return Err(Error::new(
+            iobus_status::IOBUS_ERR_INVALID_ARGUMENT,
+            format!("selection flags {:#x} has unknown bits {:#x}", sel.flags, sel.flags & !known),
+        ));
+    }
+    let flags = BroadcastFlags {
+        volatile: sel.flags & IOBUS_SELECTION_VOLATILE != 0,
+        local: sel.flags & IOBUS_SELECTION_LOCAL != 0,
+        timeout: (sel.timeout_ms != 0).then(|| std::time::Duration::from_millis(sel.timeout_ms)),
+    };
+    Ok(Selection { nsp, opts: BroadcastOptions { rooms, except, except_sids, flags } })
 }
 
 /// A payload from the JSON argument array and the attachments.

@@ -108,12 +108,16 @@ impl Dispatcher {
     /// has finished the work in hand (see `sched::wake_later`): the host,
     /// often on the same core, then takes a whole batch per wake-up.
     pub(crate) fn push(self: &Arc<Self>, job: Job) {
-        self.queue.lock().push_back(job);
         match &self.wake {
             None => {
+                self.queue.lock().push_back(job);
                 self.ready.notify_one();
             }
             Some(w) => {
+                // Signalled under the queue lock, which `rearm` holds too: a
+                // byte on the descriptor always stands for a job still queued.
+                let mut queue = self.queue.lock();
+                queue.push_back(job);
                 if !w.signaled.swap(true, Ordering::AcqRel) && !crate::sched::wake_later(self.clone()) {
                     let _ = (&w.writer).write(&[1]);
                 }
@@ -188,18 +192,21 @@ impl Dispatcher {
         result.map(|()| (used, count))
     }
 
-    /// Re-arm: empty the descriptor, then clear the signal, then signal
-    /// again if work remains. While the flag is still set no producer
-    /// writes, so nothing written after the clear is drained by mistake.
+    /// Re-arm: empty the descriptor and leave it signalled only if work
+    /// remains. Under the queue lock, so that no producer signals in between:
+    /// the descriptor is readable exactly while jobs are queued (give or
+    /// take a deferred wake-up still on its way, see `sched::wake_later`).
     fn rearm(&self, wake: &Wake) {
+        let queue = self.queue.lock();
         let mut sink = [0u8; 64];
         while let Ok(n) = (&wake.reader).read(&mut sink) {
             if n == 0 {
                 break;
             }
         }
-        wake.signaled.store(false, Ordering::Release);
-        if !self.queue.lock().is_empty() && !wake.signaled.swap(true, Ordering::AcqRel) {
+        let pending = !queue.is_empty();
+        wake.signaled.store(pending, Ordering::Release);
+        if pending {
             let _ = (&wake.writer).write(&[1]);
         }
     }
@@ -224,6 +231,21 @@ impl Dispatcher {
         while self.poll(usize::MAX) > 0 {}
     }
 
+    /// Runs what is still queued on the calling thread, in either mode: at
+    /// free, once the dispatcher thread has ended, for the completions that
+    /// freeing the server queued.
+    pub(crate) fn run_rest(&self) {
+        loop {
+            let batch: Vec<Job> = self.queue.lock().drain(..).collect();
+            if batch.is_empty() {
+                return;
+            }
+            for job in batch {
+                run_one(self, job);
+            }
+        }
+    }
+
     /// Drops what is still queued and skips jobs already taken.
     pub(crate) fn discard(&self) {
         self.discarding.store(true, Ordering::Release);
@@ -233,9 +255,16 @@ impl Dispatcher {
 }
 
 impl crate::sched::Wake for Dispatcher {
+    /// The deferred write of a `push`. If the host has polled since (the
+    /// signal is clear), the job it announced is taken and any later job
+    /// signals for itself: writing now would only make the descriptor
+    /// readable with nothing pending. Under the queue lock, as in `push`.
     fn wake(&self) {
         if let Some(w) = &self.wake {
-            let _ = (&w.writer).write(&[1]);
+            let _queue = self.queue.lock();
+            if w.signaled.load(Ordering::Acquire) {
+                let _ = (&w.writer).write(&[1]);
+            }
         }
     }
 }

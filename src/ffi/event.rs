@@ -1,6 +1,7 @@
 //! What callbacks receive: the event view (`iobus_event`), the ack handle
-//! (`iobus_ack`) and the pending connection (`iobus_connect`), with their
-//! accessors.
+//! (`iobus_ack`: the answer to a client's event, or to another server's
+//! server-side emit) and the pending connection (`iobus_connect`), with
+//! their accessors.
 
 use std::cell::Cell;
 use std::ffi::{CString, c_char};
@@ -10,20 +11,20 @@ use bytes::Bytes;
 
 use super::convert::{self, c_string};
 use super::server::PendingSockets;
+use super::types::iobus_buf;
 use super::{Error, guard, iobus_status};
+use crate::server::ServerSideReply;
 use crate::{AckSender, ConnectRequest, Payload, Socket};
 
-/// A byte range: binary attachments in and out.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct iobus_buf {
-    /// First byte (may be NULL when `len` is 0).
-    pub data: *const u8,
-    /// Number of bytes.
-    pub len: usize,
+/// Who an answer goes to: the client that sent an event, or the server that
+/// sent a server-side emit.
+pub(crate) enum Reply {
+    Socket(AckSender),
+    Server(ServerSideReply),
 }
 
-/// An incoming event, or the reply to an emit-with-ack. Valid only during the
+/// An incoming event, a server-side emit from another server (its socket id
+/// is empty), or the reply to an emit-with-ack. Valid only during the
 /// callback that receives it.
 pub struct iobus_event {
     nsp: CString,
@@ -32,17 +33,11 @@ pub struct iobus_event {
     args: CString,
     args_len: usize,
     binary: Vec<Bytes>,
-    ack: Cell<Option<AckSender>>,
+    ack: Cell<Option<Reply>>,
 }
 
 impl iobus_event {
-    pub(crate) fn new(
-        nsp: &str,
-        sid: &str,
-        name: Option<&str>,
-        payload: Payload,
-        ack: Option<AckSender>,
-    ) -> iobus_event {
+    pub(crate) fn new(nsp: &str, sid: &str, name: Option<&str>, payload: Payload, ack: Option<Reply>) -> iobus_event {
         let args = serde_json::to_string(&payload.args).unwrap_or_else(|_| "[]".into());
         let args_len = args.len();
         iobus_event {
@@ -82,18 +77,18 @@ impl iobus_event {
     /// Takes the ack as a handle the host owns (NULL if none).
     pub(crate) fn take_ack_handle(&self) -> *mut iobus_ack {
         match self.ack.take() {
-            Some(sender) => Box::into_raw(Box::new(iobus_ack { sender })),
+            Some(reply) => Box::into_raw(Box::new(iobus_ack { reply })),
             None => ptr::null_mut(),
         }
     }
 }
 
-/// The answer to an incoming event that asked for one. Owned by the host
-/// once taken with `iobus_event_take_ack`: answer it once with
-/// `iobus_ack_send` (from any thread, at any time) or drop it with
-/// `iobus_ack_free`.
+/// The answer to an incoming event that asked for one (from a client, or
+/// from another server's server-side emit). Owned by the host once taken
+/// with `iobus_event_take_ack`: answer it once with `iobus_ack_send` (from
+/// any thread, at any time) or drop it with `iobus_ack_free`.
 pub struct iobus_ack {
-    sender: AckSender,
+    reply: Reply,
 }
 
 /// A connection waiting for the host's decision. Owned by the host from the
@@ -134,6 +129,13 @@ impl iobus_connect {
     pub(crate) fn handshake(&self) -> Option<String> {
         self.request.as_ref().and_then(ConnectRequest::socket).map(|s| handshake_json(s))
     }
+
+    /// Refuses the connection (nobody decided on it).
+    pub(crate) fn refuse(mut self) {
+        if let Some(request) = self.request.take() {
+            request.reject("Connection refused", None);
+        }
+    }
 }
 
 impl Drop for iobus_connect {
@@ -157,7 +159,7 @@ pub unsafe extern "C" fn iobus_event_namespace(event: *const iobus_event) -> *co
     unsafe { event.as_ref() }.map_or(ptr::null(), |e| e.nsp.as_ptr())
 }
 
-/// The id of the socket that sent the event.
+/// The id of the socket that sent the event (empty for a server-side emit).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_event_socket_id(event: *const iobus_event) -> *const c_char {
     unsafe { event.as_ref() }.map_or(ptr::null(), |e| e.sid.as_ptr())
@@ -224,7 +226,8 @@ pub unsafe extern "C" fn iobus_event_take_ack(event: *const iobus_event) -> *mut
 /// bytes; NULL for none; pass `SIZE_MAX` as the length for a NUL-terminated
 /// string) and binary attachments. Consumes `ack` on success and on
 /// `IOBUS_ERR_DISCONNECTED` (the client is gone); on invalid arguments it
-/// stays valid.
+/// stays valid. The answer to a server-side emit goes to the server that
+/// sent it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_ack_send(
     ack: *mut iobus_ack,
@@ -240,7 +243,15 @@ pub unsafe extern "C" fn iobus_ack_send(
         let payload = unsafe { convert::payload(args_json, args_len, binary, binary_count) }?;
         // SAFETY: a handle from `iobus_event_take_ack`, not yet consumed.
         let owned = unsafe { Box::from_raw(ack) };
-        owned.sender.send(payload).map_err(|e| Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, e.to_string()))
+        match owned.reply {
+            Reply::Socket(sender) => {
+                sender.send(payload).map_err(|e| Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, e.to_string()))
+            }
+            Reply::Server(reply) => {
+                reply(payload);
+                Ok(())
+            }
+        }
     })
 }
 

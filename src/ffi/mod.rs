@@ -10,16 +10,41 @@
 //! - callbacks of one server run one at a time, on the library's dispatcher
 //!   thread or inside [`server::iobus_server_poll`] on the host's thread,
 //!   never on a network thread.
+//!
+//! Files by the C object they serve: `server.rs` (the handle, lifecycle,
+//! poll), `handlers.rs` (registration and subscriptions), `socket.rs` (one
+//! socket), `selection.rs` (the sockets an `iobus_selection` chooses),
+//! `namespace.rs` (a namespace as a whole), `event.rs` (what callbacks
+//! receive), `config.rs`; the shared C types in `types.rs`; the jobs and
+//! records in `records.rs`; completions owed exactly once in
+//! `completion.rs`; every read of C input in `convert.rs`.
 
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+// In the order the header presents them (cbindgen follows this order).
+pub mod types;
+
 pub mod config;
+pub mod event;
+
+pub mod server;
+
+pub mod handlers;
+
+pub mod socket;
+
+pub mod selection;
+
+pub mod namespace;
+
+pub mod records;
+
+mod completion;
 mod convert;
 mod dispatch;
-pub mod event;
-pub mod records;
-pub mod server;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::ffi::{CString, c_char};

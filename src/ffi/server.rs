@@ -1,89 +1,41 @@
-//! `iobus_server`: lifecycle, handler registration, and every operation on
-//! sockets, rooms and namespaces.
+//! `iobus_server`: the handle, its lifecycle (new, start, stop, free) and
+//! the calls that run or describe pending callbacks (poll, records). What the
+//! other files of the C ABI need from a server (its namespaces, its sockets,
+//! a selection, the rule for completion callbacks) is here too.
 
-use std::cell::OnceCell;
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void};
+use std::ffi::c_char;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use super::config::iobus_config;
-use super::convert::{self, null, opt_text, text, texts};
+use super::convert::{self, null, opt_text, text};
 use super::dispatch::{Dispatcher, in_callback, iobus_dispatch};
-use super::event::{handshake_json, iobus_buf, iobus_connect, iobus_event};
-use super::records::{AckJob, ConnectJob, DisconnectJob, EventJob, UserData};
+use super::types::iobus_selection;
 use super::{Error, guard, guard_void, iobus_status};
 use crate::server::BroadcastOperator;
-use crate::{AckError, EmitError, Namespace, Server, Sid, Socket};
+use crate::{EmitError, Namespace, Server, Sid, Socket};
 
 /// A server: created by `iobus_server_new`, freed by `iobus_server_free`.
 pub struct iobus_server {
-    server: Server,
-    dispatch: Arc<Dispatcher>,
-    patterns: Mutex<HashMap<String, Arc<Namespace>>>,
-    pending: PendingSockets,
+    pub(crate) server: Server,
+    pub(crate) dispatch: Arc<Dispatcher>,
+    /// Namespace patterns and the templates whose handlers serve them.
+    pub(crate) patterns: Mutex<HashMap<String, Arc<Namespace>>>,
+    pub(crate) pending: PendingSockets,
 }
 
 /// Sockets waiting for the host's connect decision, so that the
 /// `iobus_socket_*` calls reach them too (emits wait for the CONNECT answer).
 pub(crate) type PendingSockets = Arc<Mutex<HashMap<Sid, Arc<Socket>>>>;
 
-/// How an emit-with-ack ended.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum iobus_ack_status {
-    /// The client answered; the reply is in the event.
-    IOBUS_ACK_OK = 0,
-    /// No answer within the timeout.
-    IOBUS_ACK_TIMEOUT = 1,
-    /// The socket disconnected first.
-    IOBUS_ACK_DISCONNECTED = 2,
-}
-
-/// Flag for `iobus_namespace_emit`: drop the packet for clients that cannot
-/// take it right now.
-pub const IOBUS_EMIT_VOLATILE: u32 = 1;
-
-/// Called for a new connection to a namespace. The host owns `req` and
-/// answers it once, now or later, from any thread, with
-/// `iobus_connect_accept` or `iobus_connect_reject`. Meanwhile the
-/// `iobus_socket_*` calls already reach the socket: what is emitted to it is
-/// sent after the CONNECT answer (and dropped on refusal).
-///
-/// For every callback type: `user_data` must stay valid until the server is
-/// freed, even after the callback is replaced or removed, since callbacks
-/// already queued still receive it.
-pub type iobus_connect_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, req: *mut iobus_connect)>;
-
-/// Called for an incoming event; `event` is valid during the call only.
-pub type iobus_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const iobus_event)>;
-
-/// Called when a socket leaves a namespace: its namespace, id, the reason
-/// (`"client namespace disconnect"`, `"transport close"`, …) and the JSON
-/// array of the rooms it was in. All valid during the call only.
-pub type iobus_disconnect_cb = Option<
-    unsafe extern "C" fn(
-        user_data: *mut c_void,
-        nsp: *const c_char,
-        sid: *const c_char,
-        reason: *const c_char,
-        rooms_json: *const c_char,
-    ),
->;
-
-/// Completion of an emit-with-ack, called exactly once: `reply` holds the
-/// client's arguments when `status` is `IOBUS_ACK_OK`, and is NULL otherwise.
-pub type iobus_ack_cb =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, status: iobus_ack_status, reply: *const iobus_event)>;
-
-fn server_ref<'a>(server: *const iobus_server) -> Result<&'a iobus_server, Error> {
+pub(crate) fn server_ref<'a>(server: *const iobus_server) -> Result<&'a iobus_server, Error> {
     // SAFETY: NULL or a live handle from `iobus_server_new`.
     unsafe { server.as_ref() }.ok_or_else(|| null("server"))
 }
 
-fn emit_error(e: EmitError) -> Error {
+pub(crate) fn emit_error(e: EmitError) -> Error {
     let status = match e {
         EmitError::Disconnected => iobus_status::IOBUS_ERR_DISCONNECTED,
         EmitError::ReservedEvent => iobus_status::IOBUS_ERR_RESERVED_EVENT,
@@ -93,7 +45,9 @@ fn emit_error(e: EmitError) -> Error {
 }
 
 impl iobus_server {
-    fn namespace(&self, nsp: Option<&str>) -> Arc<Namespace> {
+    /// The namespace handlers are registered on: a pattern's template, or
+    /// the namespace itself (created).
+    pub(crate) fn handlers_of(&self, nsp: Option<&str>) -> Arc<Namespace> {
         let name = nsp.unwrap_or("/");
         if let Some(template) = self.patterns.lock().get(name) {
             return template.clone();
@@ -101,7 +55,14 @@ impl iobus_server {
         self.server.of(name)
     }
 
-    fn running(&self) -> Result<(), Error> {
+    /// A namespace to act on or ask about: only one that exists, since a
+    /// query must not open a namespace to clients. An unknown one is an
+    /// empty namespace that selects nobody.
+    pub(crate) fn existing(&self, nsp: &str) -> Arc<Namespace> {
+        self.server.existing(nsp).unwrap_or_else(|| Namespace::detached(nsp))
+    }
+
+    pub(crate) fn running(&self) -> Result<(), Error> {
         if self.server.is_running() {
             Ok(())
         } else {
@@ -109,7 +70,8 @@ impl iobus_server {
         }
     }
 
-    fn socket(&self, sid: *const c_char) -> Result<Arc<Socket>, Error> {
+    /// A connected socket, or one waiting for its connect decision.
+    pub(crate) fn socket(&self, sid: *const c_char) -> Result<Arc<Socket>, Error> {
         self.running()?;
         let sid = unsafe { text(sid, "sid") }?;
         Sid::parse(sid)
@@ -117,22 +79,24 @@ impl iobus_server {
             .ok_or_else(|| Error::new(iobus_status::IOBUS_ERR_UNKNOWN_SOCKET, format!("no connected socket {sid}")))
     }
 
-    fn selection(
-        &self,
-        nsp: *const c_char,
-        rooms: *const *const c_char,
-        room_count: usize,
-    ) -> Result<BroadcastOperator, Error> {
+    /// The operator for a C selection.
+    pub(crate) fn select(&self, sel: *const iobus_selection) -> Result<BroadcastOperator, Error> {
         self.running()?;
-        let nsp = unsafe { opt_text(nsp, "nsp") }?.unwrap_or("/");
-        // Only namespaces that exist: a query must not open a namespace to
-        // clients. An unknown one selects nobody.
-        let namespace = self.server.existing(nsp).unwrap_or_else(|| Namespace::detached(nsp));
-        let mut op = namespace.broadcast();
-        for room in unsafe { texts(rooms, room_count, "rooms") }? {
-            op = op.to(&room);
+        let sel = unsafe { convert::selection(sel) }?;
+        Ok(self.existing(&sel.nsp).select(sel.opts))
+    }
+
+    /// A completion callback as given: required when callbacks are called;
+    /// optional in poll mode, where a host that takes records gets the
+    /// completion as a record only.
+    pub(crate) fn completion<F>(&self, cb: Option<F>) -> Result<Option<F>, Error> {
+        if cb.is_none() && !self.dispatch.is_poll_mode() {
+            return Err(Error::new(
+                iobus_status::IOBUS_ERR_NULL_ARGUMENT,
+                "cb is NULL (allowed only in IOBUS_DISPATCH_POLL mode, where the completion is a record)",
+            ));
         }
-        Ok(op)
+        Ok(cb)
     }
 }
 
@@ -220,6 +184,15 @@ pub unsafe extern "C" fn iobus_server_stop(server: *mut iobus_server) -> iobus_s
 /// dispatcher thread or, in poll mode, on the calling thread. Do not call it
 /// from inside one of this server's callbacks (if you do, queued callbacks
 /// are dropped instead).
+///
+/// Every completion promised exactly once is called by then: those the
+/// server still held when it stopped run last, after the server is gone
+/// (do not call into it from them). What has no callback (records of
+/// `iobus_server_subscribe` subscriptions, completions asked for without a
+/// callback) can no longer be taken as records: take them first (stop, then
+/// `iobus_server_poll_records` until it returns none, then free). Left over,
+/// they are released: a connection is refused, an ack handle dropped
+/// unanswered, a completion dropped.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
     if server.is_null() {
@@ -229,14 +202,23 @@ pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
         // SAFETY: a live handle from `iobus_server_new`, given up by the host.
         let s = unsafe { Box::from_raw(server) };
         s.server.stop();
-        if in_callback() {
+        let inside = in_callback();
+        if inside {
             s.dispatch.discard();
         } else if s.dispatch.is_poll_mode() {
             s.dispatch.drain();
         }
         // The dispatcher thread runs what is queued, then ends.
         s.dispatch.shutdown();
+        let dispatch = s.dispatch.clone();
+        // Operations the core still held complete as it goes (see
+        // `completion::Owed`); their completions run here, last.
         drop(s);
+        if inside {
+            dispatch.discard();
+        } else {
+            dispatch.run_rest();
+        }
     });
 }
 
@@ -285,20 +267,40 @@ pub unsafe extern "C" fn iobus_server_poll(
 /// the next record does not fit or none is pending. Writes the bytes used to
 /// `*len_out` and the number of records to `*count_out` (either may be NULL).
 /// Handles in records (`iobus_connect *`, `iobus_ack *`) are the host's, as
-/// if the callback had received them. Layout, per record (host byte order,
-/// no padding):
+/// if the callback had received them. Records also describe what has no
+/// callback: subscriptions (`iobus_server_subscribe`) and completions asked
+/// for with a NULL callback.
 ///
-/// - `u32` size of the record (this field included), `u8` kind
-///   (`iobus_record_kind`), `u8` ack status (`IOBUS_RECORD_ACK`, else 0),
-///   two zero bytes, `u64` user data of the callback (of the emit for
-///   `IOBUS_RECORD_ACK`), `u64` handle (CONNECT: `iobus_connect *`; EVENT:
-///   `iobus_ack *` or 0; else 0);
-/// - then fields, each a `u32` length and that many bytes, no NUL:
-///   CONNECT namespace, socket id, handshake JSON; EVENT namespace, socket
-///   id, event name, arguments JSON, then a `u32` count of attachments and
-///   each one as a field; DISCONNECT namespace, socket id, reason, rooms
-///   JSON; ACK namespace, socket id, arguments JSON (empty unless the status
-///   is `IOBUS_ACK_OK`), then the attachments as for EVENT.
+/// This is the one description of the record layout; bindings check their
+/// constants against it. Per record, host byte order, no padding and no
+/// alignment (read with `memcpy`), a 24-byte header:
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 4 | `u32` size of the whole record, this field included |
+/// | 4 | 1 | `u8` kind (`iobus_record_kind`) |
+/// | 5 | 1 | `u8` status: an `iobus_ack_status` for ACK and BROADCAST_ACK, else 0 |
+/// | 6 | 2 | zero |
+/// | 8 | 8 | `u64` user data: the `user_data` of the registration (callback or subscription), or of the call that asked for the completion (ACK, BROADCAST_ACK, SOCKETS, ROOMS) |
+/// | 16 | 8 | `u64` handle or number, by kind (below) |
+///
+/// then the kind's items, in this order. A field is a `u32` length and that
+/// many bytes (UTF-8 text without NUL, or raw bytes); "attachments" is a
+/// `u32` count followed by that many fields.
+///
+/// | kind | handle / number | items |
+/// |---|---|---|
+/// | CONNECT (0) | the `iobus_connect *` to answer | namespace, socket id, handshake JSON (as `iobus_connect_handshake`) |
+/// | EVENT (1) | the `iobus_ack *` to answer, or 0 when none was asked for | namespace, socket id, event name, arguments JSON, attachments |
+/// | DISCONNECT (2) | 0 | namespace, socket id, reason, rooms JSON |
+/// | ACK (3) | 0 | namespace, socket id, arguments JSON of the reply (empty unless the status is `IOBUS_ACK_OK`), attachments |
+/// | BROADCAST_ACK (4) | a number: the replies expected | replies JSON, attachments (both as `iobus_broadcast_ack_cb` receives them) |
+/// | SOCKETS (5) | 0 | sockets JSON (as `iobus_selection_fetch_sockets` describes) |
+/// | ROOMS (6) | 0 | rooms JSON (as `iobus_namespace_all_rooms` describes) |
+/// | SERVER_SIDE_EMIT (7) | the `iobus_ack *` to answer (the reply to the sending server), or 0 | namespace, socket id (empty), event name, arguments JSON, attachments |
+///
+/// Later versions may add kinds: skip a record of an unknown kind by its
+/// size.
 ///
 /// When the oldest pending record alone is larger than `cap`, nothing is
 /// taken, `*len_out` gets its size and the result is
@@ -346,469 +348,5 @@ pub unsafe extern "C" fn iobus_server_poll_records(
             unsafe { *count_out = count };
         }
         result
-    })
-}
-
-// ---- handlers ----------------------------------------------------------------
-
-/// Accepts every namespace matching `pattern`, where `*` matches any run of
-/// characters (`"/room-*"`). Handlers registered with `pattern` as their
-/// namespace serve all of them.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_server_add_namespace_pattern(
-    server: *mut iobus_server,
-    pattern: *const c_char,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let pattern = unsafe { text(pattern, "pattern") }?;
-        if !pattern.starts_with('/') {
-            return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "a namespace pattern starts with '/'"));
-        }
-        let mut patterns = s.patterns.lock();
-        if !patterns.contains_key(pattern) {
-            let template = s.server.dynamic_namespace_pattern(pattern);
-            patterns.insert(pattern.to_owned(), template);
-        }
-        Ok(())
-    })
-}
-
-/// Sets the connect callback of namespace `nsp` (NULL: `"/"`; a registered
-/// pattern: every namespace it matches). Without one, connections are
-/// accepted. `cb` NULL removes it.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_server_on_connect(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    cb: iobus_connect_cb,
-    user_data: *mut c_void,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let namespace = s.namespace(unsafe { opt_text(nsp, "nsp") }?);
-        let ud = UserData(user_data);
-        let dispatch = s.dispatch.clone();
-        let pending = s.pending.clone();
-        match cb {
-            None => namespace.on_connect(drop),
-            Some(cb) => namespace.on_connect(move |req| {
-                if let Some(req) = iobus_connect::new(req, pending.clone()) {
-                    dispatch.push(Box::new(ConnectJob { cb, user: ud, req, handshake: OnceCell::new() }));
-                }
-            }),
-        }
-        Ok(())
-    })
-}
-
-fn event_handler(
-    dispatch: Arc<Dispatcher>,
-    cb: unsafe extern "C" fn(*mut c_void, *const iobus_event),
-    ud: UserData,
-) -> impl Fn(&Arc<Socket>, &str, crate::Payload, Option<crate::AckSender>) + Send + Sync + 'static {
-    move |socket, name, payload, ack| {
-        let event = iobus_event::new(socket.namespace().name(), socket.id().as_str(), Some(name), payload, ack);
-        dispatch.push(Box::new(EventJob { cb, user: ud, event }));
-    }
-}
-
-/// Sets the callback of event `event` in namespace `nsp` (NULL: `"/"`, or a
-/// registered pattern). `cb` NULL removes it.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_server_on_event(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    event: *const c_char,
-    cb: iobus_event_cb,
-    user_data: *mut c_void,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let namespace = s.namespace(unsafe { opt_text(nsp, "nsp") }?);
-        let name = unsafe { text(event, "event") }?.to_owned();
-        match cb {
-            None => namespace.off(&name),
-            Some(cb) => {
-                let handler = event_handler(s.dispatch.clone(), cb, UserData(user_data));
-                let event_name = name.clone();
-                namespace.on(&name, move |socket, payload, ack| handler(socket, &event_name, payload, ack));
-            }
-        }
-        Ok(())
-    })
-}
-
-/// Sets the callback of every event of `nsp` that has no callback of its own.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_server_on_any(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    cb: iobus_event_cb,
-    user_data: *mut c_void,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let namespace = s.namespace(unsafe { opt_text(nsp, "nsp") }?);
-        match cb {
-            None => namespace.on_any(|_, _, _, _| {}),
-            Some(cb) => namespace.on_any(event_handler(s.dispatch.clone(), cb, UserData(user_data))),
-        }
-        Ok(())
-    })
-}
-
-/// Sets the disconnect callback of `nsp`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_server_on_disconnect(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    cb: iobus_disconnect_cb,
-    user_data: *mut c_void,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let namespace = s.namespace(unsafe { opt_text(nsp, "nsp") }?);
-        let ud = UserData(user_data);
-        let dispatch = s.dispatch.clone();
-        match cb {
-            None => namespace.on_disconnecting(|_, _| {}),
-            // Taken while the socket still knows its rooms.
-            Some(cb) => namespace.on_disconnecting(move |socket, reason| {
-                let mut rooms = socket.rooms();
-                rooms.sort();
-                let rooms = convert::c_string(&serde_json::to_string(&rooms).unwrap_or_else(|_| "[]".into()));
-                let nsp = convert::c_string(socket.namespace().name());
-                let sid = convert::c_string(socket.id().as_str());
-                let reason = convert::c_string(reason.as_str());
-                dispatch.push(Box::new(DisconnectJob { cb, user: ud, nsp, sid, reason, rooms }));
-            }),
-        }
-        Ok(())
-    })
-}
-
-// ---- sockets -------------------------------------------------------------------
-
-/// The socket, event name and payload of an emit to one socket.
-///
-/// # Safety
-/// The pointers follow the contract of `iobus_socket_emit`.
-unsafe fn emit_parts<'a>(
-    server: *mut iobus_server,
-    sid: *const c_char,
-    event: *const c_char,
-    args_json: *const c_char,
-    args_len: usize,
-    binary: *const iobus_buf,
-    binary_count: usize,
-) -> Result<(Arc<Socket>, &'a str, crate::Payload), Error> {
-    let s = server_ref(server)?;
-    let socket = s.socket(sid)?;
-    let event = unsafe { text(event, "event") }?;
-    let payload = unsafe { convert::payload(args_json, args_len, binary, binary_count) }?;
-    Ok((socket, event, payload))
-}
-
-/// Emits `event` to one socket. `args_json` is the JSON text of the argument
-/// array (`args_len` bytes, or `SIZE_MAX` when NUL-terminated; NULL for no
-/// arguments); binary arguments are `{"_placeholder":true,"num":N}` objects
-/// in it, with attachment N in `binary[N]` (copied before return).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_socket_emit(
-    server: *mut iobus_server,
-    sid: *const c_char,
-    event: *const c_char,
-    args_json: *const c_char,
-    args_len: usize,
-    binary: *const iobus_buf,
-    binary_count: usize,
-) -> iobus_status {
-    guard(|| {
-        let (socket, event, payload) =
-            unsafe { emit_parts(server, sid, event, args_json, args_len, binary, binary_count) }?;
-        socket.emit(event, payload).map_err(emit_error)
-    })
-}
-
-/// Like `iobus_socket_emit`, but the packet is dropped if the client cannot
-/// take it right now.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_socket_emit_volatile(
-    server: *mut iobus_server,
-    sid: *const c_char,
-    event: *const c_char,
-    args_json: *const c_char,
-    args_len: usize,
-    binary: *const iobus_buf,
-    binary_count: usize,
-) -> iobus_status {
-    guard(|| {
-        let (socket, event, payload) =
-            unsafe { emit_parts(server, sid, event, args_json, args_len, binary, binary_count) }?;
-        socket.emit_volatile(event, payload).map_err(emit_error)
-    })
-}
-
-/// Emits `event` to one socket and asks for an ack. When this returns
-/// `IOBUS_OK`, `cb` is called exactly once: with the reply, after
-/// `timeout_ms` without one (0: no timeout), or when the socket disconnects
-/// (also when the server stops or is freed). On error it is never called.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_socket_emit_with_ack(
-    server: *mut iobus_server,
-    sid: *const c_char,
-    event: *const c_char,
-    args_json: *const c_char,
-    args_len: usize,
-    binary: *const iobus_buf,
-    binary_count: usize,
-    timeout_ms: u64,
-    cb: iobus_ack_cb,
-    user_data: *mut c_void,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let cb = cb.ok_or_else(|| null("cb"))?;
-        let (socket, event, payload) =
-            unsafe { emit_parts(server, sid, event, args_json, args_len, binary, binary_count) }?;
-        let timeout = if timeout_ms == 0 { Duration::MAX } else { Duration::from_millis(timeout_ms) };
-        let ud = UserData(user_data);
-        let dispatch = s.dispatch.clone();
-        let nsp = socket.namespace().name().to_owned();
-        let sid = socket.id();
-        socket
-            .emit_with_ack(event, payload, timeout, move |result| {
-                let (status, reply) = match result {
-                    Ok(reply) => (iobus_ack_status::IOBUS_ACK_OK, reply),
-                    Err(AckError::Timeout) => (iobus_ack_status::IOBUS_ACK_TIMEOUT, crate::Payload::default()),
-                    Err(AckError::Disconnected) => {
-                        (iobus_ack_status::IOBUS_ACK_DISCONNECTED, crate::Payload::default())
-                    }
-                };
-                let reply = iobus_event::new(&nsp, sid.as_str(), None, reply, None);
-                dispatch.push(Box::new(AckJob { cb, user: ud, status, reply }));
-            })
-            .map_err(emit_error)
-    })
-}
-
-/// Makes a socket join a room.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_socket_join(
-    server: *mut iobus_server,
-    sid: *const c_char,
-    room: *const c_char,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let socket = s.socket(sid)?;
-        socket.join(unsafe { text(room, "room") }?);
-        Ok(())
-    })
-}
-
-/// Makes a socket leave a room.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_socket_leave(
-    server: *mut iobus_server,
-    sid: *const c_char,
-    room: *const c_char,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let socket = s.socket(sid)?;
-        socket.leave(unsafe { text(room, "room") }?);
-        Ok(())
-    })
-}
-
-/// Disconnects a socket from its namespace (the client sees
-/// `"io server disconnect"`); with `close`, closes its whole connection.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_socket_disconnect(
-    server: *mut iobus_server,
-    sid: *const c_char,
-    close: bool,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        s.socket(sid)?.disconnect(close);
-        Ok(())
-    })
-}
-
-/// The rooms of a socket, as a JSON array of strings (sorted), written to
-/// `*json_out` (free with `iobus_string_free`) with its length in `*len_out`
-/// (may be NULL).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_socket_rooms(
-    server: *mut iobus_server,
-    sid: *const c_char,
-    json_out: *mut *mut c_char,
-    len_out: *mut usize,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let mut rooms = s.socket(sid)?.rooms();
-        rooms.sort();
-        let json = serde_json::to_string(&rooms).unwrap_or_else(|_| "[]".into());
-        unsafe { convert::give_string(json, json_out, len_out) }
-    })
-}
-
-/// The handshake of a socket as a JSON object (`auth`, `query`, `headers`,
-/// `address`, `port`, `url`, `issued`), written to `*json_out` (free with
-/// `iobus_string_free`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_socket_handshake(
-    server: *mut iobus_server,
-    sid: *const c_char,
-    json_out: *mut *mut c_char,
-    len_out: *mut usize,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let socket = s.socket(sid)?;
-        unsafe { convert::give_string(handshake_json(&socket), json_out, len_out) }
-    })
-}
-
-// ---- namespaces ----------------------------------------------------------------
-
-/// Emits `event` to the sockets of namespace `nsp` (NULL: `"/"`) that are in
-/// any of `rooms` (none: every socket; each socket receives it once), minus
-/// those in any of `except_rooms`, minus the socket `except_sid` (NULL: none;
-/// use the sender's id for "broadcast from a socket"). `flags`:
-/// `IOBUS_EMIT_VOLATILE`. Arguments as in `iobus_socket_emit`. The packet is
-/// encoded once for all recipients.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_namespace_emit(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    rooms: *const *const c_char,
-    room_count: usize,
-    except_rooms: *const *const c_char,
-    except_count: usize,
-    except_sid: *const c_char,
-    flags: u32,
-    event: *const c_char,
-    args_json: *const c_char,
-    args_len: usize,
-    binary: *const iobus_buf,
-    binary_count: usize,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let mut op = s.selection(nsp, rooms, room_count)?;
-        for room in unsafe { texts(except_rooms, except_count, "except_rooms") }? {
-            op = op.except(&room);
-        }
-        if let Some(sid) = unsafe { opt_text(except_sid, "except_sid") }? {
-            // An id that is not a socket id excludes nobody.
-            if let Some(sid) = Sid::parse(sid) {
-                op = op.except_socket(sid);
-            }
-        }
-        if flags & IOBUS_EMIT_VOLATILE != 0 {
-            op = op.volatile();
-        }
-        let event = unsafe { text(event, "event") }?;
-        let payload = unsafe { convert::payload(args_json, args_len, binary, binary_count) }?;
-        op.emit(event, payload).map_err(emit_error)
-    })
-}
-
-/// The ids of the sockets of `nsp` in any of `rooms` (none: all), as a JSON
-/// array of strings (sorted), written to `*json_out` (free with
-/// `iobus_string_free`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_namespace_fetch_sockets(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    rooms: *const *const c_char,
-    room_count: usize,
-    json_out: *mut *mut c_char,
-    len_out: *mut usize,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let op = s.selection(nsp, rooms, room_count)?;
-        let mut ids: Vec<String> = op.sockets().iter().map(|s| s.id().to_string()).collect();
-        ids.sort();
-        let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        unsafe { convert::give_string(json, json_out, len_out) }
-    })
-}
-
-/// Makes the sockets of `nsp` in any of `rooms` (none: all) join `room`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_namespace_sockets_join(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    rooms: *const *const c_char,
-    room_count: usize,
-    room: *const c_char,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let op = s.selection(nsp, rooms, room_count)?;
-        op.join(unsafe { text(room, "room") }?);
-        Ok(())
-    })
-}
-
-/// Makes the sockets of `nsp` in any of `rooms` (none: all) leave `room`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_namespace_sockets_leave(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    rooms: *const *const c_char,
-    room_count: usize,
-    room: *const c_char,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let op = s.selection(nsp, rooms, room_count)?;
-        op.leave(unsafe { text(room, "room") }?);
-        Ok(())
-    })
-}
-
-/// Disconnects the sockets of `nsp` in any of `rooms` (none: all); with
-/// `close`, their whole connections.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_namespace_disconnect_sockets(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    rooms: *const *const c_char,
-    room_count: usize,
-    close: bool,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        let op = s.selection(nsp, rooms, room_count)?;
-        op.disconnect(close);
-        Ok(())
-    })
-}
-
-/// The rooms of `nsp` that have members, as a JSON array (sorted), written
-/// to `*json_out` (free with `iobus_string_free`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn iobus_namespace_rooms(
-    server: *mut iobus_server,
-    nsp: *const c_char,
-    json_out: *mut *mut c_char,
-    len_out: *mut usize,
-) -> iobus_status {
-    guard(|| {
-        let s = server_ref(server)?;
-        s.running()?;
-        let nsp = unsafe { opt_text(nsp, "nsp") }?;
-        let mut rooms = s.server.existing(nsp.unwrap_or("/")).map(|n| n.rooms()).unwrap_or_default();
-        rooms.sort();
-        let json = serde_json::to_string(&rooms).unwrap_or_else(|_| "[]".into());
-        unsafe { convert::give_string(json, json_out, len_out) }
     })
 }

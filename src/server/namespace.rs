@@ -38,8 +38,10 @@ pub type AnyEventHandler = dyn Fn(&Arc<Socket>, &str, Payload, Option<AckSender>
 /// Receives a disconnect and its reason.
 pub type DisconnectHandler = dyn Fn(&Arc<Socket>, DisconnectReason) + Send + Sync;
 /// Receives an event another server emitted to this namespace's servers
-/// (`server_side_emit`), with the reply to send if that server asked for one.
-pub type ServerSideHandler = dyn Fn(&str, Payload, Option<ServerSideReply>) + Send + Sync;
+/// (`server_side_emit`): the namespace (a dynamic namespace's handlers serve
+/// many), the event, its arguments, and the reply to send if that server
+/// asked for one.
+pub type ServerSideHandler = dyn Fn(&Namespace, &str, Payload, Option<ServerSideReply>) + Send + Sync;
 
 /// The handlers of a namespace (or of a dynamic namespace template).
 #[derive(Default)]
@@ -95,10 +97,10 @@ impl Handlers {
         }
     }
 
-    pub(crate) fn server_side(&self, event: &str, payload: Payload, reply: Option<ServerSideReply>) {
+    pub(crate) fn server_side(&self, nsp: &Namespace, event: &str, payload: Payload, reply: Option<ServerSideReply>) {
         let handler = self.server_side.read().clone();
         if let Some(h) = handler {
-            h(event, payload, reply);
+            h(nsp, event, payload, reply);
         }
     }
 }
@@ -246,7 +248,7 @@ impl Namespace {
     /// (`server_side_emit` on another node).
     pub fn on_server_side_emit(
         &self,
-        handler: impl Fn(&str, Payload, Option<ServerSideReply>) + Send + Sync + 'static,
+        handler: impl Fn(&Namespace, &str, Payload, Option<ServerSideReply>) + Send + Sync + 'static,
     ) {
         *self.handlers.server_side.write() = Some(Arc::new(handler));
     }
@@ -258,7 +260,7 @@ impl Namespace {
 
     /// For adapters: runs this node's server-side emit handler.
     pub fn handle_server_side_emit(&self, event: &str, payload: Payload, reply: Option<ServerSideReply>) {
-        self.handlers.server_side(event, payload, reply);
+        self.handlers.server_side(self, event, payload, reply);
     }
 
     pub(crate) fn insert(&self, socket: Arc<Socket>) {

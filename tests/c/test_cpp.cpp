@@ -2,8 +2,10 @@
 // peers: RAII handles, std::function handlers, connect requests and acks
 // answered later from other threads, emit-with-ack completions (also the
 // ones still pending when a Server is destroyed), broadcasts, namespace
-// operations, iobus::Error, handler exceptions kept away from the library,
-// moving a running Server, and poll mode.
+// operations, selections (several except sids, emit with acks to many,
+// fetch, join / leave), socket data, all rooms, server-side emits,
+// iobus::Error, handler exceptions kept away from the library, moving a
+// running Server, and poll mode (with subscriptions).
 
 #include <atomic>
 #include <chrono>
@@ -275,6 +277,87 @@ void test_server_with_peers() {
     CHECK(io.of("/").to("green").fetch_sockets().find(b) != std::string::npos);
     io.of("/").sockets_leave("green");
     CHECK(io.of("/").to("green").fetch_sockets() == "[]");
+
+    SECTION("selections: several except sids, emit with acks, fetch, join / leave, data, all rooms, server-side");
+    io.of("/").except_socket(a).except_socket(c).emit("m4", R"(["b only"])");
+    io.of("/").to("red").to("blue").local_().except_socket(b).emit("m5");
+    io.of().emit("barrier2");
+    for (const char *cl : {"a", "b", "c"}) PEER_WAIT(p, event_line(cl, "\"barrier2\"").c_str(), 5000);
+    CHECK(peer_count(p, "\"event\":\"m4\"") == 1 && peer_count(p, event_line("b", "\"m4\"").c_str()) == 1);
+    CHECK(peer_count(p, "\"event\":\"m5\"") == 2 && peer_count(p, event_line("b", "\"m5\"").c_str()) == 0);
+
+    peer_reply(p, "a", "poll", R"("mode":"args","args":["A",{"$bin":"AQ=="}])");
+    peer_reply(p, "b", "poll", R"("mode":"args","args":["B"])");
+    std::atomic<int> polls{0};
+    std::string poll_replies;
+    std::size_t poll_expected = 0, poll_bins = 0;
+    io.of("/").to("red").timeout(T(5000)).emit_with_ack("poll", "[]", [&](const iobus::BroadcastAcks &r) {
+        CHECK(r.status == IOBUS_ACK_OK);
+        poll_replies = std::string(r.replies_json);
+        poll_expected = r.expected;
+        poll_bins = r.binary.size();
+        if (r.binary.size() == 1) CHECK(r.binary.data()[0].len == 1 && r.binary.data()[0].data[0] == 1);
+        polls++;
+        h_log_add("poll done");
+    });
+    LOG_WAIT("poll done", 5000);
+    CHECK(poll_expected == 2 && poll_bins == 1);
+    CHECK_HAS(poll_replies.c_str(), R"(["A",{"_placeholder":true,"num":0}])");
+    CHECK_HAS(poll_replies.c_str(), R"(["B"])");
+    peer_reply(p, "b", "poll2", "\"mode\":\"ignore\"");
+    io.of("/").to("red").timeout(200).emit_with_ack("poll2", "[]", iobus::Buffers{},
+                                                    [&](const iobus::BroadcastAcks &r) {
+        CHECK(r.status == IOBUS_ACK_TIMEOUT && r.expected == 2 && r.replies_json == "[[]]");
+        polls++;
+        h_log_add("poll2 done");
+    });
+    LOG_WAIT("poll2 done", 5000);
+    CHECK(status_of([&] {
+              io.of("/").emit_with_ack("connect", "[]", [](const iobus::BroadcastAcks &) {
+                  CHECK(!"never called for a failed emit");
+              });
+          }) == IOBUS_ERR_RESERVED_EVENT);
+    CHECK(status_of([&] { io.of("/").except_socket("not an id").emit("x"); }) == IOBUS_ERR_INVALID_ARGUMENT);
+
+    io.set_data(a, R"({"name":"a"})");
+    CHECK(io.data(a) == R"({"name":"a"})");
+    CHECK(io.data(b) == "null");
+    CHECK(status_of([&] { io.set_data(a, "{"); }) == IOBUS_ERR_INVALID_JSON);
+    std::string fetched;
+    io.of("/").to("red").except_socket(b).fetch_sockets([&](std::string_view json) {
+        fetched = std::string(json);
+        h_log_add("fetched");
+    });
+    LOG_WAIT("fetched", 5000);
+    CHECK(fetched.find(a) != std::string::npos && fetched.find(b) == std::string::npos);
+    CHECK_HAS(fetched.c_str(), R"("data":{"name":"a"})");
+    CHECK_HAS(fetched.c_str(), R"("auth":{"k":"v"})");
+
+    io.of("/").to("blue").join({"j1", "j2"});
+    CHECK_HAS(io.rooms(c).c_str(), "\"j2\"");
+    std::string rooms;
+    io.all_rooms("/", [&](std::string_view json) {
+        rooms = std::string(json);
+        h_log_add("all rooms");
+    });
+    LOG_WAIT("all rooms", 5000);
+    CHECK_HAS(rooms.c_str(), "\"j1\"");
+    CHECK_HAS(rooms.c_str(), "\"red\"");
+    io.of("/").to("j1").leave({"j1", "j2"});
+    CHECK(io.rooms(c).find("j1") == std::string::npos);
+
+    std::atomic<int> server_side_events{0};
+    io.on_server_side_emit("/", [&](const iobus::Event &) { server_side_events++; });
+    io.server_side_emit("/", "note", "[1]");
+    io.server_side_emit_with_ack("/", "ask servers", "[]", iobus::Buffers{}, 1000, [&](const iobus::BroadcastAcks &r) {
+        CHECK(r.status == IOBUS_ACK_OK && r.expected == 0 && r.replies_json == "[]");
+        h_log_add("servers done");
+    });
+    LOG_WAIT("servers done", 5000);
+    CHECK(server_side_events == 0);
+    CHECK(status_of([&] { io.subscribe("/", IOBUS_RECORD_EVENT, "x", nullptr); }) == IOBUS_ERR_WRONG_STATE);
+    io.unsubscribe("/", IOBUS_RECORD_SERVER_SIDE_EMIT);
+
     io.leave(b, "red");
     io.of("/").to("blue").disconnect_sockets();
     PEER_WAIT(p, R"({"t":"disconnect","c":"c","reason":"io server disconnect"})", 5000);
@@ -297,11 +380,19 @@ void test_server_with_peers() {
         at_destroy++;
     });
     PEER_WAIT(p, event_line("a", "\"forever\"").c_str(), 5000);
+    std::atomic<int> many_at_destroy{0};
+    moved.of().emit_with_ack("forever", "[]", [&](const iobus::BroadcastAcks &r) {
+        // The server stops first: the recipient leaves, nothing more to wait for.
+        CHECK(r.status == IOBUS_ACK_OK && r.expected == 1 && r.replies_json == "[]");
+        many_at_destroy++;
+    });
+    PEER_WAIT(p, event_line("a", "\"forever\"").c_str(), 5000);
     join_threads();
     {
         iobus::Server gone(std::move(moved));
     }
-    CHECK(at_destroy == 1);
+    CHECK(at_destroy == 1 && many_at_destroy == 1);
+    CHECK(polls == 2);
     CHECK(replies == 1 && timeouts == 1);
     CHECK(exceptions == 2);
     CHECK(overlap == 0);
@@ -323,6 +414,9 @@ void test_poll_mode() {
     });
     io.start();
     CHECK(io.poll_fd() >= 0);
+    io.subscribe("/", IOBUS_RECORD_DISCONNECT, nullptr, nullptr);
+    io.unsubscribe("/", IOBUS_RECORD_DISCONNECT);
+    CHECK(status_of([&] { io.subscribe("/", IOBUS_RECORD_ACK, nullptr, nullptr); }) == IOBUS_ERR_INVALID_ARGUMENT);
     h_pump_server = io.get();
     peer *p = peer_start(io.port());
     if (!p) return;
