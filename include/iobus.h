@@ -500,6 +500,31 @@ enum iobus_status iobus_config_set_cors_credentials(struct iobus_config *cfg, bo
 enum iobus_status iobus_config_set_cors_max_age(struct iobus_config *cfg, uint64_t seconds);
 
 /**
+ * Connection state recovery (off by default, as in Socket.IO). When
+ * `enabled`: the CONNECT reply carries a private id, every packet sent to
+ * clients without an ack id and not volatile (broadcasts and direct emits)
+ * is stored with an offset appended as its last argument, and a socket
+ * that drops for a recoverable reason (`transport close`, `transport
+ * error`, `ping timeout`, `forced close`, `server shutting down`, `forced
+ * server close`) is kept for `max_disconnection_ms` (1 ms to a day; 0 means
+ * Socket.IO's 120000). A client back within that time gets its socket id,
+ * rooms and data back and every packet it missed, in order, before the
+ * CONNECT reply — on every drop, and also when it never received a stored
+ * packet. With `skip_middlewares` (Socket.IO's default) the connect
+ * callback of a recovered socket only tells the host (the connection is
+ * already accepted, see `iobus_connect_recovered`); without it the host
+ * decides as for any connection. The log keeps at most
+ * `max_disconnection_ms` of packets and `max_log_bytes` bytes per namespace
+ * (1 KiB to 1 GiB; 0 means 32 MiB), oldest first; a client whose missed
+ * packets were dropped from it gets an ordinary new session.
+ */
+enum iobus_status iobus_config_set_connection_state_recovery(struct iobus_config *cfg,
+                                                             bool enabled,
+                                                             uint64_t max_disconnection_ms,
+                                                             bool skip_middlewares,
+                                                             size_t max_log_bytes);
+
+/**
  * Most binary attachments one incoming packet may carry (0 to 1000,
  * default 10; 0 refuses binary packets).
  */
@@ -678,6 +703,17 @@ enum iobus_status iobus_connect_handshake(const struct iobus_connect *req,
                                           size_t *len_out);
 
 /**
+ * Whether this connection recovers a socket that dropped (connection
+ * state recovery, see `iobus_config_set_connection_state_recovery`): the
+ * socket has its old id, and once in, its rooms, data and the packets it
+ * missed. With `skip_middlewares` the connection is already accepted when
+ * the callback runs: the host is told, not asked (`iobus_connect_accept`
+ * does nothing more, `iobus_connect_reject` disconnects it again). False
+ * for NULL.
+ */
+bool iobus_connect_recovered(const struct iobus_connect *req);
+
+/**
  * Accepts the connection. Consumes `req` (also when the client has
  * already left, which returns `IOBUS_ERR_DISCONNECTED`).
  */
@@ -779,7 +815,7 @@ enum iobus_status iobus_server_poll(struct iobus_server *server,
  * |---|---|---|
  * | 0 | 4 | `u32` size of the whole record, this field included |
  * | 4 | 1 | `u8` kind (`iobus_record_kind`) |
- * | 5 | 1 | `u8` status: an `iobus_ack_status` for ACK and BROADCAST_ACK, else 0 |
+ * | 5 | 1 | `u8` status: an `iobus_ack_status` for ACK and BROADCAST_ACK, 1 for a CONNECT that recovers a dropped socket (`iobus_connect_recovered`), else 0 |
  * | 6 | 2 | zero |
  * | 8 | 8 | `u64` user data: the `user_data` of the registration (callback or subscription), or of the call that asked for the completion (ACK, BROADCAST_ACK, SOCKETS, ROOMS) |
  * | 16 | 8 | `u64` handle or number, by kind (below) |
@@ -1003,7 +1039,9 @@ enum iobus_status iobus_socket_handshake(struct iobus_server *server,
  * JSON value (`json` is `len` bytes, or NUL-terminated with `SIZE_MAX`),
  * kept with the socket for its lifetime and reported by
  * `iobus_selection_fetch_sockets` (also to other servers of a cluster).
- * NULL sets `null`.
+ * NULL sets `null`. With connection state recovery, a socket that dropped
+ * and may still be recovered can be given its data too (for example from
+ * the disconnect callback): a recovery brings it back.
  */
 enum iobus_status iobus_socket_set_data(struct iobus_server *server,
                                         const char *sid,

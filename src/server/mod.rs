@@ -306,6 +306,12 @@ impl Server {
         self.inner.namespaces.read().values().find_map(|nsp| nsp.socket(sid))
     }
 
+    /// Replaces the application data kept for a socket that dropped and may
+    /// still be recovered (connection state recovery); whether one was kept.
+    pub fn set_dropped_socket_data(&self, sid: &str, data: serde_json::Value) -> bool {
+        self.namespaces().iter().any(|nsp| nsp.recovery().is_some_and(|log| log.update_data(sid, data.clone())))
+    }
+
     /// The namespaces that exist now.
     pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
         self.inner.namespaces.read().values().cloned().collect()
