@@ -3,8 +3,12 @@ against include/iobus.h, where it is defined: every status, ack status,
 dispatch mode, record kind and flag with its value (both ways: a constant
 added to the header must be mirrored here), the SIZE_MAX convention for
 NUL-terminated JSON, the record layout documented above
-iobus_server_poll_records, and the prototype of every function the binding
-calls. A change in the header fails these tests until the binding follows.
+iobus_server_poll_records (its header table, status byte, field encoding,
+and the handle and fields of every kind), the structures the binding fills
+(iobus_buf, iobus_selection), and the prototype of every function the
+binding calls, including that a NULL callback is allowed wherever the
+binding passes one. A change in the header fails these tests until the
+binding follows.
 
 The header is read from the repository (../../../include/iobus.h); only a
 test run from an installed package without the repository skips.
@@ -46,6 +50,7 @@ NOT_HEADER_CONSTANTS = {
     "RECORD_FIELD_LEN",
     "RecordFields",
     "RECORD_FIELDS",
+    "CONNECT_RECOVERED",
 }
 # Header macros that are not ABI constants a binding mirrors.
 NOT_BINDING_CONSTANTS = re.compile(r"IOBUS_H|IOBUS_VERSION_(MAJOR|MINOR|PATCH)")
@@ -228,87 +233,151 @@ def test_json_length_sentinel_is_size_max():
 # ---- the record layout ------------------------------------------------------------------------
 
 _WIDTH_CODE = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q"}
-_COUNT_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7}
 
 
-def documented_layout() -> Tuple[str, List[Tuple[str, str]], str, str]:
-    """From the comment above iobus_server_poll_records: what the layout
-    says of byte order and padding, the header items (description, struct
-    code), the field length's type, and the fields by kind."""
-    doc = doc_of("iobus_server_poll_records")
+def doc_lines(function: str) -> List[str]:
+    """The documentation comment right above a function's declaration, line
+    by line, without its comment markers."""
     match = re.search(
-        r"Layout, per record \(([^)]*)\):\s*-\s*(.*?);\s*-\s*then fields, each a `(u\d+)` length and that many"
-        r" bytes[^:]*:\s*(.*?)\.(?:\s|$)",
-        doc,
+        r"/\*\*((?:(?!\*/).)*)\*/\s*(?:enum\s+|struct\s+)?[\w\s\*]*?\b" + function + r"\s*\(", TEXT, flags=re.S
     )
-    assert match, f"the record layout above iobus_server_poll_records is not in the expected words:\n{doc}"
-    order, header, field_len, fields = match.groups()
-    items: List[Tuple[str, str]] = []
-    for item in without_parentheses(header).split(","):
-        item = item.strip()
-        typed = re.fullmatch(r"`(u\d+)`\s+(.+)", item)
-        padding = re.fullmatch(r"(\w+) zero bytes?", item)
-        if typed:
-            assert typed.group(1) in _WIDTH_CODE, f"unknown type in {item!r}"
-            items.append((typed.group(2), _WIDTH_CODE[typed.group(1)]))
-        elif padding:
-            count = _COUNT_WORDS.get(padding.group(1)) or int(padding.group(1))
-            items.append((item, "x" * count))
-        else:
-            raise AssertionError(f"cannot read the record header item {item!r}")
-    return order, items, field_len, fields
+    assert match, f"no documentation above {function} in {HEADER}"
+    return [re.sub(r"^\s*\*\s?", "", line).rstrip() for line in match.group(1).splitlines()]
+
+
+def doc_table(lines: List[str], columns: Tuple[str, ...]) -> List[List[str]]:
+    """The rows of the Markdown table whose header row has ``columns``."""
+    heading = "| " + " | ".join(columns) + " |"
+    assert heading in lines, f"no table {heading!r} above iobus_server_poll_records"
+    at = lines.index(heading)
+    assert re.fullmatch(r"\|(-+\|)+", lines[at + 1].replace(" ", "")), f"{heading}: no separator row"
+    rows = []
+    for line in lines[at + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        assert len(cells) == len(columns), f"{line!r} does not have {len(columns)} cells"
+        rows.append(cells)
+    assert rows, f"{heading}: no rows"
+    return rows
+
+
+RECORDS_DOC = doc_lines("iobus_server_poll_records")
+RECORDS_PROSE = " ".join(" ".join(line for line in RECORDS_DOC if not line.startswith("|")).split())
 
 
 def test_record_header_layout():
-    order, documented, field_len, _ = documented_layout()
-    assert "host byte order" in order and "no padding" in order
     # "=": host byte order, standard sizes, no alignment padding.
+    assert re.search(r"host byte order, no padding and no alignment", RECORDS_PROSE)
     assert abi.RECORD_HEADER.format.startswith("=") and abi.RECORD_FIELD_LEN.format.startswith("=")
-    assert abi.RECORD_FIELD_LEN.format == "=" + _WIDTH_CODE[field_len]
+    size = re.search(r"a (\d+)-byte header", RECORDS_PROSE)
+    assert size and int(size.group(1)) == abi.RECORD_HEADER.size
+    rows = doc_table(RECORDS_DOC, ("offset", "size", "field"))
     ours = list(abi.RECORD_HEADER_ITEMS)
-    assert [code for _, code in ours] == [code for _, code in documented], (ours, documented)
-    for (name, _), (description, _) in zip(ours, documented):
-        assert re.search(r"\b" + re.escape(name) + r"\b", description), f"{name!r} is documented as {description!r}"
-    # Each item sits where the documented items before it end, and the
-    # reader's struct reads it from there.
+    assert len(rows) == len(ours), (rows, ours)
     at = 0
     values = 0
-    for (name, code), _ in zip(ours, documented):
-        width = struct.calcsize("=" + code)
-        if "x" not in code:
+    for (name, code), (offset, width, description) in zip(ours, rows):
+        assert int(offset) == at, f"{name!r} is documented at byte {offset}, the binding reads it at {at}"
+        assert struct.calcsize("=" + code) == int(width), f"{name!r}: {width} bytes in iobus.h, {code!r} here"
+        assert re.search(r"\b" + re.escape(name) + r"\b", description), f"{name!r} is documented as {description!r}"
+        typed = re.match(r"`(u\d+)`", description)
+        if typed:
+            assert _WIDTH_CODE[typed.group(1)] == code, f"{name!r} is a {typed.group(1)}, read as {code!r}"
+            # The reader's struct takes this item from this offset.
             probe = bytearray(abi.RECORD_HEADER.size)
-            probe[at : at + width] = bytes(range(1, width + 1))
+            probe[at : at + int(width)] = bytes(range(1, int(width) + 1))
             read = abi.RECORD_HEADER.unpack(bytes(probe))
             expected = [0] * len(read)
-            expected[values] = int.from_bytes(bytes(range(1, width + 1)), sys.byteorder)
+            expected[values] = int.from_bytes(bytes(range(1, int(width) + 1)), sys.byteorder)
             assert list(read) == expected, f"{name!r} is documented at byte {at}"
             values += 1
-        at += width
+        else:
+            assert description == "zero" and code == "x" * int(width), f"cannot read the header item {description!r}"
+        at += int(width)
     assert abi.RECORD_HEADER.size == at
 
 
+def test_record_status_byte():
+    status = doc_table(RECORDS_DOC, ("offset", "size", "field"))[2][2]
+    assert re.search(r"an `iobus_ack_status` for ACK and BROADCAST_ACK", status), status
+    recovered = re.search(r"(\d+) for a CONNECT that recovers a dropped socket", status)
+    assert recovered, status
+    assert abi.CONNECT_RECOVERED == int(recovered.group(1))
+
+
+def test_record_field_encoding():
+    length = re.search(r"A field is a `(u\d+)` length and that many bytes", RECORDS_PROSE)
+    assert length, RECORDS_PROSE
+    assert abi.RECORD_FIELD_LEN.format == "=" + _WIDTH_CODE[length.group(1)]
+    count = re.search(r'"attachments" is a `(u\d+)` count followed by that many fields', RECORDS_PROSE)
+    assert count and count.group(1) == length.group(1), RECORDS_PROSE
+
+
+def documented_handle(cell: str) -> Optional[str]:
+    """What a record's handle-or-number is, in ``abi.RecordFields.handle``'s words."""
+    if cell == "0":
+        return None
+    if "`iobus_connect *`" in cell:
+        return "connect"
+    if "`iobus_ack *`" in cell and re.search(r"\bor 0\b", cell):
+        return "ack"
+    if cell.startswith("a number"):
+        return "count"
+    raise AssertionError(f"cannot read the handle {cell!r}")
+
+
 def test_record_fields_by_kind():
-    _, _, field_len, fields = documented_layout()
     kinds = header_enums()["iobus_record_kind"]
-    documented: Dict[int, Tuple[Tuple[str, ...], bool]] = {}
-    for part in without_parentheses(fields).split(";"):
-        match = re.fullmatch(r"\s*([A-Z]+)\s+(.*?)\s*", part)
-        assert match, f"cannot read the fields {part!r}"
-        kind, listed = match.groups()
-        assert f"IOBUS_RECORD_{kind}" in kinds, f"the fields of {kind} are documented, but it is not a record kind"
-        names, attachments = [], False
-        for name in (item.strip() for item in listed.split(",")):
-            if name.startswith("then "):
-                assert "attachments" in name, f"{kind}: cannot read {name!r}"
-                assert "as for EVENT" in name or f"`{field_len}` count" in name, name
-                attachments = True
-            else:
-                assert not attachments, f"{kind}: a field after the attachments"
-                names.append(name)
-        documented[kinds[f"IOBUS_RECORD_{kind}"]] = (tuple(names), attachments)
+    documented: Dict[int, Tuple[Optional[str], Tuple[str, ...], bool]] = {}
+    for kind_cell, handle_cell, items_cell in doc_table(RECORDS_DOC, ("kind", "handle / number", "items")):
+        match = re.fullmatch(r"([A-Z_]+) \((\d+)\)", kind_cell)
+        assert match, f"cannot read the kind {kind_cell!r}"
+        name, value = match.group(1), int(match.group(2))
+        assert kinds.get(f"IOBUS_RECORD_{name}") == value, f"{kind_cell}: not IOBUS_RECORD_{name} = {value}"
+        items = [item.strip() for item in without_parentheses(items_cell).split(",")]
+        attachments = items[-1] == "attachments"
+        names = tuple(items[:-1] if attachments else items)
+        assert "attachments" not in names, f"{name}: the attachments are not last"
+        documented[value] = (documented_handle(handle_cell), names, attachments)
     assert set(documented) == set(kinds.values()), "every record kind has its fields documented"
-    ours = {kind: (spec.names, spec.attachments) for kind, spec in abi.RECORD_FIELDS.items()}
+    ours = {kind: (spec.handle, spec.names, spec.attachments) for kind, spec in abi.RECORD_FIELDS.items()}
     assert ours == documented
+
+
+# ---- structures -------------------------------------------------------------------------------
+
+
+def header_struct(name: str) -> List[Tuple[str, str]]:
+    """The fields (name, C type) of ``typedef struct name {...}``."""
+    match = re.search(r"typedef\s+struct\s+" + name + r"\s*\{([^}]*)\}\s*" + name + r"\s*;", CODE)
+    assert match, f"struct {name} is not in {HEADER}"
+    fields = []
+    for declaration in match.group(1).split(";"):
+        declaration = " ".join(declaration.split())
+        if not declaration:
+            continue
+        field = re.fullmatch(r"(.+?)\s*\b(\w+)", declaration)
+        assert field, f"cannot read {declaration!r} in struct {name}"
+        fields.append((field.group(2), field.group(1).strip()))
+    return fields
+
+
+@pytest.mark.parametrize("c_name, ours", [("iobus_buf", n.Buf), ("iobus_selection", n.Selection)])
+def test_structures_match_their_declarations(c_name, ours):
+    callbacks = callback_typedefs()
+    declared = header_struct(c_name)
+    fields = ours._fields_
+    assert [name for name, _ in fields] == [name for name, _ in declared]
+    for (name, t), (_, c_type) in zip(fields, declared):
+        assert ctypes_kind(t) == c_kind(c_type, callbacks), f"{c_name}.{name} is {c_type} in iobus.h, {t} here"
+
+
+def test_selection_flags_fit_their_field():
+    fields = dict(header_struct("iobus_selection"))
+    assert fields["flags"] == "uint32_t"
+    flags = abi.SELECTION_VOLATILE | abi.SELECTION_LOCAL
+    assert n.Selection(flags=flags).flags == flags
 
 
 # ---- prototypes -------------------------------------------------------------------------------
@@ -398,4 +467,8 @@ def test_every_function_the_binding_calls_matches_its_declaration():
         for i, (c_type, t) in enumerate(zip(params, argtypes)):
             if c_kind(c_type, callbacks) != ctypes_kind(t):
                 wrong.append(f"{name}: argument {i + 1} is {c_type} in iobus.h, {t.__name__} in the binding")
+            # The binding passes no C callback: only where the header says
+            # a NULL callback is allowed (poll mode: the completion is a record).
+            if c_type.replace("const ", "").strip() in callbacks and not re.search(r"`cb` may be NULL", doc_of(name)):
+                wrong.append(f"{name}: the binding passes NULL for its {c_type}, which iobus.h does not allow")
     assert not wrong, "\n".join(wrong)

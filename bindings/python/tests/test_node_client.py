@@ -1,7 +1,10 @@
 """Both server flavours against the npm socket.io-client (Node): auth and
 refusal data, binary both ways, acks both ways with timeouts, rooms and
-skip_sid, server-side disconnects, namespaces. The asyncio server runs on a
-loop in its own thread here, with coroutine handlers."""
+skip_sid (one or several), emits with acks to a room, close_room, call to a
+room, fetch_sockets and all_rooms (also from a handler), sessions as socket
+data, server-side emits on one node, connection state recovery, server-side
+disconnects, namespaces. The asyncio server runs on a loop in its own
+thread here, with coroutine handlers."""
 
 from __future__ import annotations
 
@@ -19,19 +22,19 @@ from conftest import NodeDriver, wait_for
 class Host:
     """One server flavour behind a blocking interface for the tests."""
 
-    def __init__(self, flavour: str) -> None:
+    def __init__(self, flavour: str, **options: Any) -> None:
         self.flavour = flavour
         self.loop: asyncio.AbstractEventLoop | None = None
         if flavour == "async":
             self.loop = asyncio.new_event_loop()
             self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
             self.thread.start()
-            self.server: Any = self.run(self._make_async())
+            self.server: Any = self.run(self._make_async(options))
         else:
-            self.server = iobus.Server()
+            self.server = iobus.Server(**options)
 
-    async def _make_async(self) -> iobus.AsyncServer:
-        return iobus.AsyncServer()
+    async def _make_async(self, options: Any) -> iobus.AsyncServer:
+        return iobus.AsyncServer(**options)
 
     def run(self, value: Any) -> Any:
         """Runs a coroutine on the server's loop (a plain value passes)."""
@@ -77,10 +80,37 @@ class Host:
 
 
 @pytest.fixture(params=["sync", "async"])
-def host(request: pytest.FixtureRequest) -> Iterator[Host]:
-    h = Host(request.param)
+def flavour(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def host(flavour: str) -> Iterator[Host]:
+    h = Host(flavour)
     yield h
     h.close()
+
+
+@pytest.fixture
+def make_host(flavour: str) -> Iterator[Callable[..., Host]]:
+    """``make_host(**options)``: a Host of the test's flavour with options."""
+    hosts: List[Host] = []
+
+    def make(**options: Any) -> Host:
+        hosts.append(Host(flavour, **options))
+        return hosts[-1]
+
+    yield make
+    for h in hosts:
+        h.close()
+
+
+def news_of(node: NodeDriver, name: str, last: str = "end") -> List[Any]:
+    """The ``news`` a client received, once the ``last`` one is in (with
+    connection state recovery the client also receives each packet's
+    offset, as a last argument)."""
+    wait_for(lambda: ["news", last] in [e[:2] for e in node.request("events", c=name)["events"]], what=f"{name}: {last}")
+    return [e[1] for e in node.request("events", c=name)["events"] if e[0] == "news"]
 
 
 def test_auth_and_refusal_with_data(host: Host, node: NodeDriver):
@@ -246,3 +276,235 @@ def test_operations_from_the_connect_handler(host: Host, node: NodeDriver):
     node.connect("k", port, auth={"kick": True})
     events = node.request("wait", c="k", event="$disconnect")["events"]
     assert events == [["$disconnect", "io server disconnect"]]
+
+
+def test_emit_to_a_room_with_several_skip_sids(host: Host, node: NodeDriver):
+    port = host.start()
+    sids = {name: node.connect(name, port)["sid"] for name in ("a", "b", "c", "d", "e")}
+    for name in ("a", "b", "c", "d"):
+        host.do("enter_room", sids[name], "team")
+    host.do("enter_room", sids["e"], "other")
+    host.do("emit", "news", "team but a and c", to="team", skip_sid=[sids["a"], sids["c"]])
+    # Two rooms, each member once, minus two (one of them in no room reached).
+    host.do("emit", "news", "both rooms but b", to=["team", "other"], skip_sid=[sids["b"], "AAAAAAAAAAAAAAAAAAAA"])
+    host.do("emit", "news", "end")
+    assert news_of(node, "a") == ["both rooms but b", "end"]
+    assert news_of(node, "b") == ["team but a and c", "end"]
+    assert news_of(node, "c") == ["both rooms but b", "end"]
+    assert news_of(node, "d") == ["team but a and c", "both rooms but b", "end"]
+    assert news_of(node, "e") == ["both rooms but b", "end"]
+    # A skip_sid that is not a socket id is a mistake, said so.
+    with pytest.raises(iobus.IobusError) as info:
+        host.do("emit", "news", "x", to="team", skip_sid=["not a sid"])
+    assert "not a socket id" in str(info.value)
+
+
+def test_emit_with_callback_to_a_room(make_host, node: NodeDriver):
+    host = make_host(ack_timeout=1)
+    port = host.start()
+    sids = {name: node.connect(name, port)["sid"] for name in ("a", "b", "c", "d")}
+    for name in ("a", "b", "c"):
+        host.do("enter_room", sids[name], "team")
+    node.request("answer", c="a", event="poll", reply=["from a", 1])
+    node.request("answer", c="b", event="poll", reply=["from b"], delay=100)
+    node.request("answer", c="d", event="poll", reply=["from d"])
+    # c never answers: the callback gets the replies that came, once per
+    # reply, in arrival order, when ack_timeout has passed.
+    replies: List[Any] = []
+    start = time.monotonic()
+    host.do("emit", "poll", "q1", to="team", callback=lambda *args: replies.append(args))
+    wait_for(lambda: len(replies) == 2, what="two replies")
+    assert replies == [("from a", 1), ("from b",)]
+    assert time.monotonic() - start >= 0.9
+    time.sleep(0.2)
+    assert len(replies) == 2
+    # Everyone reached answers: done as soon as the last one did (well
+    # before a 30 s timeout), here without c.
+    slow = make_host(ack_timeout=30)
+    port = slow.start()
+    others = {name: node.connect(name, port)["sid"] for name in ("a2", "b2", "c2")}
+    for name, sid in others.items():
+        slow.do("enter_room", sid, "team")
+        if name != "c2":
+            node.request("answer", c=name, event="poll", reply=[name])
+    replies.clear()
+    # (a's sid belongs to the other server: it skips nobody here.)
+    slow.do("emit", "poll", to="team", skip_sid=[others["c2"], sids["a"]], callback=lambda *args: replies.append(args))
+    wait_for(lambda: len(replies) == 2, timeout=5, what="the replies of a2 and b2")
+    assert sorted(replies) == [("a2",), ("b2",)]
+    assert node.request("events", c="c2")["events"] == []
+    # Nobody reached: the callback is never called.
+    slow.do("emit", "poll", to="empty room", callback=lambda *args: replies.append(args))
+    time.sleep(0.2)
+    assert len(replies) == 2
+
+
+def test_close_room(host: Host, node: NodeDriver):
+    port = host.start()
+    sids = {name: node.connect(name, port)["sid"] for name in ("a", "b", "c")}
+    host.do("enter_room", sids["a"], "x")
+    host.do("enter_room", sids["b"], "x")
+    host.do("enter_room", sids["b"], "y")
+    host.do("enter_room", sids["c"], "y")
+    host.do("close_room", "x")
+    assert host.do("participants", "x") == []
+    assert host.do("rooms", sids["a"]) == [sids["a"]]
+    assert host.do("rooms", sids["b"]) == sorted([sids["b"], "y"])
+    assert host.do("participants", "y") == sorted([sids["b"], sids["c"]])
+    host.do("emit", "news", "to x", to="x")
+    host.do("emit", "news", "end")
+    assert news_of(node, "a") == ["end"]
+    # A room of another namespace of the same name is another room.
+    host.do("close_room", "y", namespace="/elsewhere")
+    assert host.do("participants", "y") == sorted([sids["b"], sids["c"]])
+
+
+def test_call_to_a_room_is_refused(host: Host, node: NodeDriver):
+    port = host.start()
+    sid = node.connect("a", port)["sid"]
+    node.request("answer", c="a", event="q", reply=["yes"])
+    host.do("enter_room", sid, "team")
+    with pytest.raises(ValueError, match="is a room"):
+        host.do("call", "q", to="team", timeout=1)
+    with pytest.raises(iobus.DisconnectedError):
+        host.do("call", "q", to="AAAAAAAAAAAAAAAAAAAA", timeout=1)
+    with pytest.raises(ValueError):
+        host.do("call", "q", timeout=1)
+    assert host.do("call", "q", to=sid, timeout=5) == "yes"
+    assert node.request("events", c="a")["events"] == [["q"]]
+
+
+def test_fetch_sockets_all_rooms_and_session_data(host: Host, node: NodeDriver):
+    server = host.server
+    if host.flavour == "sync":
+
+        def who(sid):
+            with server.session(sid) as session:
+                session["asked"] = True
+            return [s.sid for s in server.fetch_sockets(to="team")], server.all_rooms()
+
+        def name(sid, value):
+            server.save_session(sid, {"name": value})
+
+    else:
+
+        async def who(sid):
+            async with server.session(sid) as session:
+                session["asked"] = True
+            return [s.sid for s in await server.fetch_sockets(to="team")], await server.all_rooms()
+
+        async def name(sid, value):
+            await server.save_session(sid, {"name": value})
+
+    server.on("who", who)
+    server.on("name", name)
+    port = host.start()
+    a = node.connect("a", port, auth={"user": "a"})["sid"]
+    b = node.connect("b", port)["sid"]
+    host.do("enter_room", a, "team")
+    assert node.request("emit", c="a", event="name", args=["alice"], ack=True) == {"reply": []}
+    # From a handler: on the sync flavour's dispatch thread too.
+    assert node.request("emit", c="b", event="who", ack=True) == {"reply": [[a], sorted([a, b, "team"])]}
+    team = host.do("fetch_sockets", to="team")
+    assert [(s.sid, s.namespace, s.rooms, s.data) for s in team] == [(a, "/", sorted([a, "team"]), {"name": "alice"})]
+    assert team[0].handshake["auth"] == {"user": "a"}
+    assert team[0].environ["REMOTE_ADDR"] == "127.0.0.1"
+    everyone = host.do("fetch_sockets")
+    assert [s.sid for s in everyone] == sorted([a, b])
+    assert {s.sid: s.data for s in everyone}[b] == {"asked": True}
+    assert [s.sid for s in host.do("fetch_sockets", skip_sid=[a])] == [b]
+    assert host.do("fetch_sockets", room="nobody's") == []
+    assert host.do("fetch_sockets", namespace="/elsewhere") == []
+    assert host.do("all_rooms") == sorted([a, b, "team"])
+    assert host.do("all_rooms", namespace="/elsewhere") == []
+    with pytest.raises(ValueError):
+        host.do("fetch_sockets", namespace="*")
+
+
+def test_server_side_emit_on_one_node(host: Host, node: NodeDriver):
+    heard: List[Any] = []
+    host.server.on_server_side_emit("hello", host.handler(lambda *args: heard.append(args) or "hi"))
+    host.server.on_server_side_emit("*", host.handler(lambda event, *args: heard.append((event, *args))))
+    port = host.start()
+    node.connect("a", port)
+    replies: List[Any] = []
+    host.do("server_side_emit", "hello", ("world", 1))
+    host.do("server_side_emit", "hello", "world", callback=lambda answers: replies.append(answers))
+    wait_for(lambda: replies, what="the server-side emit's callback")
+    # No other server: no replies, and never this server's own handlers,
+    # nor any client.
+    assert replies == [[]]
+    host.do("emit", "news", "end")
+    assert news_of(node, "a") == ["end"]
+    assert [e[0] for e in node.request("events", c="a")["events"]] == ["news"]
+    assert heard == []
+    with pytest.raises(iobus.IobusError):
+        host.do("server_side_emit", "disconnect")
+
+
+@pytest.mark.parametrize("skip_middlewares", [True, False])
+def test_connection_state_recovery(make_host, node: NodeDriver, skip_middlewares: bool):
+    host = make_host(
+        connection_state_recovery={"max_disconnection_duration": 10, "skip_middlewares": skip_middlewares}
+    )
+    server = host.server
+    connects: List[Any] = []
+    reasons: List[str] = []
+    if host.flavour == "sync":
+
+        def connect(sid, environ, auth):
+            connects.append((sid, environ["iobus.recovered"], dict(server.get_session(sid))))
+
+        def remember(sid, value):
+            with server.session(sid) as session:
+                session["n"] = value
+            server.enter_room(sid, "club")
+
+        def whoami(sid):
+            return server.get_session(sid), server.rooms(sid)
+
+        def disconnect(sid, reason):
+            # The session's last state is what a recovery brings back.
+            server.get_session(sid)["left"] = reason
+            reasons.append(reason)
+
+    else:
+
+        async def connect(sid, environ, auth):
+            connects.append((sid, environ["iobus.recovered"], dict(await server.get_session(sid))))
+
+        async def remember(sid, value):
+            async with server.session(sid) as session:
+                session["n"] = value
+            await server.enter_room(sid, "club")
+
+        async def whoami(sid):
+            return await server.get_session(sid), server.rooms(sid)
+
+        async def disconnect(sid, reason):
+            (await server.get_session(sid))["left"] = reason
+            reasons.append(reason)
+
+    for event, fn in (("connect", connect), ("remember", remember), ("whoami", whoami), ("disconnect", disconnect)):
+        server.on(event, fn)
+    port = host.start()
+    sid = node.connect("a", port, reconnection=True)["sid"]
+    assert node.request("emit", c="a", event="remember", args=[7], ack=True) == {"reply": []}
+    node.request("drop", c="a")
+    wait_for(lambda: reasons, what="the disconnect handler")
+    assert reasons == ["transport close"]
+    # Missed while away, and given back before the connection is.
+    host.do("emit", "news", "while away", to="club")
+    back = node.request("connected", c="a", count=2)
+    assert back == {"sid": sid, "recovered": True}
+    assert news_of(node, "a", last="while away") == ["while away"]
+    session = {"n": 7, "left": "transport close"}
+    assert node.request("emit", c="a", event="whoami", ack=True) == {"reply": [session, sorted([sid, "club"])]}
+    assert connects[0] == (sid, False, {})
+    if skip_middlewares:
+        # Already accepted: the connect handler sees the socket as it was.
+        assert connects[1] == (sid, True, session)
+    else:
+        # The connect handler decides first; the session is back once it accepted.
+        assert connects[1][:2] == (sid, True)
+    assert [s.data for s in host.do("fetch_sockets", to="club")] == [session]

@@ -6,6 +6,7 @@ stop the delivery of the others)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, List, Optional
@@ -195,11 +196,15 @@ def test_unknown_kinds_and_registrations_are_skipped(offline_server, caplog):
     assert "reading an event" in caplog.text
 
 
+def expect(server: iobus.Server, token: int, outcomes: List[tuple], gone: tuple) -> None:
+    """Makes ``token`` an operation waiting for its record."""
+    server._completions[token] = (lambda *answer: outcomes.append((token, *answer)), gone)
+
+
 def test_ack_records(offline_server, caplog):
     outcomes: List[tuple] = []
-    offline_server._acks[41] = lambda status, args: outcomes.append((41, status, args))
-    offline_server._acks[42] = lambda status, args: outcomes.append((42, status, args))
-    offline_server._acks[43] = lambda status, args: outcomes.append((43, status, args))
+    for token in (41, 42, 43):
+        expect(offline_server, token, outcomes, (abi.ACK_DISCONNECTED, None))
     ok = field(b"/") + field(b"s") + field(b'["r",{"_placeholder":true,"num":0}]') + u32(1) + field(b"\x05")
     timeout = field(b"/") + field(b"s") + field(b"") + u32(0)
     broken = field(b"/") + field(b"s") + field(b"[1]") + u32(2)
@@ -212,6 +217,60 @@ def test_ack_records(offline_server, caplog):
         )
     assert outcomes == [(41, abi.ACK_OK, ["r", b"\x05"]), (42, abi.ACK_TIMEOUT, None), (43, abi.ACK_DISCONNECTED, None)]
     assert "reading an acknowledgement" in caplog.text
+
+
+def test_broadcast_ack_records(offline_server, caplog):
+    outcomes: List[tuple] = []
+    for token in (51, 52, 53):
+        expect(offline_server, token, outcomes, (abi.ACK_DISCONNECTED, [], 0))
+    # Two replies; the placeholders number the attachments of both.
+    replies = b'[["a",{"_placeholder":true,"num":0}],[{"_placeholder":true,"num":1},2]]'
+    ok = field(replies) + u32(2) + field(b"\x01") + field(b"\x02")
+    timeout = field(b'[["late"]]') + u32(0)
+    broken = field(b"[[1]") + u32(0)
+    with caplog.at_level(logging.ERROR, logger="iobus"):
+        offline_server._deliver(
+            record(abi.RECORD_BROADCAST_ACK, 51, ok, handle=3)
+            + record(abi.RECORD_BROADCAST_ACK, 52, timeout, status=abi.ACK_TIMEOUT, handle=2)
+            + record(abi.RECORD_BROADCAST_ACK, 53, broken, handle=1)
+        )
+    assert outcomes == [
+        (51, abi.ACK_OK, [["a", b"\x01"], [b"\x02", 2]], 3),
+        (52, abi.ACK_TIMEOUT, [["late"]], 2),
+        (53, abi.ACK_DISCONNECTED, [], 0),
+    ]
+    assert "acknowledgements of an emit" in caplog.text
+
+
+def test_query_records(offline_server, caplog):
+    outcomes: List[tuple] = []
+    for token in (61, 62, 63):
+        expect(offline_server, token, outcomes, ([],))
+    sockets = b'[{"id":"AAAAAAAAAAAAAAAAAAAA","handshake":{},"rooms":["AAAAAAAAAAAAAAAAAAAA"],"data":null}]'
+    with caplog.at_level(logging.ERROR, logger="iobus"):
+        offline_server._deliver(
+            record(abi.RECORD_SOCKETS, 61, field(sockets))
+            + record(abi.RECORD_ROOMS, 62, field(b'["a","b"]'))
+            + record(abi.RECORD_ROOMS, 63, field(b'{"not":"a list"}'))
+        )
+    assert outcomes == [(61, json.loads(sockets)), (62, ["a", "b"]), (63, [])]
+    assert "answer to a query" in caplog.text
+
+
+def test_server_side_emit_records(offline_server):
+    got: List[tuple] = []
+    offline_server.on_server_side_emit("hello", lambda *args: got.append(("hello", *args)))
+    offline_server.on_server_side_emit("*", lambda event, *args: got.append(("*", event, *args)))
+    token = next(t for t, r in offline_server._registrations.items() if r.kind == "server-side")
+
+    def body(name: str, args: str) -> bytes:
+        return field(b"/") + field(b"") + field(name.encode()) + field(args.encode()) + u32(0)
+
+    offline_server._deliver(
+        record(abi.RECORD_SERVER_SIDE_EMIT, token, body("hello", '[1,"x"]'))
+        + record(abi.RECORD_SERVER_SIDE_EMIT, token, body("other", "[]"))
+    )
+    assert got == [("hello", 1, "x"), ("*", "other")]
 
 
 def test_disconnect_records(offline_server, caplog):

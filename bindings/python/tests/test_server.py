@@ -502,9 +502,14 @@ def test_placeholder_lookalikes(make_server, make_client):
     # Received without attachments, it stays a dict.
     assert client.call("keep", lookalike, timeout=5) == "kept"
     assert seen == [lookalike]
-    # Sent, it would be taken for binary: libiobus refuses it.
+    # Sent without binary, it is plain data too.
+    got = recorder(client, "x")
+    server.emit("x", lookalike, to=client.get_sid())
+    wait_for(lambda: got)
+    assert got == [("x", lookalike)]
+    # Beside binary it would name an attachment a second time: refused.
     with pytest.raises(iobus.IobusError) as info:
-        server.emit("x", lookalike, to=client.get_sid())
+        server.emit("x", (b"\x01", lookalike), to=client.get_sid())
     assert info.value.status == 10
 
 

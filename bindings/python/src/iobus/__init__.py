@@ -30,6 +30,7 @@ from .exceptions import (
     SocketIOError,
     TimeoutError,
 )
+from ._remote import RemoteSocket
 from .namespace import AsyncNamespace, Namespace
 from .server import Server
 
@@ -49,6 +50,7 @@ __all__ = [
     "DisconnectedError",
     "IobusError",
     "Namespace",
+    "RemoteSocket",
     "Server",
     "SocketIOError",
     "TimeoutError",

@@ -1,7 +1,8 @@
 """The numbers of libiobus's C ABI as the binding uses them: status codes,
 ack statuses, dispatch modes, record kinds, flags, the NUL-terminated
 length convention, and the layout of the records
-``iobus_server_poll_records`` writes.
+``iobus_server_poll_records`` writes. (The ``iobus_selection`` structure is
+a ctypes ``Structure`` in ``_native``.)
 
 ``include/iobus.h`` is where these are defined; this module mirrors it under
 one naming rule, so that ``tests/test_abi.py`` checks it against the header
@@ -12,8 +13,8 @@ mechanically:
   constant of the header (enumerators and ``#define`` flags, the version
   macros aside) has its mirror here;
 - the record header and the fields of each record kind are listed in the
-  order and with the words the header's comment above
-  ``iobus_server_poll_records`` uses, and the ``struct`` formats the reader
+  order and with the words of the tables in the header's comment above
+  ``iobus_server_poll_records``, and the ``struct`` formats the reader
   uses are built from those lists.
 
 Nothing here knows about Socket.IO or ctypes.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from ctypes import c_size_t
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 # ---- iobus_status ------------------------------------------------------------------
 
@@ -59,10 +60,16 @@ RECORD_CONNECT = 0
 RECORD_EVENT = 1
 RECORD_DISCONNECT = 2
 RECORD_ACK = 3
+RECORD_BROADCAST_ACK = 4
+RECORD_SOCKETS = 5
+RECORD_ROOMS = 6
+RECORD_SERVER_SIDE_EMIT = 7
 
 # ---- flags (#define) --------------------------------------------------------------------
 
 EMIT_VOLATILE = 1
+SELECTION_VOLATILE = 1
+SELECTION_LOCAL = 2
 
 # ---- lengths ------------------------------------------------------------------------------
 
@@ -80,29 +87,42 @@ JSON_NUL_TERMINATED = SIZE_MAX
 RECORD_HEADER_ITEMS: Tuple[Tuple[str, str], ...] = (
     ("size", "I"),
     ("kind", "B"),
-    ("ack status", "B"),
-    ("zero bytes", "xx"),
+    ("status", "B"),
+    ("zero", "xx"),
     ("user data", "Q"),
-    ("handle", "Q"),
+    ("handle or number", "Q"),
 )
 RECORD_HEADER = struct.Struct("=" + "".join(code for _, code in RECORD_HEADER_ITEMS))
 
 # Every field, and the count of attachments, starts with this length.
 RECORD_FIELD_LEN = struct.Struct("=I")
 
+# The status byte of a CONNECT record that recovers a dropped socket
+# (connection state recovery; ``iobus_connect_recovered``).
+CONNECT_RECOVERED = 1
+
 
 class RecordFields(NamedTuple):
-    """The fields of one record kind after the header: their names as the
-    header lists them, then (``attachments``) a ``u32`` count of
-    attachments and each one as a field."""
+    """One record kind after the header: what its handle-or-number is
+    (``"connect"``: the ``iobus_connect *`` to answer, ``"ack"``: an
+    ``iobus_ack *`` or 0, ``"count"``: a number, ``None``: always 0), the
+    names of its fields as the header lists them, then (``attachments``) a
+    ``u32`` count of attachments and each one as a field."""
 
+    handle: Optional[str]
     names: Tuple[str, ...]
     attachments: bool
 
 
 RECORD_FIELDS: Dict[int, RecordFields] = {
-    RECORD_CONNECT: RecordFields(("namespace", "socket id", "handshake JSON"), False),
-    RECORD_EVENT: RecordFields(("namespace", "socket id", "event name", "arguments JSON"), True),
-    RECORD_DISCONNECT: RecordFields(("namespace", "socket id", "reason", "rooms JSON"), False),
-    RECORD_ACK: RecordFields(("namespace", "socket id", "arguments JSON"), True),
+    RECORD_CONNECT: RecordFields("connect", ("namespace", "socket id", "handshake JSON"), False),
+    RECORD_EVENT: RecordFields("ack", ("namespace", "socket id", "event name", "arguments JSON"), True),
+    RECORD_DISCONNECT: RecordFields(None, ("namespace", "socket id", "reason", "rooms JSON"), False),
+    RECORD_ACK: RecordFields(None, ("namespace", "socket id", "arguments JSON of the reply"), True),
+    RECORD_BROADCAST_ACK: RecordFields("count", ("replies JSON",), True),
+    RECORD_SOCKETS: RecordFields(None, ("sockets JSON",), False),
+    RECORD_ROOMS: RecordFields(None, ("rooms JSON",), False),
+    RECORD_SERVER_SIDE_EMIT: RecordFields(
+        "ack", ("namespace", "socket id", "event name", "arguments JSON"), True
+    ),
 }

@@ -2,10 +2,10 @@
 together from one part per concern:
 
 - ``_lifecycle.NativeServer``: the native handle, start/stop, safe polls, freeing;
-- ``_handlers.HandlerRegistry``: ``on``/``event``/``register_namespace``;
-- ``_records.RecordReader``: records from ``iobus_server_poll_records`` to handlers;
+- ``_handlers.HandlerRegistry``: ``on``/``event``/``register_namespace``/``on_server_side_emit``;
+- ``_records.RecordReader``: records from ``iobus_server_poll_records`` to handlers and waiting operations;
 - ``_results.HandlerResults``: acks answered, connections decided;
-- ``_operations.Operations``: emit, call, rooms, disconnect, sessions.
+- ``_operations.Operations``: emit, call, rooms, queries, disconnect, sessions, server-side emits.
 
 Both flavours run libiobus in ``IOBUS_DISPATCH_POLL`` mode, on a thread of
 Python's choosing (the blocking server's dispatch thread, or the asyncio
@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional, Tuple, Union
 from ._handlers import HandlerRegistry, normalize_namespace
 from ._lifecycle import NativeServer
 from ._operations import Operations
-from ._options import check_unknown, logger_for
+from ._options import Recovery, check_unknown, logger_for, recovery_options
 from ._records import RecordReader
 from ._results import HandlerResults
 
@@ -64,6 +64,12 @@ class BaseServer(NativeServer, HandlerRegistry, RecordReader, HandlerResults, Op
         upgrade_timeout: Optional[float] = None,
         max_attachments: Optional[int] = None,
         max_buffered: Optional[int] = None,
+        http_header_timeout: Optional[float] = None,
+        http_keep_alive_timeout: Optional[float] = None,
+        write_timeout: Optional[float] = None,
+        max_header_bytes: Optional[int] = None,
+        max_connections: Optional[int] = None,
+        connection_state_recovery: Recovery = None,
         worker_threads: Optional[int] = None,
         batch_scheduling: Optional[bool] = None,
         serve_client: Optional[bool] = None,
@@ -80,7 +86,7 @@ class BaseServer(NativeServer, HandlerRegistry, RecordReader, HandlerResults, Op
         self._init_registry()
         self._init_records()
         self._init_results()
-        self._init_operations(ack_timeout)
+        self._init_operations(ack_timeout, recovery_options(connection_state_recovery) is not None)
         self._init_native(
             cors_allowed_origins=cors_allowed_origins,
             cors_credentials=cors_credentials,
@@ -95,6 +101,12 @@ class BaseServer(NativeServer, HandlerRegistry, RecordReader, HandlerResults, Op
             upgrade_timeout=upgrade_timeout,
             max_attachments=max_attachments,
             max_buffered=max_buffered,
+            http_header_timeout=http_header_timeout,
+            http_keep_alive_timeout=http_keep_alive_timeout,
+            write_timeout=write_timeout,
+            max_header_bytes=max_header_bytes,
+            max_connections=max_connections,
+            connection_state_recovery=connection_state_recovery,
             worker_threads=worker_threads,
             batch_scheduling=batch_scheduling,
             serve_client=serve_client,

@@ -1,7 +1,9 @@
 """Handler registration: ``@server.on``, ``@server.event``,
-``register_namespace``, and what each registration becomes in libiobus (a
-namespace, a namespace pattern, a connect/event/catch-all/disconnect
-subscription whose user data is a token that comes back in every record).
+``register_namespace``, ``on_server_side_emit``, and what each registration
+becomes in libiobus (a namespace, a namespace pattern, a connect, event,
+catch-all, disconnect or server-side-emit subscription made with
+``iobus_server_subscribe``, whose user data is a token that comes back in
+every record).
 
 Which handler a record reaches is decided in ``_records``; how a handler's
 result goes back, in ``_results``.
@@ -14,7 +16,7 @@ import threading
 from ctypes import c_void_p
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Set, Tuple, TypeVar
 
-from . import _late_callbacks as late
+from . import _abi as abi
 from . import _native as n
 
 if TYPE_CHECKING:
@@ -62,7 +64,7 @@ class Registration:
     __slots__ = ("kind", "namespace", "event", "handler_key", "pattern")
 
     def __init__(self, kind: str, namespace: str, event: str = "") -> None:
-        self.kind = kind  # "event", "any", "connect", "disconnect"
+        self.kind = kind  # "event", "any", "connect", "disconnect", "server-side"
         self.namespace = namespace  # the key handlers are stored under ("/", "/chat", "*", "/room-*")
         self.event = event
         # The handler an event of this registration goes to.
@@ -85,9 +87,13 @@ class HandlerRegistry:
         self._handlers: Dict[str, Dict[str, Tuple[Handler, int]]] = {}
         self._namespace_objects: Dict[str, "BaseNamespace"] = {}
         self._known_namespaces: Set[str] = set()
-        self._c_registered: Set[Tuple[str, str]] = set()
+        # (handler key, "connect"/"disconnect"/"*"/event name, server-side?)
+        self._c_registered: Set[Tuple[str, str, bool]] = set()
         # token (user data of a subscription) → what it stands for
         self._registrations: Dict[int, Registration] = {}
+        # handler key → event name ("*": every other) → (handler, positional
+        # capacity), for the events other servers emit to a namespace
+        self._server_side_handlers: Dict[str, Dict[str, Tuple[Handler, int]]] = {}
 
     def on(
         self, event: str, handler: Optional[Handler] = None, namespace: Optional[str] = None
@@ -143,6 +149,33 @@ class HandlerRegistry:
             self._c_register(key, "connect")
             self._c_register(key, "*")
 
+    def on_server_side_emit(
+        self, event: str, handler: Optional[Handler] = None, namespace: Optional[str] = None
+    ) -> Callable[[F], F]:
+        """Registers a handler for ``event`` when another server of a
+        cluster emits it to ``namespace`` with ``server_side_emit`` (never
+        an event from a client; ``"*"``: every event without a handler of
+        its own, which then comes first). The handler receives the event's
+        arguments (after the namespace, for a pattern); its return value
+        answers a sender that asked for replies. With libiobus's default
+        in-memory adapter (one server) no such event ever arrives."""
+        if not isinstance(event, str) or not event:
+            raise TypeError("the event name must be a non-empty str")
+        key = normalize_namespace(namespace)
+
+        def register(fn: F) -> F:
+            if not callable(fn):
+                raise TypeError("a handler must be callable")
+            with self._lock:
+                self._server_side_handlers.setdefault(key, {})[event] = (fn, positional_capacity(fn))
+                self._touch_namespace(key)
+                self._c_register(key, "*", server_side=True)
+            return fn
+
+        if handler is not None:
+            register(handler)
+        return register
+
     def _is_async(self) -> bool:
         return False
 
@@ -169,27 +202,28 @@ class HandlerRegistry:
             self._known_namespaces.add(key)
             self._c_register(key, "disconnect")
 
-    def _c_register(self, key: str, event: str) -> None:
-        """Subscribes to ``event`` of ``key`` in libiobus once. Records
-        arrive for it; the callback passed is never called (see
-        ``_late_callbacks``)."""
-        marker = (key, event)
+    def _c_register(self, key: str, event: str, server_side: bool = False) -> None:
+        """Subscribes to ``event`` of ``key`` in libiobus once (``"connect"``,
+        ``"disconnect"``, ``"*"`` or an event name; with ``server_side``,
+        every server-side emit): its records come with a token that names
+        the registration."""
+        marker = (key, event, server_side)
         if marker in self._c_registered:
             return
-        nsp = c_pattern(key).encode()
         token = next(self._tokens)
-        lib = n.lib
-        if event == "connect":
-            self._registrations[token] = Registration("connect", key)
-            status = lib.iobus_server_on_connect(self._handle, nsp, late.CONNECT_CB, c_void_p(token))
+        name = None
+        if server_side:
+            registration, kind = Registration("server-side", key), abi.RECORD_SERVER_SIDE_EMIT
+        elif event == "connect":
+            registration, kind = Registration("connect", key), abi.RECORD_CONNECT
         elif event == "disconnect":
-            self._registrations[token] = Registration("disconnect", key)
-            status = lib.iobus_server_on_disconnect(self._handle, nsp, late.DISCONNECT_CB, c_void_p(token))
+            registration, kind = Registration("disconnect", key), abi.RECORD_DISCONNECT
         elif event == "*":
-            self._registrations[token] = Registration("any", key)
-            status = lib.iobus_server_on_any(self._handle, nsp, late.EVENT_CB, c_void_p(token))
+            registration, kind = Registration("any", key), abi.RECORD_EVENT
         else:
-            self._registrations[token] = Registration("event", key, event)
-            status = lib.iobus_server_on_event(self._handle, nsp, event.encode(), late.EVENT_CB, c_void_p(token))
+            registration, kind = Registration("event", key, event), abi.RECORD_EVENT
+            name = event.encode()
+        self._registrations[token] = registration
+        status = n.lib.iobus_server_subscribe(self._handle, c_pattern(key).encode(), kind, name, c_void_p(token))
         n.check(status, f"registering {event!r} on {key}")
         self._c_registered.add(marker)

@@ -13,7 +13,7 @@ import atexit
 import logging
 import threading
 from ctypes import byref, c_uint16, c_void_p
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from . import _abi as abi
 from . import _native as n
@@ -39,13 +39,13 @@ def _stop_all_at_exit() -> None:
 class NativeServer:
     """The ``iobus_server`` handle and its lifetime (a part of
     ``BaseServer``). Uses the records reader (``_take_records``) and
-    completes the operations' pending acks when the handle goes."""
+    completes the operations still waiting when the handle goes."""
 
     logger: logging.Logger
-    _acks: Dict[int, Callable[[int, Optional[List[Any]]], None]]
+    _completions: Dict[int, Tuple[Callable[..., None], Tuple[Any, ...]]]
     _exception: Optional[BaseException]
     _known_namespaces: Set[str]
-    _take_records: Callable[[], int]
+    _take_records: Callable[..., int]
     _touch_namespace: Callable[[str], None]
 
     def _init_native(self, **options: Any) -> None:
@@ -163,13 +163,15 @@ class NativeServer:
         n.lib.iobus_server_free(self._handle)
         with _running_lock:
             _running.discard(self)
-        # Whatever still waits for an ack will not get one.
-        acks, self._acks = self._acks, {}
-        for complete in acks.values():
+        # libiobus completes what it still held when it is freed, but those
+        # completions can no longer be taken as records: what still waits
+        # ends as if the server had gone.
+        completions, self._completions = self._completions, {}
+        for complete, gone in completions.values():
             try:
-                complete(abi.ACK_DISCONNECTED, None)
+                complete(*gone)
             except Exception:
-                self.logger.exception("iobus: completing an ack at close failed")
+                self.logger.exception("iobus: completing an operation at close failed")
 
     def _close_at_exit(self) -> None:
         raise NotImplementedError

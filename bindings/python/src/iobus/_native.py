@@ -1,7 +1,12 @@
 """The C face of libiobus as ctypes sees it: finding and loading the shared
-library, the prototypes of every function the binding calls, the callback
-types, and small helpers to pass arrays in and read strings the library
-hands out. The ABI's numbers and the record layout are in ``_abi``.
+library, the prototypes of every function the binding calls, the
+structures passed in (``iobus_buf``, ``iobus_selection``), and small helpers
+to pass arrays in and read strings the library hands out. The ABI's numbers
+and the record layout are in ``_abi``.
+
+The binding registers no C callback: handlers are subscriptions and
+completions are asked for without a callback, so everything libiobus owes
+Python arrives as records (``iobus_server_poll_records``).
 
 Nothing here knows about Socket.IO semantics; the server modules build on it.
 """
@@ -11,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import os
 from ctypes import (
-    CFUNCTYPE,
     POINTER,
     Structure,
     byref,
@@ -40,17 +44,33 @@ class Buf(Structure):
     _fields_ = [("data", c_char_p), ("len", c_size_t)]
 
 
-# Callback types (user_data always comes first).
-CONNECT_CB = CFUNCTYPE(None, c_void_p, c_void_p)
-EVENT_CB = CFUNCTYPE(None, c_void_p, c_void_p)
-DISCONNECT_CB = CFUNCTYPE(None, c_void_p, c_char_p, c_char_p, c_char_p, c_char_p)
-ACK_CB = CFUNCTYPE(None, c_void_p, c_int, c_void_p)
+class Selection(Structure):
+    """``iobus_selection``: who an operation is for (the sockets of one
+    namespace in any of ``rooms``, minus those in ``except_rooms``, minus
+    ``except_sids``)."""
+
+    _fields_ = [
+        ("nsp", c_char_p),
+        ("rooms", POINTER(c_char_p)),
+        ("room_count", c_size_t),
+        ("except_rooms", POINTER(c_char_p)),
+        ("except_room_count", c_size_t),
+        ("except_sids", POINTER(c_char_p)),
+        ("except_sid_count", c_size_t),
+        ("flags", c_uint32),
+        ("timeout_ms", c_uint64),
+    ]
+
 
 _P = c_void_p  # opaque handles travel as plain pointers
+# A completion callback: always NULL, since every completion is taken as a
+# record (IOBUS_DISPATCH_POLL); the call's user data says whose it is.
+_NO_CB = c_void_p
 _STR_OUT = POINTER(c_void_p)
 _SIZE_OUT = POINTER(c_size_t)
 _STRS = POINTER(c_char_p)
 _BUFS = POINTER(Buf)
+_SEL = POINTER(Selection)
 
 # Every function the binding calls: return type, argument types (checked
 # against include/iobus.h by tests/test_abi.py).
@@ -72,8 +92,14 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "iobus_config_add_cors_origin": (c_int, [_P, c_char_p]),
     "iobus_config_set_cors_credentials": (c_int, [_P, c_bool]),
     "iobus_config_set_cors_max_age": (c_int, [_P, c_uint64]),
+    "iobus_config_set_connection_state_recovery": (c_int, [_P, c_bool, c_uint64, c_bool, c_size_t]),
     "iobus_config_set_max_attachments": (c_int, [_P, c_size_t]),
     "iobus_config_set_max_buffered": (c_int, [_P, c_size_t]),
+    "iobus_config_set_http_header_timeout": (c_int, [_P, c_uint64]),
+    "iobus_config_set_http_keep_alive_timeout": (c_int, [_P, c_uint64]),
+    "iobus_config_set_write_timeout": (c_int, [_P, c_uint64]),
+    "iobus_config_set_max_header_bytes": (c_int, [_P, c_size_t]),
+    "iobus_config_set_max_connections": (c_int, [_P, c_size_t]),
     "iobus_config_set_worker_threads": (c_int, [_P, c_size_t]),
     "iobus_config_set_batch_scheduling": (c_int, [_P, c_bool]),
     "iobus_config_set_serve_client": (c_int, [_P, c_bool]),
@@ -93,31 +119,33 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     # buf and the two out-parameters travel as plain addresses.
     "iobus_server_poll_records": (c_int, [_P, c_void_p, c_size_t, c_void_p, c_void_p]),
     "iobus_server_add_namespace_pattern": (c_int, [_P, c_char_p]),
-    "iobus_server_on_connect": (c_int, [_P, c_char_p, CONNECT_CB, c_void_p]),
-    "iobus_server_on_event": (c_int, [_P, c_char_p, c_char_p, EVENT_CB, c_void_p]),
-    "iobus_server_on_any": (c_int, [_P, c_char_p, EVENT_CB, c_void_p]),
-    "iobus_server_on_disconnect": (c_int, [_P, c_char_p, DISCONNECT_CB, c_void_p]),
+    "iobus_server_subscribe": (c_int, [_P, c_char_p, c_int32, c_char_p, c_void_p]),
     "iobus_socket_emit": (c_int, [_P, c_char_p, c_char_p, c_char_p, c_size_t, _BUFS, c_size_t]),
-    "iobus_socket_emit_volatile": (c_int, [_P, c_char_p, c_char_p, c_char_p, c_size_t, _BUFS, c_size_t]),
     "iobus_socket_emit_with_ack": (
         c_int,
-        [_P, c_char_p, c_char_p, c_char_p, c_size_t, _BUFS, c_size_t, c_uint64, ACK_CB, c_void_p],
+        [_P, c_char_p, c_char_p, c_char_p, c_size_t, _BUFS, c_size_t, c_uint64, _NO_CB, c_void_p],
     ),
     "iobus_socket_join": (c_int, [_P, c_char_p, c_char_p]),
     "iobus_socket_leave": (c_int, [_P, c_char_p, c_char_p]),
     "iobus_socket_disconnect": (c_int, [_P, c_char_p, c_bool]),
     "iobus_socket_rooms": (c_int, [_P, c_char_p, _STR_OUT, _SIZE_OUT]),
     "iobus_socket_handshake": (c_int, [_P, c_char_p, _STR_OUT, _SIZE_OUT]),
-    "iobus_namespace_emit": (
+    "iobus_socket_set_data": (c_int, [_P, c_char_p, c_char_p, c_size_t]),
+    "iobus_socket_data": (c_int, [_P, c_char_p, _STR_OUT, _SIZE_OUT]),
+    "iobus_selection_emit": (c_int, [_P, _SEL, c_char_p, c_char_p, c_size_t, _BUFS, c_size_t]),
+    "iobus_selection_emit_with_ack": (
         c_int,
-        [_P, c_char_p, _STRS, c_size_t, _STRS, c_size_t, c_char_p, c_uint32, c_char_p, c_char_p, c_size_t, _BUFS,
-         c_size_t],
+        [_P, _SEL, c_char_p, c_char_p, c_size_t, _BUFS, c_size_t, _NO_CB, c_void_p],
     ),
+    "iobus_selection_fetch_sockets": (c_int, [_P, _SEL, _NO_CB, c_void_p]),
+    "iobus_selection_leave": (c_int, [_P, _SEL, _STRS, c_size_t]),
     "iobus_namespace_fetch_sockets": (c_int, [_P, c_char_p, _STRS, c_size_t, _STR_OUT, _SIZE_OUT]),
-    "iobus_namespace_sockets_join": (c_int, [_P, c_char_p, _STRS, c_size_t, c_char_p]),
-    "iobus_namespace_sockets_leave": (c_int, [_P, c_char_p, _STRS, c_size_t, c_char_p]),
-    "iobus_namespace_disconnect_sockets": (c_int, [_P, c_char_p, _STRS, c_size_t, c_bool]),
-    "iobus_namespace_rooms": (c_int, [_P, c_char_p, _STR_OUT, _SIZE_OUT]),
+    "iobus_namespace_all_rooms": (c_int, [_P, c_char_p, _NO_CB, c_void_p]),
+    "iobus_namespace_server_side_emit": (c_int, [_P, c_char_p, c_char_p, c_char_p, c_size_t, _BUFS, c_size_t]),
+    "iobus_namespace_server_side_emit_with_ack": (
+        c_int,
+        [_P, c_char_p, c_char_p, c_char_p, c_size_t, _BUFS, c_size_t, c_uint64, _NO_CB, c_void_p],
+    ),
 }
 
 

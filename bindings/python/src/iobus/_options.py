@@ -9,7 +9,7 @@ option.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from . import _abi as abi
 from . import _native as n
@@ -52,6 +52,30 @@ def _ms(seconds: float) -> int:
     return max(0, int(round(float(seconds) * 1000)))
 
 
+# connection_state_recovery's keys and defaults (Socket.IO's, in seconds).
+RECOVERY_DEFAULTS = {"max_disconnection_duration": 120.0, "skip_middlewares": True, "max_log_bytes": None}
+
+Recovery = Union[bool, Dict[str, Any], None]
+
+
+def recovery_options(option: Recovery) -> Optional[Dict[str, Any]]:
+    """``connection_state_recovery`` (False/None, True, or a dict of
+    ``RECOVERY_DEFAULTS``'s keys) as the settings to apply, or None for off."""
+    if option is None or option is False:
+        return None
+    if option is True:
+        return dict(RECOVERY_DEFAULTS)
+    if not isinstance(option, dict):
+        raise TypeError("connection_state_recovery is True, False, or a dict")
+    unknown = set(option) - set(RECOVERY_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown connection_state_recovery key(s): {', '.join(sorted(unknown))}")
+    settings = {**RECOVERY_DEFAULTS, **option}
+    if float(settings["max_disconnection_duration"]) <= 0:
+        raise ValueError("connection_state_recovery: max_disconnection_duration must be more than 0 seconds")
+    return settings
+
+
 def configure(
     cfg: Any,
     *,
@@ -68,6 +92,12 @@ def configure(
     upgrade_timeout: Optional[float],
     max_attachments: Optional[int],
     max_buffered: Optional[int],
+    http_header_timeout: Optional[float],
+    http_keep_alive_timeout: Optional[float],
+    write_timeout: Optional[float],
+    max_header_bytes: Optional[int],
+    max_connections: Optional[int],
+    connection_state_recovery: Recovery,
     worker_threads: Optional[int],
     batch_scheduling: Optional[bool],
     serve_client: Optional[bool],
@@ -113,6 +143,30 @@ def configure(
         n.check(lib.iobus_config_set_max_attachments(cfg, int(max_attachments)), "max_attachments")
     if max_buffered is not None:
         n.check(lib.iobus_config_set_max_buffered(cfg, int(max_buffered)), "max_buffered")
+    if http_header_timeout is not None:
+        n.check(lib.iobus_config_set_http_header_timeout(cfg, _ms(http_header_timeout)), "http_header_timeout")
+    if http_keep_alive_timeout is not None:
+        n.check(
+            lib.iobus_config_set_http_keep_alive_timeout(cfg, _ms(http_keep_alive_timeout)), "http_keep_alive_timeout"
+        )
+    if write_timeout is not None:
+        n.check(lib.iobus_config_set_write_timeout(cfg, _ms(write_timeout)), "write_timeout")
+    if max_header_bytes is not None:
+        n.check(lib.iobus_config_set_max_header_bytes(cfg, int(max_header_bytes)), "max_header_bytes")
+    if max_connections is not None:
+        n.check(lib.iobus_config_set_max_connections(cfg, int(max_connections)), "max_connections")
+    recovery = recovery_options(connection_state_recovery)
+    if recovery is not None:
+        n.check(
+            lib.iobus_config_set_connection_state_recovery(
+                cfg,
+                True,
+                max(1, _ms(recovery["max_disconnection_duration"])),
+                bool(recovery["skip_middlewares"]),
+                int(recovery["max_log_bytes"] or 0),
+            ),
+            "connection_state_recovery",
+        )
     if worker_threads is not None:
         n.check(lib.iobus_config_set_worker_threads(cfg, int(worker_threads)), "worker_threads")
     if batch_scheduling is not None:

@@ -1,12 +1,19 @@
 """Reading what libiobus delivers: one ``iobus_server_poll_records`` call takes
-every pending connection, event, disconnection and ack reply as records in
-one buffer (one foreign call per batch, not five per event); this module
-reads them with ``struct`` (layout in ``_abi``), finds the handler each one
-goes to, and hands it to ``_invoke``.
+every pending connection, event, disconnection, server-side emit, ack reply
+and query answer as records in one buffer (one foreign call per batch, not
+five per event); this module reads them with ``struct`` (layout in
+``_abi``), finds the handler or the waiting operation each one goes to, and
+hands it over.
+
+A handler on the polling thread that waits for a query's answer takes
+records itself (``_take_records(hold=True)``): answers to queries are
+delivered at once, everything else is held back and delivered, in order,
+after the batch in hand.
 
 A record whose size is impossible ends its batch (its boundaries are lost);
-one whose fields do not add up is skipped and its handle released; neither
-stops the server.
+one whose fields do not add up is skipped and its handle released (the
+operation waiting for it ends as if the server had gone); neither stops the
+server.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ _FIELD_LEN = abi.RECORD_FIELD_LEN.size
 _CONNECT_FIELDS = len(abi.RECORD_FIELDS[abi.RECORD_CONNECT].names)
 _DISCONNECT_FIELDS = len(abi.RECORD_FIELDS[abi.RECORD_DISCONNECT].names)
 _ACK_FIELDS = len(abi.RECORD_FIELDS[abi.RECORD_ACK].names)
+_BROADCAST_ACK_FIELDS = len(abi.RECORD_FIELDS[abi.RECORD_BROADCAST_ACK].names)
+_SERVER_SIDE_FIELDS = len(abi.RECORD_FIELDS[abi.RECORD_SERVER_SIDE_EMIT].names)
+_QUERY_KINDS = frozenset({abi.RECORD_SOCKETS, abi.RECORD_ROOMS})
 _NO_HANDLERS: Dict[str, Tuple[Handler, int]] = {}
 
 # The functions called per record, looked up once.
@@ -81,12 +91,14 @@ class RecordReader:
     _registrations: Dict[int, Registration]
     _handlers: Dict[str, Dict[str, Tuple[Handler, int]]]
     _namespace_objects: Dict[str, "BaseNamespace"]
+    _server_side_handlers: Dict[str, Dict[str, Tuple[Handler, int]]]
     _pending: Dict[str, PendingConnect]
-    _acks: Dict[int, Callable[[int, Optional[List[Any]]], None]]
-    _sessions: Dict[str, Dict[str, Any]]
+    _completions: Dict[int, Tuple[Callable[..., None], Tuple[Any, ...]]]
     _invoke: Callable[..., None]
+    _end_session: Callable[[str], None]
+    _load_session: Callable[[str], None]
     _log_handler_error: Callable[[str, str], None]
-    _accept: Callable[[int, str], None]
+    _accept: Callable[..., None]
     _decide: Callable[[int, str, Any], None]
     _refuse: Callable[[int, str, BaseException], None]
 
@@ -105,10 +117,15 @@ class RecordReader:
         # sid → its rooms, from its disconnect record until its disconnect handler returns
         self._departing: Dict[str, List[str]] = {}
         self._exception: Optional[BaseException] = None
+        # Records taken while a handler waited for a query's answer, to be
+        # delivered after the batch in hand.
+        self._held: List[bytes] = []
 
-    def _take_records(self) -> int:
+    def _take_records(self, hold: bool = False) -> int:
         """One ``iobus_server_poll_records`` call and the delivery of what it
-        took (the poll lock held); the number of records."""
+        took (the poll lock held); the number of records. With ``hold``
+        (a handler waiting on this thread), only answers to queries are
+        delivered; the rest waits in ``_held``."""
         status = _poll_records(self._handle, *self._records_args)
         buf = self._records
         if status == abi.ERR_INVALID_ARGUMENT and self._records_len.value > RECORDS_CAP:
@@ -125,8 +142,38 @@ class RecordReader:
             return 0
         count = int(self._records_count.value)
         if count:
-            self._deliver(ctypes.string_at(buf, self._records_len.value))
+            data = ctypes.string_at(buf, self._records_len.value)
+            if hold:
+                self._hold(data)
+            else:
+                self._deliver(data)
+        while self._held and not hold:
+            held, self._held = b"".join(self._held), []
+            self._deliver(held)
         return count
+
+    def _hold(self, data: bytes) -> None:
+        """Delivers the answers to queries in ``data`` (they only wake the
+        operation waiting for them, never a handler) and holds back the
+        other records, in order."""
+        total = len(data)
+        pos = 0
+        while pos < total:
+            size = kind = 0
+            if total - pos >= _HEADER_SIZE:
+                size, kind = _HEADER_FROM(data, pos)[:2]
+            end = pos + size
+            if size < _HEADER_SIZE or end > total:
+                self.logger.error(
+                    "iobus: a malformed record (size %d at byte %d of %d); the rest of the batch is dropped",
+                    size, pos, total,
+                )
+                return
+            if kind in _QUERY_KINDS:
+                self._deliver(data[pos:end])
+            else:
+                self._held.append(data[pos:end])
+            pos = end
 
     def _keep_exception(self, exc: BaseException) -> None:
         """Exceptions that are not a handler's own (KeyboardInterrupt,
@@ -155,11 +202,17 @@ class RecordReader:
                 if kind == abi.RECORD_EVENT:
                     self._event_record(data, pos + _HEADER_SIZE, end, user, handle)
                 elif kind == abi.RECORD_CONNECT:
-                    self._connect_record(data, pos + _HEADER_SIZE, end, user, handle)
+                    self._connect_record(data, pos + _HEADER_SIZE, end, user, handle, status)
                 elif kind == abi.RECORD_DISCONNECT:
                     self._disconnect_record(data, pos + _HEADER_SIZE, end, user)
                 elif kind == abi.RECORD_ACK:
                     self._ack_record(data, pos + _HEADER_SIZE, end, user, status)
+                elif kind == abi.RECORD_BROADCAST_ACK:
+                    self._broadcast_ack_record(data, pos + _HEADER_SIZE, end, user, status, handle)
+                elif kind in _QUERY_KINDS:
+                    self._query_record(data, pos + _HEADER_SIZE, end, user)
+                elif kind == abi.RECORD_SERVER_SIDE_EMIT:
+                    self._server_side_record(data, pos + _HEADER_SIZE, end, user, handle)
                 else:
                     self.logger.error("iobus: a record of unknown kind %d; skipped", kind)
             except BaseException as exc:  # noqa: BLE001 - one record never stops the batch
@@ -231,11 +284,12 @@ class RecordReader:
             return
         self._invoke(fn, call_args, sid, name, None, ack)
 
-    def _connect_record(self, data: bytes, p: int, end: int, token: int, req: int) -> None:
+    def _connect_record(self, data: bytes, p: int, end: int, token: int, req: int, status: int) -> None:
         lib = n.lib
         if not req:
             return
         sid = "?"
+        recovered = status == abi.CONNECT_RECOVERED
         try:
             fields = read_fields(data, p, end, _CONNECT_FIELDS, False)
             if fields is None:
@@ -246,6 +300,11 @@ class RecordReader:
                 handshake = {}
             auth = handshake.get("auth", {})
             environ = build_environ(handshake)
+            environ["iobus.recovered"] = recovered
+            if recovered:
+                # Its data is back already when the connection needed no
+                # decision; otherwise it comes with the accept (_accept).
+                self._load_session(sid)
             reg = self._registrations.get(token)
             key = reg.namespace if reg else nsp
             entry = self._handlers.get(key, {}).get("connect")
@@ -261,13 +320,13 @@ class RecordReader:
                 handler_capacity = positional_capacity(nsobj.on_connect)
                 call_args = ("connect", *(sid, environ, auth)[: max(handler_capacity, 1)])
             else:
-                self._accept(req, sid)
+                self._accept(req, sid, recovered)
                 return
         except Exception:
             self._log_handler_error("reading a connection", sid)
             lib.iobus_connect_reject(req, None, None, 0)
             return
-        self._pending[sid] = PendingConnect()
+        self._pending[sid] = PendingConnect(recovered=recovered)
         self._invoke(
             fn,
             call_args,
@@ -323,21 +382,89 @@ class RecordReader:
 
     def _forget(self, sid: str) -> None:
         self._departing.pop(sid, None)
-        self._sessions.pop(sid, None)
+        self._end_session(sid)
 
     def _ack_record(self, data: bytes, p: int, end: int, token: int, status: int) -> None:
-        complete = self._acks.pop(token, None)
-        if complete is None:
+        waiting = self._completions.pop(token, None)
+        if waiting is None:
             return
-        args: Optional[List[Any]] = None
+        complete, gone = waiting
         try:
             fields = read_fields(data, p, end, _ACK_FIELDS, True)
             if fields is None:
                 raise ValueError("a malformed ack record")
-            if status == abi.ACK_OK:
-                args = decode(fields[2].decode(), fields[_ACK_FIELDS:])
+            args = decode(fields[2].decode(), fields[_ACK_FIELDS:]) if status == abi.ACK_OK else None
         except Exception:
             # The emit still ends, as if the client had gone.
             self.logger.exception("iobus: reading an acknowledgement failed")
-            status = abi.ACK_DISCONNECTED
+            complete(*gone)
+            return
         complete(status, args)
+
+    def _broadcast_ack_record(self, data: bytes, p: int, end: int, token: int, status: int, expected: int) -> None:
+        waiting = self._completions.pop(token, None)
+        if waiting is None:
+            return
+        complete, gone = waiting
+        try:
+            fields = read_fields(data, p, end, _BROADCAST_ACK_FIELDS, True)
+            if fields is None:
+                raise ValueError("a malformed broadcast ack record")
+            # One JSON array of replies; placeholders number the attachments
+            # of all of them.
+            replies = decode(fields[0].decode(), fields[_BROADCAST_ACK_FIELDS:])
+            replies = [reply if isinstance(reply, list) else [reply] for reply in replies]
+        except Exception:
+            self.logger.exception("iobus: reading the acknowledgements of an emit failed")
+            complete(*gone)
+            return
+        complete(status, replies, int(expected))
+
+    def _query_record(self, data: bytes, p: int, end: int, token: int) -> None:
+        waiting = self._completions.pop(token, None)
+        if waiting is None:
+            return
+        complete, gone = waiting
+        try:
+            fields = read_fields(data, p, end, 1, False)
+            if fields is None:
+                raise ValueError("a malformed query record")
+            answer = json.loads(fields[0]) if fields[0] else []
+            if not isinstance(answer, list):
+                raise ValueError("a query answer that is not a list")
+        except Exception:
+            self.logger.exception("iobus: reading the answer to a query failed")
+            complete(*gone)
+            return
+        complete(answer)
+
+    def _server_side_record(self, data: bytes, p: int, end: int, token: int, ack: int) -> None:
+        """An event another server emitted to a namespace of this one."""
+        name = "?"
+        try:
+            fields = read_fields(data, p, end, _SERVER_SIDE_FIELDS, True)
+            if fields is None:
+                raise ValueError("a malformed server-side emit record")
+            nsp, name = fields[0].decode(), fields[2].decode()
+            args = decode(fields[3].decode(), fields[_SERVER_SIDE_FIELDS:])
+            reg = self._registrations.get(token)
+            if reg is None:
+                raise LookupError("unknown registration")
+            handlers = self._server_side_handlers.get(reg.namespace, _NO_HANDLERS)
+            # As for client events: the namespace of a pattern first, and
+            # before it the event name for a catch-all handler.
+            call_args: Tuple[Any, ...] = (nsp, *args) if reg.pattern else tuple(args)
+            entry = handlers.get(name)
+            if entry is None:
+                entry = handlers.get("*")
+                call_args = (name, *call_args)
+            if entry is None:
+                if ack:
+                    _ack_free(ack)
+                return
+        except Exception:
+            if ack:
+                _ack_free(ack)
+            self.logger.exception("iobus: reading a server-side emit failed")
+            return
+        self._invoke(entry[0], call_args, "", name, None, ack)

@@ -60,9 +60,11 @@ current_handler: contextvars.ContextVar[Optional[HandlerContext]] = contextvars.
 class PendingConnect:
     """A connection whose ``connect`` handler has not decided yet. libiobus
     already reaches its socket (rooms, emits), but a disconnect can only
-    follow the accept: it waits here."""
+    follow the accept: it waits here. ``recovered``: the connection brings
+    back a dropped socket (connection state recovery)."""
 
     ops: List[Callable[[], None]] = field(default_factory=list)
+    recovered: bool = False
 
 
 def describe(what: str, done: Optional[Callable[[Any], None]]) -> str:
@@ -76,6 +78,7 @@ class HandlerResults:
 
     logger: logging.Logger
     _sessions: Dict[str, Dict[str, Any]]
+    _load_session: Callable[[str], None]
 
     def _init_results(self) -> None:
         # sid → operations waiting for its connect handler's decision
@@ -143,12 +146,16 @@ class HandlerResults:
         else:
             self._accept(req, sid)
 
-    def _accept(self, req: int, sid: str) -> None:
+    def _accept(self, req: int, sid: str, recovered: bool = False) -> None:
         status = n.lib.iobus_connect_accept(req)
         pending = self._pending.pop(sid, None)
         if status != abi.OK:
             self._sessions.pop(sid, None)
             return
+        if recovered or (pending is not None and pending.recovered):
+            # Accepted, a recovered socket has its data back: the session,
+            # unless its connect handler made a new one.
+            self._load_session(sid)
         if pending:
             for op in pending.ops:
                 try:

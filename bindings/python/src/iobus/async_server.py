@@ -20,9 +20,11 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Dict, Lis
 from . import _abi as abi
 from . import _native as n
 from ._base import BaseServer
-from ._handlers import Handler, normalize_namespace
-from ._operations import Rooms
+from ._handlers import Handler
+from ._operations import call_result
+from ._remote import RemoteSocket
 from ._results import HandlerContext, current_handler, describe
+from ._selection import Rooms
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
 
 _set_handler = current_handler.set
@@ -265,35 +267,42 @@ class AsyncServer(BaseServer):
         """Emits to one client and waits for its acknowledgement (usable
         from handlers): its single argument, a tuple of several, or None.
         Raises ``iobus.TimeoutError`` or ``iobus.DisconnectedError``."""
+        future, complete = self._answer_future()
+        status = self._start_call(event, data, to, sid, namespace, timeout, complete)
+        if status != abi.OK:
+            raise DisconnectedError(f"cannot call {to or sid}: {n.status_name(status)}")
+        # libiobus completes it exactly once: reply, timeout or disconnect.
+        outcome, args = await future
+        if outcome == abi.ACK_TIMEOUT:
+            raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s")
+        if outcome != abi.ACK_OK:
+            raise DisconnectedError(f"{to or sid} disconnected before acknowledging {event!r}")
+        return call_result(args or [])
+
+    @staticmethod
+    def _answer_future() -> "Tuple[asyncio.Future[Any], Callable[..., None]]":
+        """A future of the running loop, and a completion (callable from
+        any thread) that resolves it with its arguments: one as is,
+        several as a tuple."""
         loop = asyncio.get_running_loop()
         future: "asyncio.Future[Any]" = loop.create_future()
 
-        def settle(status: int, args: Optional[List[Any]]) -> None:
+        def settle(value: Any) -> None:
             if not future.done():
-                future.set_result((status, args))
+                future.set_result(value)
 
-        def complete(status: int, args: Optional[List[Any]]) -> None:
+        def complete(*args: Any) -> None:
+            value = args[0] if len(args) == 1 else args
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:
                 running = None
             if running is loop:
-                settle(status, args)
+                settle(value)
             elif not loop.is_closed():
-                loop.call_soon_threadsafe(settle, status, args)
+                loop.call_soon_threadsafe(settle, value)
 
-        status = self._start_call(event, data, to, sid, timeout, complete)
-        if status != abi.OK:
-            raise DisconnectedError(f"cannot call {to or sid}: {n.status_name(status)}")
-        try:
-            outcome, args = await asyncio.wait_for(future, timeout + 5)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s") from None
-        if outcome == abi.ACK_TIMEOUT:
-            raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s")
-        if outcome != abi.ACK_OK:
-            raise DisconnectedError(f"{to or sid} disconnected before acknowledging {event!r}")
-        return self._call_result(args or [])
+        return future, complete
 
     async def enter_room(self, sid: str, room: str, namespace: Optional[str] = None) -> None:
         self._enter_room(sid, room)
@@ -308,12 +317,44 @@ class AsyncServer(BaseServer):
         """The rooms a client is in (not a coroutine, as in python-socketio)."""
         return self._rooms(sid)
 
-    def all_rooms(self, namespace: Optional[str] = None) -> List[str]:
-        return self._all_rooms(namespace)
+    async def all_rooms(self, namespace: Optional[str] = None) -> List[str]:
+        """As ``Server.all_rooms`` (a coroutine here: the answer may come
+        from other servers)."""
+        future, complete = self._answer_future()
+        if not self._start_all_rooms(namespace, complete):
+            return []
+        rooms: List[str] = await future
+        return rooms
+
+    async def fetch_sockets(
+        self,
+        to: Rooms = None,
+        room: Rooms = None,
+        skip_sid: Rooms = None,
+        namespace: Optional[str] = None,
+    ) -> List[RemoteSocket]:
+        """As ``Server.fetch_sockets``."""
+        future, complete = self._answer_future()
+        if not self._start_fetch_sockets(to if to is not None else room, skip_sid, namespace, complete):
+            return []
+        sockets: List[RemoteSocket] = await future
+        return sockets
 
     def participants(self, room: Optional[str] = None, namespace: Optional[str] = None) -> List[str]:
-        return self._fetch(normalize_namespace(namespace), [] if room is None else [room])
+        """As ``Server.participants`` (not a coroutine)."""
+        return self._participants(room, namespace)
 
+    async def server_side_emit(
+        self,
+        event: str,
+        data: Any = None,
+        namespace: Optional[str] = None,
+        callback: Optional[Callable[[List[Any]], Any]] = None,
+        timeout: Optional[float] = None,
+    ) -> None:
+        """As ``Server.server_side_emit``; ``callback`` may be a coroutine
+        function."""
+        self._server_side_emit(event, data, namespace, callback, timeout)
     async def disconnect(self, sid: str, namespace: Optional[str] = None, ignore_queue: bool = False) -> None:
         self._disconnect(sid)
 

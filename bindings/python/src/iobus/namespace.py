@@ -12,7 +12,7 @@ from ._handlers import positional_capacity
 from ._results import NOT_HANDLED
 
 if TYPE_CHECKING:
-    from ._operations import Rooms
+    from ._selection import Rooms
     from .async_server import AsyncServer
     from .server import Server
 

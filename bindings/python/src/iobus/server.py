@@ -19,9 +19,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, T
 from . import _abi as abi
 from . import _native as n
 from ._base import BaseServer
-from ._handlers import Handler, normalize_namespace
-from ._operations import Rooms
+from ._handlers import Handler
+from ._operations import call_result
+from ._remote import RemoteSocket
 from ._results import HandlerContext, current_handler, describe
+from ._selection import Rooms
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
 
 _set_handler = current_handler.set
@@ -37,10 +39,12 @@ class Server(BaseServer):
     max_http_buffer_size=1_000_000, ...)``; times are in seconds as in
     python-socketio. iobus adds ``path``, ``connect_timeout``,
     ``upgrade_timeout``, ``max_attachments``, ``max_buffered``,
-    ``worker_threads``, ``batch_scheduling``, ``serve_client``,
-    ``client_dir``, ``static_dir``,
+    ``http_header_timeout``, ``http_keep_alive_timeout``,
+    ``write_timeout``, ``max_header_bytes``, ``max_connections``,
+    ``connection_state_recovery``, ``worker_threads``,
+    ``batch_scheduling``, ``serve_client``, ``client_dir``, ``static_dir``,
     ``cors_max_age`` and ``ack_timeout`` (how long ``emit(...,
-    callback=...)`` waits for the client).
+    callback=...)`` waits for the clients). See the README for each.
     """
 
     def __init__(self, **options: Any) -> None:
@@ -183,6 +187,20 @@ class Server(BaseServer):
         thread = self._thread
         return thread is not None and thread.ident == threading.get_ident()
 
+    def _wait_answer(self, done: threading.Event) -> None:
+        """Waits for the answer to a query (libiobus always gives one). A
+        handler runs on the thread that takes the records: it takes them
+        itself meanwhile, delivering only answers to queries and holding
+        the rest back until the batch in hand is delivered."""
+        if self._poller != threading.get_ident():
+            done.wait()
+            return
+        poller = select.poll()
+        poller.register(self._poll_fd, select.POLLIN)
+        while not done.is_set():
+            poller.poll()
+            self._take_records(hold=True)
+
     def _invoke(
         self,
         fn: Handler,
@@ -233,7 +251,9 @@ class Server(BaseServer):
         (``to=``/``room=``), or the whole namespace, minus ``skip_sid`` (a
         sid or a list of them). ``data`` is one argument, a tuple of several,
         or None for none; ``bytes`` travel as binary. ``callback`` is called
-        with the client's acknowledgement arguments (once per recipient)."""
+        with each recipient's acknowledgement arguments, once per reply, in
+        arrival order, once every recipient answered or left or
+        ``ack_timeout`` passed."""
         self._emit(event, data, to, room, skip_sid, namespace, callback)
 
     def send(
@@ -262,7 +282,8 @@ class Server(BaseServer):
         """Emits to one client and waits for its acknowledgement: returns
         its single argument, a tuple of several, or None. Raises
         ``iobus.TimeoutError`` after ``timeout`` seconds and
-        ``iobus.DisconnectedError`` when the client is gone.
+        ``iobus.DisconnectedError`` when the client is gone; ``ValueError``
+        when ``to`` names a room (use ``emit(..., callback=...)``).
 
         Handlers run on the dispatch thread, which delivers the answer, so
         ``call()`` cannot be used from a handler: use ``emit(...,
@@ -280,16 +301,16 @@ class Server(BaseServer):
             outcome["args"] = args
             done.set()
 
-        status = self._start_call(event, data, to, sid, timeout, complete)
+        status = self._start_call(event, data, to, sid, namespace, timeout, complete)
         if status != abi.OK:
             raise DisconnectedError(f"cannot call {to or sid}: {n.status_name(status)}")
-        if not done.wait(timeout + 5):
-            raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s")
+        # libiobus completes it exactly once: reply, timeout or disconnect.
+        done.wait()
         if outcome["status"] == abi.ACK_TIMEOUT:
             raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s")
         if outcome["status"] != abi.ACK_OK:
             raise DisconnectedError(f"{to or sid} disconnected before acknowledging {event!r}")
-        return self._call_result(outcome["args"] or [])
+        return call_result(outcome["args"] or [])
 
     def enter_room(self, sid: str, room: str, namespace: Optional[str] = None) -> None:
         """Adds a client to a room."""
@@ -308,12 +329,61 @@ class Server(BaseServer):
         return self._rooms(sid)
 
     def all_rooms(self, namespace: Optional[str] = None) -> List[str]:
-        """The rooms of a namespace that have members (sid rooms included)."""
-        return self._all_rooms(namespace)
+        """The rooms of a namespace that have members (sid rooms included),
+        sorted, on every server of a cluster."""
+        done = threading.Event()
+        answer: List[List[str]] = [[]]
+
+        def complete(rooms: List[str]) -> None:
+            answer[0] = rooms
+            done.set()
+
+        if self._start_all_rooms(namespace, complete):
+            self._wait_answer(done)
+        return answer[0]
+
+    def fetch_sockets(
+        self,
+        to: Rooms = None,
+        room: Rooms = None,
+        skip_sid: Rooms = None,
+        namespace: Optional[str] = None,
+    ) -> List[RemoteSocket]:
+        """The sockets a selection matches (as ``emit`` chooses its
+        recipients), on every server of a cluster, sorted by sid: each
+        with its rooms, its data (the session as last saved) and its
+        handshake (``iobus.RemoteSocket``)."""
+        done = threading.Event()
+        answer: List[List[RemoteSocket]] = [[]]
+
+        def complete(sockets: List[RemoteSocket]) -> None:
+            answer[0] = sockets
+            done.set()
+
+        if self._start_fetch_sockets(to if to is not None else room, skip_sid, namespace, complete):
+            self._wait_answer(done)
+        return answer[0]
 
     def participants(self, room: Optional[str] = None, namespace: Optional[str] = None) -> List[str]:
-        """The sids of a room (or of the whole namespace), sorted."""
-        return self._fetch(normalize_namespace(namespace), [] if room is None else [room])
+        """The sids of this server's sockets in a room (or in the whole
+        namespace), sorted."""
+        return self._participants(room, namespace)
+
+    def server_side_emit(
+        self,
+        event: str,
+        data: Any = None,
+        namespace: Optional[str] = None,
+        callback: Optional[Callable[[List[Any]], Any]] = None,
+        timeout: Optional[float] = None,
+    ) -> None:
+        """Emits ``event`` to the ``on_server_side_emit`` handlers of the
+        other servers of a cluster (never to clients, never to this
+        server's own handlers). ``callback(replies)`` receives one answer
+        per server (as ``call()`` returns an answer), once every server
+        answered or ``timeout`` (default ``ack_timeout``) passed. With the
+        default in-memory adapter there is no other server: ``callback([])``."""
+        self._server_side_emit(event, data, namespace, callback, timeout)
 
     def disconnect(self, sid: str, namespace: Optional[str] = None, ignore_queue: bool = False) -> None:
         """Disconnects a client from its namespace (it sees

@@ -4,14 +4,17 @@
 // {id, error}). Binary travels as {"$b64": "..."} both ways.
 //
 // Commands (c names a client):
-//   connect {c, url, nsp, auth, query, transports, forceNew}
+//   connect {c, url, nsp, auth, query, transports, forceNew, reconnection}
 //                                                    → {sid} | {refused: {message, data}}
-//     (forceNew false: share one connection with the other clients that say so)
+//     (forceNew false: share one connection with the other clients that say so;
+//     reconnection true: reconnect at once after a drop, recovering if the server allows)
 //   emit {c, event, args, ack, timeout}              → {} | {reply: [...]} | {timeout: true}
 //   blast {c, event, count}                          → {}   (emits `event` 0..count-1 at once)
 //   answer {c, event, reply, delay}                  → {}   (acks `event` with `reply` after `delay` ms)
 //   wait {c, event, count, timeout}                  → {events: [[name, ...args], ...]} of that name
 //   events {c}                                       → {events: [...]} everything received
+//   drop {c}                                         → {}   (closes the transport: the server sees `transport close`)
+//   connected {c, count, timeout}                    → {sid, recovered} of the count-th connect
 //   disconnect {c}                                   → {reason}
 //   exit                                             → ends the process
 
@@ -75,17 +78,23 @@ function withTimeout(ms, what, executor) {
 }
 
 const commands = {
-  async connect({ c, url, nsp = '/', auth, query, transports, forceNew = true }) {
+  async connect({ c, url, nsp = '/', auth, query, transports, forceNew = true, reconnection = false }) {
     const socket = io(url + (nsp === '/' ? '' : nsp), {
       auth,
       query,
       transports: transports || ['websocket'],
-      reconnection: false,
+      reconnection,
+      reconnectionDelay: 50,
+      reconnectionDelayMax: 100,
       forceNew,
       timeout: 5000,
     });
-    const entry = { socket, events: [], waiters: [] };
+    const entry = { socket, events: [], waiters: [], connects: [] };
     clients.set(c, entry);
+    socket.on('connect', () => {
+      entry.connects.push({ sid: socket.id, recovered: socket.recovered });
+      for (const w of entry.waiters.splice(0)) w();
+    });
     socket.onAny((event, ...args) => {
       const cb = typeof args[args.length - 1] === 'function' ? args.pop() : null;
       entry.events.push([event, ...args]);
@@ -145,6 +154,20 @@ const commands = {
 
   async events({ c }) {
     return { events: toWire(client(c).events) };
+  },
+
+  async drop({ c }) {
+    client(c).socket.io.engine.close();
+    return {};
+  },
+
+  async connected({ c, count = 1, timeout = 5000 }) {
+    const entry = client(c);
+    await withTimeout(timeout, `connect #${count}`, (resolve) => {
+      const check = () => (entry.connects.length >= count ? resolve() : entry.waiters.push(check));
+      check();
+    });
+    return entry.connects[count - 1];
   },
 
   async disconnect({ c }) {
