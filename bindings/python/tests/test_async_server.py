@@ -381,3 +381,36 @@ def test_async_namespace_helpers_and_background_tasks():
             await server.close()
 
     run(main)
+
+
+def test_async_emit_to_a_room_with_coroutine_callback_and_queries():
+    async def main() -> None:
+        async with iobus.AsyncServer(ack_timeout=5) as server:
+            clients = [await connect(server) for _ in range(3)]
+            try:
+                for i, client in enumerate(clients):
+                    client.on("poll", (lambda i: lambda: f"from {i}")(i))
+                    await server.enter_room(client.get_sid(), "r")
+                answers: List[Any] = []
+
+                async def on_answer(answer):
+                    await asyncio.sleep(0)
+                    answers.append(answer)
+
+                await server.emit("poll", to="r", skip_sid=[clients[1].get_sid()], callback=on_answer)
+                await eventually(lambda: len(answers) == 2)
+                assert sorted(answers) == ["from 0", "from 2"]
+                sids = sorted(c.get_sid() for c in clients)
+                assert await server.all_rooms() == sorted([*sids, "r"])
+                assert [s.sid for s in await server.fetch_sockets(room="r")] == sids
+                await server.close_room("r")
+                assert await server.fetch_sockets(room="r") == []
+                replies: List[Any] = []
+                await server.server_side_emit("ping", callback=replies.append)
+                await eventually(lambda: replies)
+                assert replies == [[]]
+            finally:
+                for client in clients:
+                    await client.disconnect()
+
+    run(main)

@@ -224,6 +224,84 @@ def test_emit_with_callback_gets_the_client_ack(make_server, make_client):
     assert replies == [("answer", [1, 2])]
 
 
+def test_emit_with_callback_to_a_room_calls_it_per_reply(make_server, make_client):
+    server = make_server(ack_timeout=1)
+    server.start()
+    clients = [make_client(server) for _ in range(4)]
+    for i, client in enumerate(clients):
+        server.enter_room(client.get_sid(), "r")
+        client.on("poll", (lambda i: lambda q: f"{q} from {i}")(i))
+    answers: List[Any] = []
+    # Several skipped sids; every other member answers.
+    skip = [clients[0].get_sid(), clients[2].get_sid()]
+    server.emit("poll", "q", to="r", skip_sid=skip, callback=lambda answer: answers.append(answer))
+    wait_for(lambda: len(answers) == 2, what="two answers")
+    assert sorted(answers) == ["q from 1", "q from 3"]
+    # A member that answers too late is not waited for beyond ack_timeout,
+    # and its late answer is dropped.
+    clients[3].on("slow", lambda: time.sleep(2) or "late")
+    clients[2].on("slow", lambda: "quick")
+    answers.clear()
+    start = time.monotonic()
+    server.emit("slow", to="r", skip_sid=skip[:1] + [clients[1].get_sid()], callback=lambda *a: answers.append(a))
+    wait_for(lambda: answers, timeout=5, what="the answers of the emit")
+    assert answers == [("quick",)]
+    assert 0.9 <= time.monotonic() - start < 2
+    time.sleep(1.3)
+    assert answers == [("quick",)]
+
+
+def test_handlers_are_subscriptions_without_c_callbacks(make_server, make_client):
+    import ctypes
+
+    from iobus import _native
+
+    # The binding hands libiobus no function pointer: what it is owed
+    # arrives as records.
+    cfuncs = [name for name, value in vars(_native).items() if isinstance(value, type) and issubclass(value, ctypes._CFuncPtr)]
+    assert cfuncs == []
+    server = make_server()
+    server.start()
+    client = make_client(server)
+    # Registered while serving: subscribed at once.
+    server.on("late", lambda sid, x: x + 1)
+    assert client.call("late", 1, timeout=5) == 2
+    seen: List[Any] = []
+    server.on("*", lambda event, sid, *args: seen.append((event, *args)) or "caught")
+    assert client.call("anything", "x", timeout=5) == "caught"
+    assert seen == [("anything", "x")]
+
+
+def test_a_query_from_a_handler_keeps_the_order_of_events(make_server, make_client):
+    server = make_server()
+    order: List[Any] = []
+    started = threading.Event()
+
+    def who(sid):
+        started.set()
+        time.sleep(0.3)  # the next events queue up meanwhile
+        sockets = server.fetch_sockets()
+        rooms = server.all_rooms()
+        order.append(("who", [s.sid for s in sockets], rooms))
+        return len(sockets)
+
+    server.on("who", who)
+    server.on("n", lambda sid, i: order.append(i))
+    server.start()
+    client = make_client(server)
+    sid = client.get_sid()
+    replies: List[Any] = []
+    client.emit("who", callback=lambda *a: replies.append(a))
+    assert started.wait(5)
+    for i in range(10):
+        client.emit("n", i)
+    wait_for(lambda: len(order) == 11 and replies, what="every event")
+    # Taken while "who" waited for its answers, the events reached their
+    # handler after it, in order.
+    assert order == [("who", [sid], [sid]), *range(10)]
+    assert replies == [(1,)]
+
+
 def test_call_returns_the_ack_and_times_out(make_server, make_client):
     server = make_server()
     server.start()
@@ -673,6 +751,60 @@ def test_static_dir(make_server, tmp_path):
     server.start()
     res = requests.get(f"http://127.0.0.1:{server.port}/", timeout=5)
     assert res.status_code == 200 and "static" in res.text
+
+
+def test_http_limit_options(make_server):
+    import socket
+
+    server = make_server(
+        max_header_bytes=1024,
+        http_header_timeout=0.3,
+        http_keep_alive_timeout=0.3,
+        write_timeout=5,
+        max_connections=100,
+        max_buffered=1 << 20,
+    )
+    server.start()
+    url = f"http://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=polling"
+    assert requests.get(url, timeout=5).status_code == 200
+    res = requests.get(url, headers={"X-Big": "x" * 2000}, timeout=5)
+    assert res.status_code == 431
+    # A head that never ends is cut off after http_header_timeout, an idle
+    # connection after http_keep_alive_timeout.
+    for first in (b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n", b""):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+            start = time.monotonic()
+            if first:
+                conn.sendall(first)
+            while conn.recv(4096):  # (a timeout here fails the test)
+                pass
+            assert 0.2 <= time.monotonic() - start < 3
+    default = make_server()
+    default.start()
+    res = requests.get(
+        f"http://127.0.0.1:{default.port}/socket.io/?EIO=4&transport=polling", headers={"X-Big": "x" * 2000}, timeout=5
+    )
+    assert res.status_code == 200
+
+
+def test_limit_and_recovery_options_are_checked():
+    for bad in (
+        {"max_header_bytes": 10},
+        {"http_header_timeout": 0},
+        {"http_keep_alive_timeout": 0},
+        {"write_timeout": 0},
+        {"max_buffered": 0},
+    ):
+        with pytest.raises(iobus.IobusError):
+            iobus.Server(**bad)
+    with pytest.raises(TypeError):
+        iobus.Server(connection_state_recovery={"max_disconnection": 1})
+    with pytest.raises(TypeError):
+        iobus.Server(connection_state_recovery="yes")
+    with pytest.raises(ValueError):
+        iobus.Server(connection_state_recovery={"max_disconnection_duration": 0})
+    iobus.Server(connection_state_recovery=True, max_connections=0).close()
+    iobus.Server(connection_state_recovery={"skip_middlewares": False, "max_log_bytes": 1 << 20}).close()
 
 
 def test_bad_options():

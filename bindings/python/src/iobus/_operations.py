@@ -109,7 +109,6 @@ class Operations:
         if not isinstance(event, str):
             raise TypeError("the event name must be a str")
         target = to if to is not None else room
-        nsp = concrete_namespace(namespace)
         text, blobs = encode(to_args(data))
         bufs = n.buffer_array(blobs)
         if isinstance(target, str) and target in self._pending:
@@ -124,10 +123,10 @@ class Operations:
             if status not in _QUIET:
                 n.check(status, f"emit {event!r}")
             return
-        sel = select(nsp, target, skip_sid, self.ack_timeout)
+        sel = select(namespace, target, skip_sid, self.ack_timeout if callback is not None else 0)
         if callback is None:
             status = n.lib.iobus_selection_emit(
-                self._handle, sel.struct, event.encode(), text, len(text), bufs, len(blobs)
+                self._handle, sel, event.encode(), text, len(text), bufs, len(blobs)
             )
             if status not in _QUIET:
                 n.check(status, f"emit {event!r}")
@@ -137,7 +136,7 @@ class Operations:
         # left, or ack_timeout passed.
         token = self._expect(self._replies_callback(callback), (abi.ACK_DISCONNECTED, [], 0))
         status = n.lib.iobus_selection_emit_with_ack(
-            self._handle, sel.struct, event.encode(), text, len(text), bufs, len(blobs), None, c_void_p(token)
+            self._handle, sel, event.encode(), text, len(text), bufs, len(blobs), None, c_void_p(token)
         )
         self._issued(token, status, f"emit {event!r}")
 
@@ -288,7 +287,7 @@ class Operations:
         if not isinstance(room, str):
             raise TypeError("room must be a str")
         sel = select(namespace, room)
-        status = n.lib.iobus_selection_leave(self._handle, sel.struct, n.string_array([room]), 1)
+        status = n.lib.iobus_selection_leave(self._handle, sel, n.string_array([room]), 1)
         if status not in _QUIET:
             n.check(status, "close_room")
 
@@ -322,12 +321,13 @@ class Operations:
         self, to: Rooms, skip_sid: Rooms, namespace: Optional[str], complete: Callable[[List[RemoteSocket]], None]
     ) -> bool:
         sel = select(namespace, to, skip_sid)
+        nsp = concrete_namespace(namespace)
 
         def answer(sockets: Any) -> None:
-            complete([RemoteSocket.from_json(sel.namespace, s) for s in sockets if isinstance(s, dict)])
+            complete([RemoteSocket.from_json(nsp, s) for s in sockets if isinstance(s, dict)])
 
         return self._query(
-            lambda token: n.lib.iobus_selection_fetch_sockets(self._handle, sel.struct, None, token),
+            lambda token: n.lib.iobus_selection_fetch_sockets(self._handle, sel, None, token),
             answer,
             "fetch_sockets",
         )

@@ -7,7 +7,8 @@ libiobus does the choosing; this module only translates.
 from __future__ import annotations
 
 import math
-from typing import Iterable, List, Optional, Union
+from ctypes import c_char_p
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _native as n
 from ._handlers import normalize_namespace
@@ -43,36 +44,39 @@ def milliseconds(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-class Selected:
-    """An ``iobus_selection`` and the arrays it points into (kept alive as
-    long as this object). Pass ``.struct`` to the ``iobus_selection_*``
-    functions."""
-
-    __slots__ = ("namespace", "rooms", "skip", "_arrays", "struct")
-
-    def __init__(self, namespace: str, rooms: List[str], skip: List[str], timeout: float = 0) -> None:
-        self.namespace = namespace
-        self.rooms = rooms
-        self.skip = skip
-        room_array = n.string_array(rooms)
-        skip_array = n.string_array(skip)
-        self._arrays = (room_array, skip_array)
-        self.struct = n.Selection(
-            nsp=namespace.encode(),
-            rooms=room_array,
-            room_count=len(rooms),
-            except_rooms=None,
-            except_room_count=0,
-            except_sids=skip_array,
-            except_sid_count=len(skip),
-            flags=0,
-            timeout_ms=milliseconds(timeout),
-        )
+# Namespace arguments as given → the name libiobus gets (few distinct ones).
+_NAMESPACES: Dict[Optional[str], bytes] = {}
+_ONE = c_char_p * 1
 
 
-def select(
-    namespace: Optional[str], to: Rooms = None, skip_sid: Rooms = None, timeout: float = 0
-) -> Selected:
-    """The sockets of ``namespace`` in any of ``to`` (none: every one),
-    minus ``skip_sid``; ``timeout`` (seconds) bounds an emit with acks."""
-    return Selected(concrete_namespace(namespace), names(to, "to"), names(skip_sid, "skip_sid"), timeout)
+def _namespace_bytes(namespace: Optional[str]) -> bytes:
+    known = _NAMESPACES.get(namespace)
+    if known is None:
+        known = concrete_namespace(namespace).encode()
+        if len(_NAMESPACES) >= 1024:
+            _NAMESPACES.clear()
+        _NAMESPACES[namespace] = known
+    return known
+
+
+def _array(value: Rooms, what: str) -> Tuple[Any, int]:
+    """A ``const char *const *`` and its length (NULL, 0 for none)."""
+    if value is None:
+        return None, 0
+    if type(value) is str:  # the common case, kept cheap
+        return _ONE(value.encode()), 1
+    items = names(value, what)
+    if not items:
+        return None, 0
+    return (c_char_p * len(items))(*[item.encode() for item in items]), len(items)
+
+
+def select(namespace: Optional[str], to: Rooms = None, skip_sid: Rooms = None, timeout: float = 0) -> Any:
+    """The ``iobus_selection`` of the sockets of ``namespace`` in any of
+    ``to`` (none: every one), minus ``skip_sid``; ``timeout`` (seconds)
+    bounds an emit with acks. The structure keeps the arrays it points
+    into alive (ctypes does)."""
+    rooms, room_count = _array(to, "to")
+    skip, skip_count = _array(skip_sid, "skip_sid")
+    ms = milliseconds(timeout) if timeout else 0
+    return n.Selection(_namespace_bytes(namespace), rooms, room_count, None, 0, skip, skip_count, 0, ms)
