@@ -375,6 +375,22 @@ impl Server {
         for nsp in self.namespaces() {
             nsp.adapter().start(&nsp, &handle);
         }
+        // Shared adapter connections (a Redis server, ...) open last, so
+        // that they serve every namespace that exists; failing, they fail
+        // the start.
+        if let Err(e) = self.inner.shared.adapter.start(&handle) {
+            *self.inner.shared.runtime.write() = None;
+            for nsp in self.namespaces() {
+                nsp.adapter().stop();
+            }
+            self.inner.shared.adapter.stop();
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            }
+            return Err(e);
+        }
         let router = Arc::new(Router::new(engines.clone(), bundle, self.inner.options.static_dir.clone()));
         let shutdown = Arc::new(tokio::sync::Notify::new());
         runtime.spawn(crate::http::serve(listener, router, shutdown.clone()));
@@ -407,6 +423,7 @@ impl Server {
                 log.clear();
             }
         }
+        self.inner.shared.adapter.stop();
         if tokio::runtime::Handle::try_current().is_ok() {
             running.runtime.shutdown_background();
         } else {
