@@ -655,15 +655,7 @@ impl Adapter for NspAdapter {
             };
             acks.expect_servers(servers);
             drop(asker);
-            loop {
-                tokio::time::sleep(timeout.unwrap_or(every)).await;
-                if timeout.is_some() || acks.is_done() {
-                    break;
-                }
-            }
-            if let Some(me) = me.upgrade() {
-                me.pending.lock().remove(&id);
-            }
+            NspAdapter::keep_until_done(me, id, acks, timeout.unwrap_or(every)).await;
         });
     }
 
@@ -778,11 +770,11 @@ impl Adapter for NspAdapter {
             self.publish_json(&link, self.channels.request.clone(), &request);
             return;
         };
-        let me = self.me.clone();
+        let this = self.me.clone();
         let acks = acks.clone();
         let asker = link.clone();
         link.runtime().spawn(async move {
-            let Some(me) = me.upgrade() else {
+            let Some(me) = this.upgrade() else {
                 acks.expect_servers(0);
                 return;
             };
@@ -808,13 +800,29 @@ impl Adapter for NspAdapter {
             // One "server" (the cluster) reporting one reply per other node.
             acks.expect_servers(1);
             acks.add_clients(others);
-            me.wait_for(&asker, id, Pending::ServerSide(acks), me.shared.config.requests_timeout);
+            me.pending.lock().insert(id.clone(), Pending::ServerSide(acks.clone()));
             me.publish_json(&asker, me.channels.request.clone(), &request);
+            let every = me.shared.config.requests_timeout;
+            drop((me, asker));
+            NspAdapter::keep_until_done(this, id, acks, every).await;
         });
     }
 }
 
 impl NspAdapter {
+    /// Keeps an emit with acks (and its entry, for the answers) until it
+    /// completes: by every answer, or at its own timeout. Nothing else may
+    /// hold the collector (the other nodes' clients are not this node's
+    /// sockets), and one dropped undone would never call its completion.
+    async fn keep_until_done(me: Weak<NspAdapter>, id: String, acks: Arc<BroadcastAcks>, every: Duration) {
+        while !acks.is_done() {
+            tokio::time::sleep(every.min(Duration::from_millis(500))).await;
+        }
+        if let Some(me) = me.upgrade() {
+            me.pending.lock().remove(&id);
+        }
+    }
+
     /// Sends a join or leave of the selected sockets to the other nodes.
     fn forward_rooms(&self, kind: RequestType, opts: &BroadcastOptions, rooms: &[String]) {
         if opts.flags.local {
