@@ -272,18 +272,20 @@ fn payload(args: &[Value]) -> Payload {
     Payload::with_binary(args, binary)
 }
 
+/// A server-side event a node received: its name and arguments.
+type ServerSideEvent = (String, Vec<Value>);
+
 struct IobusNode {
     server: Arc<Server>,
     port: u16,
     name: &'static str,
-    server_side: Arc<Mutex<Vec<(String, Vec<Value>)>>>,
+    server_side: Arc<Mutex<Vec<ServerSideEvent>>>,
 }
 
 impl IobusNode {
     fn start(redis: &str, name: &'static str, requests_timeout: Duration) -> IobusNode {
-        let mut options = ServerOptions::default();
-        options.adapter = RedisAdapter::pubsub(redis).requests_timeout(requests_timeout).build();
-        let server = Arc::new(Server::new(options));
+        let adapter = RedisAdapter::pubsub(redis).requests_timeout(requests_timeout).build();
+        let server = Arc::new(Server::new(ServerOptions { adapter, ..ServerOptions::default() }));
         let nsp = server.of("/");
         nsp.on_connection(|socket| {
             let auth = socket.handshake().auth().clone();
@@ -730,12 +732,11 @@ async fn iobus_and_npm_socket_io_nodes() {
 #[ignore = "needs redis-server and tests/cluster/node_modules (make test-redis)"]
 async fn answers_on_the_asking_nodes_own_response_channel() {
     let redis = RedisServer::start();
-    let mut options = ServerOptions::default();
-    options.adapter = RedisAdapter::pubsub(&redis.url())
+    let adapter = RedisAdapter::pubsub(&redis.url())
         .requests_timeout(Duration::from_secs(2))
         .publish_on_specific_response_channel(true)
         .build();
-    let server = Server::new(options);
+    let server = Server::new(ServerOptions { adapter, ..ServerOptions::default() });
     server.of("/").on_connection(|socket| socket.join("r"));
     let addr = server.start("127.0.0.1:0").expect("starts");
     let n = Node::Npm(NpmNode::start(&redis.url(), Duration::from_secs(2), true));
@@ -819,10 +820,9 @@ async fn a_node_that_never_answers_costs_the_timeout_only() {
 #[ignore = "needs redis-server and tests/cluster/node_modules (make test-redis)"]
 fn redis_down_at_start_is_a_clear_error() {
     let port = free_port();
-    let mut options = ServerOptions::default();
-    options.adapter =
+    let adapter =
         RedisAdapter::pubsub(&format!("redis://127.0.0.1:{port}")).connect_timeout(Duration::from_millis(300)).build();
-    let server = Server::new(options);
+    let server = Server::new(ServerOptions { adapter, ..ServerOptions::default() });
     server.of("/");
     let err = server.start("127.0.0.1:0").expect_err("no Redis");
     assert!(err.to_string().contains("Redis"), "{err}");

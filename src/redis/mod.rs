@@ -10,12 +10,11 @@
 //! use iobus::{Server, ServerOptions};
 //! use std::time::Duration;
 //!
-//! let mut options = ServerOptions::default();
-//! options.adapter = RedisAdapter::pubsub("redis://127.0.0.1:6379")
+//! let adapter = RedisAdapter::pubsub("redis://127.0.0.1:6379")
 //!     .key("socket.io")
 //!     .requests_timeout(Duration::from_secs(5))
 //!     .build();
-//! let server = Server::new(options);
+//! let server = Server::new(ServerOptions { adapter, ..ServerOptions::default() });
 //! // Fails if Redis cannot be reached.
 //! server.start("0.0.0.0:3000").expect("started");
 //! ```

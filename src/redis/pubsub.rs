@@ -168,7 +168,7 @@ impl AdapterFactory for RedisAdapterFactory {
         let url = self.shared.config.url.clone();
         if self.shared.link.read().is_some() {
             return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
+                io::ErrorKind::InvalidInput,
                 "Redis adapter: already serving a running server (each server needs its own adapter)",
             ));
         }

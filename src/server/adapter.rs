@@ -452,6 +452,23 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarding_collector_passes_counts_and_replies_on() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (counts, replies) = (seen.clone(), seen.clone());
+        let acks = BroadcastAcks::forwarding(
+            None,
+            None,
+            move |n| counts.lock().push(json!({ "clients": n })),
+            move |p| replies.lock().push(json!({ "reply": p.args })),
+        );
+        acks.add_clients(2);
+        acks.reply(Payload::one(json!("a")));
+        acks.reply(Payload::one(json!("b")));
+        assert_eq!(*seen.lock(), vec![json!({"clients": 2}), json!({"reply": ["a"]}), json!({"reply": ["b"]})]);
+        assert!(!acks.is_done(), "it collects nothing and completes nothing");
+    }
+
+    #[test]
     fn timeout_reports_what_arrived() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
         let out = Arc::new(Mutex::new(None));
