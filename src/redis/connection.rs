@@ -26,8 +26,9 @@ use tokio::sync::mpsc;
 /// Most messages waiting to be published; beyond it (Redis unreachable or
 /// too slow) new ones are dropped.
 const QUEUE: usize = 65_536;
-/// Most messages sent in one pipeline.
+/// Most messages, and bytes, sent in one pipeline.
 const BATCH: usize = 512;
+const BATCH_BYTES: usize = 1 << 20;
 /// How often the connections are checked (and a lost one retried).
 const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -88,6 +89,9 @@ pub(crate) struct Link {
     health: Arc<Health>,
     runtime: tokio::runtime::Handle,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Held while subscriptions change, so that changes for one channel
+    /// reach Redis in the order they were decided.
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Link {
@@ -163,6 +167,7 @@ impl Link {
             health: health.clone(),
             runtime: runtime.clone(),
             tasks: Mutex::new(Vec::new()),
+            changing: tokio::sync::Mutex::new(()),
         });
         let publish = runtime.spawn(publish_loop(publisher.clone(), outgoing, health.clone(), url.to_owned()));
         let watch = runtime.spawn(health_loop(publisher, subscriber, health, url.to_owned()));
@@ -191,6 +196,19 @@ impl Link {
         let mut con = self.publisher.clone();
         let reply: Value = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut con).await?;
         Ok(numsub_count(&reply))
+    }
+
+    /// Subscribes to (or unsubscribes from) channels and patterns, as
+    /// `wanted` says when the change's turn comes: one namespace stopping
+    /// while another of the same name starts ends subscribed.
+    pub(crate) async fn resubscribe(
+        &self,
+        channels: &[String],
+        patterns: &[String],
+        wanted: impl FnOnce() -> bool,
+    ) -> RedisResult<()> {
+        let _turn = self.changing.lock().await;
+        if wanted() { self.subscribe(channels, patterns).await } else { self.unsubscribe(channels, patterns).await }
     }
 
     /// Subscribes to channels by name and by pattern; kept across
@@ -274,7 +292,14 @@ async fn publish_loop(
     url: String,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    while outgoing.recv_many(&mut batch, BATCH).await > 0 {
+    while let Some(first) = outgoing.recv().await {
+        let mut bytes = first.payload.len();
+        batch.push(first);
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
+            let Ok(next) = outgoing.try_recv() else { break };
+            bytes += next.payload.len();
+            batch.push(next);
+        }
         let mut pipe = redis::pipe();
         for m in &batch {
             pipe.cmd("PUBLISH").arg(&m.channel).arg(&m.payload).ignore();

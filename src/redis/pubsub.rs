@@ -572,16 +572,7 @@ impl Adapter for NspAdapter {
         }
         // A namespace made while the server runs subscribes now; the others
         // subscribe when the connections open.
-        if let Some(link) = self.link() {
-            let (channels, patterns) = self.subscriptions();
-            let nsp = self.name.clone();
-            let subscriber = link.clone();
-            link.runtime().spawn(async move {
-                if let Err(e) = subscriber.subscribe(&channels, &patterns).await {
-                    tracing::warn!(nsp, "Redis adapter: cannot subscribe: {e}");
-                }
-            });
-        }
+        self.sync_subscriptions();
     }
 
     fn stop(&self) {
@@ -597,13 +588,7 @@ impl Adapter for NspAdapter {
         for request in pending {
             request.expire(&self.name);
         }
-        if let Some(link) = self.link() {
-            let (channels, patterns) = self.subscriptions();
-            let subscriber = link.clone();
-            link.runtime().spawn(async move {
-                let _ = subscriber.unsubscribe(&channels, &patterns).await;
-            });
-        }
+        self.sync_subscriptions();
     }
 
     fn broadcast(&self, nsp: &Arc<Namespace>, packet: &EventPacket, opts: &BroadcastOptions) {
@@ -810,6 +795,25 @@ impl Adapter for NspAdapter {
 }
 
 impl NspAdapter {
+    /// Makes Redis's subscriptions for this namespace's channels follow the
+    /// routes (subscribed while some adapter of this name is started),
+    /// whenever the change gets its turn.
+    fn sync_subscriptions(&self) {
+        let Some(link) = self.link() else {
+            return;
+        };
+        let (channels, patterns) = self.subscriptions();
+        let shared = self.shared.clone();
+        let nsp = self.name.clone();
+        let subscriber = link.clone();
+        link.runtime().spawn(async move {
+            let wanted = || patterns.first().is_some_and(|p| shared.routes.read().contains_key(p));
+            if let Err(e) = subscriber.resubscribe(&channels, &patterns, wanted).await {
+                tracing::warn!(nsp, "Redis adapter: cannot change subscriptions: {e}");
+            }
+        });
+    }
+
     /// Keeps an emit with acks (and its entry, for the answers) until it
     /// completes: by every answer, or at its own timeout. Nothing else may
     /// hold the collector (the other nodes' clients are not this node's
