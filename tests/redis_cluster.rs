@@ -141,6 +141,11 @@ fn parse_event(text: &str) -> Option<(Option<u64>, Value, usize)> {
         }
         _ => return None,
     };
+    // A namespace other than `/` comes first: `/nsp,`.
+    let rest = match rest.strip_prefix('/') {
+        Some(_) => rest.split_once(',')?.1,
+        None => rest,
+    };
     let digits = rest.find('[')?;
     let id = rest[..digits].parse().ok();
     Some((id, serde_json::from_str(&rest[digits..]).ok()?, attachments))
@@ -148,16 +153,22 @@ fn parse_event(text: &str) -> Option<(Option<u64>, Value, usize)> {
 
 impl Client {
     async fn connect(port: u16, auth: Value) -> Client {
+        Client::connect_to(port, "/", auth).await
+    }
+
+    /// A client of namespace `nsp`.
+    async fn connect_to(port: u16, nsp: &str, auth: Value) -> Client {
+        let prefix = if nsp == "/" { String::new() } else { format!("{nsp},") };
         let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
         let (mut sink, mut stream) = ws.split();
         let open = stream.next().await.expect("open").expect("open frame");
         assert!(open.to_text().unwrap_or("").starts_with("0{"));
-        sink.send(Message::text(format!("40{auth}"))).await.expect("connect");
+        sink.send(Message::text(format!("40{prefix}{auth}"))).await.expect("connect");
         let sid = loop {
             let msg = stream.next().await.expect("connect reply").expect("frame");
             let text = msg.to_text().unwrap_or("").to_owned();
-            if let Some(json) = text.strip_prefix("40") {
+            if let Some(json) = text.strip_prefix("40").and_then(|t| t.strip_prefix(prefix.as_str())) {
                 let v: Value = serde_json::from_str(json).expect("CONNECT reply");
                 break v["sid"].as_str().expect("sid").to_owned();
             }
@@ -171,7 +182,7 @@ impl Client {
             }
         });
         let inbox = Arc::new(Mutex::new(Inbox::default()));
-        let (sink_in, replies, own) = (inbox.clone(), out.clone(), sid.clone());
+        let (sink_in, replies, own, nsp) = (inbox.clone(), out.clone(), sid.clone(), prefix);
         tokio::spawn(async move {
             let mut partial: Option<(Event, usize)> = None;
             while let Some(Ok(msg)) = stream.next().await {
@@ -186,7 +197,7 @@ impl Client {
                         };
                         let name = data.remove(0).as_str().unwrap_or_default().to_owned();
                         if let (Some(id), "ask") = (id, name.as_str()) {
-                            let _ = replies.send(Message::text(format!("43{id}[\"{own}\"]")));
+                            let _ = replies.send(Message::text(format!("43{nsp}{id}[\"{own}\"]")));
                         }
                         let event = Event { name, args: data, binary: Vec::new() };
                         if attachments > 0 {
@@ -888,4 +899,60 @@ async fn delivery_resumes_after_a_redis_restart() {
     n.emit(&["r"], &[], "from-node", vec![]).await;
     a1.expect("from-node").await;
     b1.expect("from-node").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server and tests/cluster/node_modules (make test-redis)"]
+async fn broadcasts_from_other_nodes_are_stored_for_recovery() {
+    let redis = RedisServer::start();
+    let adapter = RedisAdapter::pubsub(&redis.url()).build();
+    let server = Server::new(ServerOptions {
+        adapter,
+        connection_state_recovery: Some(iobus::server::RecoveryOptions::default()),
+        ..ServerOptions::default()
+    });
+    server.of("/");
+    let addr = server.start("127.0.0.1:0").expect("starts");
+    let Node::Npm(n) = Node::Npm(NpmNode::start(&redis.url(), Duration::from_secs(2), false)) else { unreachable!() };
+    redis.wait_nodes(2).await;
+    let a1 = Client::connect(addr.port(), json!({})).await;
+    let n1 = Client::connect(n.port, json!({})).await;
+    n.call(json!({"op": "emit", "event": "news", "args": [1]})).await;
+    // With an offset on the iobus node (stored, replayable), none on npm's.
+    let got = a1.expect("news").await.args;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], json!(1));
+    assert!(got[1].as_str().is_some_and(|o| !o.is_empty()), "an offset: {got:?}");
+    assert_eq!(n1.expect("news").await.args, vec![json!(1)]);
+    assert_eq!(server.of("/").recovery().map(|log| log.usage().1), Some(1), "stored once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server and tests/cluster/node_modules (make test-redis)"]
+async fn dynamic_namespaces_subscribe_while_they_exist() {
+    let redis = RedisServer::start();
+    let start = || {
+        let adapter = RedisAdapter::pubsub(&redis.url()).build();
+        let server = Server::new(ServerOptions { adapter, ..ServerOptions::default() });
+        server.dynamic_namespace_pattern("/dyn-*").on_connection(|socket| socket.join("r"));
+        server.start("127.0.0.1:0").expect("starts");
+        server
+    };
+    let (a, b) = (start(), start());
+    let port = |s: &Server| s.local_addr().map(|a| a.port()).unwrap_or(0);
+    let channel = "socket.io-request#/dyn-1#";
+    let a1 = Client::connect_to(port(&a), "/dyn-1", json!({})).await;
+    let b1 = Client::connect_to(port(&b), "/dyn-1", json!({})).await;
+    eventually("both nodes subscribe", || async { redis.numsub(channel) == 2 }).await;
+    a.existing("/dyn-1").expect("namespace").to("r").emit("first", vec![json!(1)]).expect("emit");
+    assert_eq!(b1.expect("first").await.args, vec![json!(1)]);
+    a1.expect("first").await;
+    // b's namespace empties and is forgotten: it unsubscribes; made again,
+    // it subscribes again.
+    b1.send("41/dyn-1,");
+    eventually("b unsubscribes", || async { redis.numsub(channel) == 1 }).await;
+    let b2 = Client::connect_to(port(&b), "/dyn-1", json!({})).await;
+    eventually("b subscribes again", || async { redis.numsub(channel) == 2 }).await;
+    a.existing("/dyn-1").expect("namespace").to("r").emit("second", vec![json!(2)]).expect("emit");
+    assert_eq!(b2.expect("second").await.args, vec![json!(2)]);
 }
