@@ -875,8 +875,13 @@ async fn delivery_resumes_after_a_redis_restart() {
     b1.expect("tick").await;
     n1.expect("tick").await;
 
+    let watched = RedisAdapter::pubsub(&redis.url()).factory();
+    let watcher = Server::new(ServerOptions { adapter: watched.clone(), ..ServerOptions::default() });
+    watcher.start("127.0.0.1:0").expect("starts");
+    assert!(watched.connected());
+
     redis.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("the loss is noticed", || async { !watched.connected() }).await;
     // Local clients keep working while Redis is away.
     a1.inbox.lock().events.clear();
     a1.expect("tick").await;
@@ -892,6 +897,7 @@ async fn delivery_resumes_after_a_redis_restart() {
     }
     stop.store(true, Ordering::Relaxed);
     let _ = sender.await;
+    eventually("the node sees Redis back", || async { watched.connected() }).await;
     redis.wait_nodes(3).await;
     b.emit(&["r"], &[], "from-b", vec![]).await;
     a1.expect("from-b").await;

@@ -175,6 +175,11 @@ impl Link {
         Ok(link)
     }
 
+    /// Whether Redis answered the last check (and nothing failed since).
+    pub(crate) fn healthy(&self) -> bool {
+        !self.health.down.load(Ordering::Acquire)
+    }
+
     /// The runtime the connections live on.
     pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
         &self.runtime

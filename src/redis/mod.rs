@@ -102,6 +102,13 @@ impl RedisAdapter {
 
     /// The adapter, for [`ServerOptions::adapter`](crate::ServerOptions::adapter).
     pub fn build(self) -> Arc<dyn AdapterFactory> {
+        self.factory()
+    }
+
+    /// The adapter as its own type, which also tells whether the node is
+    /// connected ([`RedisAdapterFactory::connected`]); it converts to the
+    /// `Arc<dyn AdapterFactory>` the options take.
+    pub fn factory(self) -> Arc<RedisAdapterFactory> {
         Arc::new(RedisAdapterFactory::new(self))
     }
 }

@@ -141,6 +141,13 @@ impl RedisAdapterFactory {
         &self.shared.uid
     }
 
+    /// Whether this node is connected to Redis now: its server runs and
+    /// Redis answered the last check (every half second). While it is not,
+    /// the node serves its own clients only.
+    pub fn connected(&self) -> bool {
+        self.shared.link().is_some_and(|link| link.healthy())
+    }
+
     /// The settings.
     pub fn config(&self) -> &RedisAdapter {
         &self.shared.config
