@@ -962,3 +962,71 @@ async fn dynamic_namespaces_subscribe_while_they_exist() {
     a.existing("/dyn-1").expect("namespace").to("r").emit("second", vec![json!(2)]).expect("emit");
     assert_eq!(b2.expect("second").await.args, vec![json!(2)]);
 }
+
+/// A peer speaking the wire by hand: requests the npm adapter no longer
+/// sends (SOCKETS, the one-socket forms of join, leave and disconnect) and
+/// the exact shape of the answers.
+#[test]
+#[ignore = "needs redis-server and tests/cluster/node_modules (make test-redis)"]
+fn hand_written_requests_get_npm_shaped_answers() {
+    let redis = RedisServer::start();
+    let adapter = RedisAdapter::pubsub(&redis.url()).build();
+    let server = Server::new(ServerOptions { adapter, ..ServerOptions::default() });
+    let (tx, rx) = std::sync::mpsc::channel();
+    server.of("/").on_connection(move |socket| {
+        socket.join("r");
+        let _ = tx.send(socket.clone());
+    });
+    let addr = server.start("127.0.0.1:0").expect("starts");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = runtime.block_on(Client::connect(addr.port(), json!({})));
+    let socket = rx.recv_timeout(Duration::from_secs(5)).expect("socket");
+
+    let redis_client = redis::Client::open(redis.url()).expect("client");
+    let mut publisher = redis_client.get_connection().expect("connection");
+    let mut listener = redis_client.get_connection().expect("connection");
+    let mut responses = listener.as_pubsub();
+    responses.subscribe("socket.io-response#/#").expect("subscribe");
+    responses.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut ask = |request: Value| -> Value {
+        let _: () = redis::cmd("PUBLISH")
+            .arg("socket.io-request#/#")
+            .arg(request.to_string())
+            .query(&mut publisher)
+            .expect("publish");
+        let message = responses.get_message().expect("an answer");
+        serde_json::from_slice(message.get_payload_bytes()).expect("JSON answer")
+    };
+    assert_eq!(
+        ask(json!({"uid": "peer", "requestId": "q1", "type": 0, "rooms": ["r"]})),
+        json!({"requestId": "q1", "sockets": [client.sid]})
+    );
+    let rooms = ask(json!({"uid": "peer", "requestId": "q2", "type": 1}));
+    assert_eq!(rooms["requestId"], "q2");
+    let mut rooms: Vec<String> = serde_json::from_value(rooms["rooms"].clone()).expect("rooms");
+    rooms.sort();
+    let mut want = vec!["r".to_string(), client.sid.clone()];
+    want.sort();
+    assert_eq!(rooms, want);
+    assert_eq!(
+        ask(json!({"uid": "peer", "requestId": "q3", "type": 2, "sid": client.sid, "room": "solo"})),
+        json!({"requestId": "q3"})
+    );
+    assert!(socket.rooms().contains(&"solo".to_string()));
+    assert_eq!(
+        ask(json!({"uid": "peer", "requestId": "q4", "type": 3, "sid": client.sid, "room": "solo"})),
+        json!({"requestId": "q4"})
+    );
+    assert!(!socket.rooms().contains(&"solo".to_string()));
+    let fetched = ask(json!({"uid": "peer", "requestId": "q5", "type": 5, "opts": {"rooms": ["r"], "except": []}}));
+    let handshake = &fetched["sockets"][0]["handshake"];
+    for field in ["headers", "time", "address", "xdomain", "secure", "issued", "url", "query", "auth"] {
+        assert!(handshake.get(field).is_some(), "handshake lacks {field}: {handshake}");
+    }
+    assert_eq!(
+        ask(json!({"uid": "peer", "requestId": "q6", "type": 4, "sid": client.sid, "close": false})),
+        json!({"requestId": "q6"})
+    );
+    runtime.block_on(client.expect_disconnected());
+    server.stop();
+}
