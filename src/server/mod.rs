@@ -326,7 +326,9 @@ impl Server {
     }
 
     /// Binds `addr` and serves it from a new background runtime. Returns the
-    /// bound address (useful with port 0).
+    /// bound address (useful with port 0). Fails, without serving, when the
+    /// address cannot be bound or the adapter cannot reach what connects
+    /// the nodes (a Redis server).
     pub fn start(&self, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
         let mut running = self.running.lock();
         if running.is_some() {
