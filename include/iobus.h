@@ -138,6 +138,22 @@ typedef enum iobus_status {
 } iobus_status;
 
 /**
+ * How nodes talk through Redis.
+ */
+typedef enum iobus_redis_mode {
+  /**
+   * Pub/sub, as `@socket.io/redis-adapter` with its defaults: answers to
+   * requests on the shared response channel.
+   */
+  IOBUS_REDIS_PUBSUB = 0,
+  /**
+   * Pub/sub, answers on the asking node's own response channel (the npm
+   * adapter's `publishOnSpecificResponseChannel: true`).
+   */
+  IOBUS_REDIS_PUBSUB_OWN_RESPONSE_CHANNEL = 1,
+} iobus_redis_mode;
+
+/**
  * How an emit-with-ack ended.
  */
 typedef enum iobus_ack_status {
@@ -424,6 +440,22 @@ const char *iobus_status_str(int32_t status);
  * Frees a string returned by iobus (NULL is ignored).
  */
 void iobus_string_free(char *s);
+
+/**
+ * Joins the server to a cluster through the Redis server at `url`
+ * (`"redis://host:port[/db]"`): broadcasts, room operations, socket
+ * fetches and server-side emits reach every node on that Redis, iobus and
+ * npm socket.io nodes alike. `key_prefix` is the channel prefix (NULL:
+ * `"socket.io"`); `requests_timeout_ms` bounds how long a request waits
+ * for the other nodes (0: 5000). Redis unreachable makes
+ * `iobus_server_start` fail with `IOBUS_ERR_IO`; Redis lost later is
+ * reconnected to by itself, each node serving its own clients meanwhile.
+ */
+enum iobus_status iobus_config_set_redis(struct iobus_config *cfg,
+                                         const char *url,
+                                         const char *key_prefix,
+                                         enum iobus_redis_mode mode,
+                                         uint64_t requests_timeout_ms);
 
 /**
  * New settings with Socket.IO's defaults: path `/socket.io/`, pingInterval

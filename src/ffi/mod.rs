@@ -25,6 +25,7 @@
 // In the order the header presents them (cbindgen follows this order).
 pub mod types;
 
+pub mod cluster;
 pub mod config;
 pub mod event;
 
