@@ -131,6 +131,9 @@ pub(crate) unsafe fn texts(p: *const *const c_char, n: usize, what: &str) -> Res
 /// Room names without repeats, in their first order (a single room keeps
 /// the fast path of the room index and of cluster adapters).
 fn distinct(mut v: Vec<String>) -> Vec<String> {
+    if v.len() < 2 {
+        return v;
+    }
     let mut seen = std::collections::HashSet::with_capacity(v.len());
     v.retain(|r| seen.insert(r.clone()));
     v
