@@ -21,6 +21,9 @@ pub mod event;
 pub mod records;
 pub mod server;
 
+#[doc(hidden)]
+pub use convert::fuzz_payload;
+
 use std::cell::RefCell;
 use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
