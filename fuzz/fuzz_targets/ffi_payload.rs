@@ -99,16 +99,10 @@ fuzz_target!(|data: &[u8]| {
 
     let mut attachments: Vec<Option<&[u8]>> = parts.iter().map(|p| Some(*p)).collect();
     let mut bufs: Vec<iobus_buf> = parts.iter().map(|p| iobus_buf { data: p.as_ptr(), len: p.len() }).collect();
-    if last_null {
-        if let (Some(a), Some(b)) = (attachments.last_mut(), bufs.last_mut()) {
-            b.data = std::ptr::null();
-            // NULL data is fine when it has no bytes.
-            if b.len > 0 {
-                *a = None;
-            } else {
-                *a = Some(&[]);
-            }
-        }
+    if last_null && let (Some(a), Some(b)) = (attachments.last_mut(), bufs.last_mut()) {
+        b.data = std::ptr::null();
+        // NULL data is fine when it has no bytes.
+        *a = if b.len > 0 { None } else { Some(&[]) };
     }
     let bufs_arg = if bufs_null { None } else { Some(&bufs[..]) };
 
