@@ -138,6 +138,22 @@ typedef enum iobus_status {
 } iobus_status;
 
 /**
+ * How nodes talk through Redis.
+ */
+typedef enum iobus_redis_mode {
+  /**
+   * Pub/sub, as `@socket.io/redis-adapter` with its defaults: answers to
+   * requests on the shared response channel.
+   */
+  IOBUS_REDIS_PUBSUB = 0,
+  /**
+   * Pub/sub, answers on the asking node's own response channel (the npm
+   * adapter's `publishOnSpecificResponseChannel: true`).
+   */
+  IOBUS_REDIS_PUBSUB_OWN_RESPONSE_CHANNEL = 1,
+} iobus_redis_mode;
+
+/**
  * How an emit-with-ack ended.
  */
 typedef enum iobus_ack_status {
@@ -424,6 +440,22 @@ const char *iobus_status_str(int32_t status);
  * Frees a string returned by iobus (NULL is ignored).
  */
 void iobus_string_free(char *s);
+
+/**
+ * Joins the server to a cluster through the Redis server at `url`
+ * (`"redis://host:port[/db]"`): broadcasts, room operations, socket
+ * fetches and server-side emits reach every node on that Redis, iobus and
+ * npm socket.io nodes alike. `key_prefix` is the channel prefix (NULL:
+ * `"socket.io"`); `requests_timeout_ms` bounds how long a request waits
+ * for the other nodes (0: 5000). Redis unreachable makes
+ * `iobus_server_start` fail with `IOBUS_ERR_IO`; Redis lost later is
+ * reconnected to by itself, each node serving its own clients meanwhile.
+ */
+enum iobus_status iobus_config_set_redis(struct iobus_config *cfg,
+                                         const char *url,
+                                         const char *key_prefix,
+                                         enum iobus_redis_mode mode,
+                                         uint64_t requests_timeout_ms);
 
 /**
  * New settings with Socket.IO's defaults: path `/socket.io/`, pingInterval
@@ -790,7 +822,10 @@ int32_t iobus_server_poll_fd(const struct iobus_server *server);
 /**
  * In `IOBUS_DISPATCH_POLL` mode: runs up to `max_events` pending callbacks
  * on the calling thread and writes how many ran to `*processed_out` (may be
- * NULL). Never blocks waiting for events. Not allowed from inside a callback.
+ * NULL). What has no callback (a subscription's record, a completion asked
+ * for with a NULL callback) counts as run and is released: a connection is
+ * refused, an ack handle dropped unanswered, a completion dropped. Never
+ * blocks waiting for events. Not allowed from inside a callback.
  */
 enum iobus_status iobus_server_poll(struct iobus_server *server,
                                     size_t max_events,
@@ -1142,7 +1177,7 @@ enum iobus_status iobus_selection_disconnect(struct iobus_server *server,
  * those in any of `except_rooms`, minus the socket `except_sid` (NULL: none;
  * use the sender's id for "broadcast from a socket"). `flags`:
  * `IOBUS_EMIT_VOLATILE`. Arguments as in `iobus_socket_emit`. The packet is
- * encoded once for all recipients.
+ * encoded once for all recipients. Superseded by `iobus_selection_emit`.
  */
 enum iobus_status iobus_namespace_emit(struct iobus_server *server,
                                        const char *nsp,
@@ -1161,7 +1196,8 @@ enum iobus_status iobus_namespace_emit(struct iobus_server *server,
 /**
  * The ids of the sockets of `nsp` in any of `rooms` (none: all), as a JSON
  * array of strings (sorted), written to `*json_out` (free with
- * `iobus_string_free`).
+ * `iobus_string_free`). This server's sockets only; superseded by
+ * `iobus_selection_fetch_sockets`.
  */
 enum iobus_status iobus_namespace_fetch_sockets(struct iobus_server *server,
                                                 const char *nsp,
@@ -1172,6 +1208,7 @@ enum iobus_status iobus_namespace_fetch_sockets(struct iobus_server *server,
 
 /**
  * Makes the sockets of `nsp` in any of `rooms` (none: all) join `room`.
+ * Superseded by `iobus_selection_join`.
  */
 enum iobus_status iobus_namespace_sockets_join(struct iobus_server *server,
                                                const char *nsp,
@@ -1181,6 +1218,7 @@ enum iobus_status iobus_namespace_sockets_join(struct iobus_server *server,
 
 /**
  * Makes the sockets of `nsp` in any of `rooms` (none: all) leave `room`.
+ * Superseded by `iobus_selection_leave`.
  */
 enum iobus_status iobus_namespace_sockets_leave(struct iobus_server *server,
                                                 const char *nsp,
@@ -1190,7 +1228,8 @@ enum iobus_status iobus_namespace_sockets_leave(struct iobus_server *server,
 
 /**
  * Disconnects the sockets of `nsp` in any of `rooms` (none: all); with
- * `close`, their whole connections.
+ * `close`, their whole connections. Superseded by
+ * `iobus_selection_disconnect`.
  */
 enum iobus_status iobus_namespace_disconnect_sockets(struct iobus_server *server,
                                                      const char *nsp,
@@ -1200,7 +1239,8 @@ enum iobus_status iobus_namespace_disconnect_sockets(struct iobus_server *server
 
 /**
  * The rooms of `nsp` that have members, as a JSON array (sorted), written
- * to `*json_out` (free with `iobus_string_free`).
+ * to `*json_out` (free with `iobus_string_free`). This server's rooms
+ * only; `iobus_namespace_all_rooms` asks every server.
  */
 enum iobus_status iobus_namespace_rooms(struct iobus_server *server,
                                         const char *nsp,

@@ -238,7 +238,10 @@ pub unsafe extern "C" fn iobus_server_poll_fd(server: *const iobus_server) -> i3
 
 /// In `IOBUS_DISPATCH_POLL` mode: runs up to `max_events` pending callbacks
 /// on the calling thread and writes how many ran to `*processed_out` (may be
-/// NULL). Never blocks waiting for events. Not allowed from inside a callback.
+/// NULL). What has no callback (a subscription's record, a completion asked
+/// for with a NULL callback) counts as run and is released: a connection is
+/// refused, an ack handle dropped unanswered, a completion dropped. Never
+/// blocks waiting for events. Not allowed from inside a callback.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_server_poll(
     server: *mut iobus_server,
