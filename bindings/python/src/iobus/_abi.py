@@ -1,5 +1,5 @@
 """The numbers of libiobus's C ABI as the binding uses them: status codes,
-ack statuses, dispatch modes, record kinds, flags, the NUL-terminated
+ack statuses, dispatch modes, Redis modes, record kinds, flags, the NUL-terminated
 length convention, and the layout of the records
 ``iobus_server_poll_records`` writes. (The ``iobus_selection`` structure is
 a ctypes ``Structure`` in ``_native``.)
@@ -42,6 +42,11 @@ ERR_INVALID_BINARY = 10
 ERR_WRONG_STATE = 11
 ERR_DISCONNECTED = 12
 ERR_PANIC = 13
+
+# ---- iobus_redis_mode: how nodes talk through Redis ---------------------------------
+
+REDIS_PUBSUB = 0
+REDIS_PUBSUB_OWN_RESPONSE_CHANNEL = 1
 
 # ---- iobus_ack_status: how an emit-with-ack ended ----------------------------------
 
