@@ -13,6 +13,7 @@
 
 pub(crate) mod burst;
 mod polling;
+mod read_gate;
 mod websocket;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,6 +32,7 @@ use tokio::sync::Notify;
 
 use crate::protocol::engine::{Frame, Packet};
 pub use crate::sid::Sid;
+pub use read_gate::ReadGate;
 
 /// Response body type of every HTTP answer.
 pub type Body = Full<Bytes>;
@@ -220,6 +222,8 @@ pub struct Session {
     /// Wakes the heartbeat when a pong arrives.
     pong: Notify,
     handler: Mutex<Option<Arc<dyn SessionHandler>>>,
+    /// Closed while the session's consumer is behind (see `read_gate`).
+    read_gate: Arc<ReadGate>,
 }
 
 impl std::fmt::Debug for Session {
@@ -393,6 +397,7 @@ impl Session {
                 }
             }
             Packet::Pong(_) => {
+                self.read_gate.pong_received();
                 let was_waiting = std::mem::replace(&mut self.state.lock().awaiting_pong, false);
                 if was_waiting {
                     self.pong.notify_one();
@@ -444,12 +449,16 @@ impl Session {
         // does not add up: the session ends interval + timeout after the
         // last pong, not a few milliseconds later.
         let mut next_ping = tokio::time::Instant::now() + interval;
+        // Pings sent, and where the gate was when the client had answered them all.
+        let (mut pings, mut answered) = (0, self.read_gate.mark());
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_ping) => {}
                 _ = self.closed() => return,
             }
             self.state.lock().awaiting_pong = true;
+            pings += 1;
+            let pinged = self.read_gate.mark();
             if !self.send(Frame::ping()) {
                 return;
             }
@@ -457,11 +466,20 @@ impl Session {
             tokio::select! {
                 _ = self.pong.notified() => {
                     next_ping = tokio::time::Instant::now() + interval;
+                    if self.read_gate.pongs() >= pings {
+                        answered = self.read_gate.mark();
+                    }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if self.state.lock().awaiting_pong {
-                        self.close(CloseReason::PingTimeout);
-                        return;
+                        if !self.read_gate.excuses_silence(answered, pinged) {
+                            self.close(CloseReason::PingTimeout);
+                            return;
+                        }
+                        // The pong may be unread behind paused reads: ping
+                        // again now (the client wants one within interval +
+                        // timeout of the last).
+                        next_ping = tokio::time::Instant::now();
                     }
                 }
                 _ = self.closed() => return,
@@ -668,6 +686,7 @@ impl Engine {
             closed_signal: Notify::new(),
             pong: Notify::new(),
             handler: Mutex::new(None),
+            read_gate: Arc::default(),
         });
         self.sessions.write().insert(sid, session.clone());
         let handler = self.handler.on_open(&session);

@@ -161,5 +161,7 @@ pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Reque
         }
         None => session.close(CloseReason::ParseError),
     }
+    // Paused for a slow consumer: the client sends its next POST after this answer.
+    session.readable().await;
     plain_response(StatusCode::OK, "text/html", Bytes::from_static(b"ok"))
 }

@@ -3,6 +3,10 @@
 //! `iobus_server_poll`, woken through a file descriptor. One queue keeps
 //! every socket's events in order, and one runner at a time means callbacks
 //! never overlap.
+//!
+//! The queue is bounded in bytes by pausing the reads of the sessions that
+//! fill it (see `backlog`), and `iobus_server_free` gives it a deadline,
+//! after which only the callbacks the host is owed still run.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -12,13 +16,19 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{JoinHandle, ThreadId};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::backlog::Backlog;
 use super::records;
+use crate::engine::ReadGate;
 
 /// A queued callback invocation.
 pub(crate) type Job = Box<dyn records::Job>;
+
+/// A job with the bytes it counts in the backlog.
+type Queued = (Job, usize);
 
 /// How callbacks are run.
 #[repr(C)]
@@ -48,7 +58,10 @@ struct Wake {
 }
 
 pub(crate) struct Dispatcher {
-    queue: Mutex<VecDeque<Job>>,
+    queue: Mutex<VecDeque<Queued>>,
+    backlog: Backlog,
+    /// Set by `iobus_server_free`: past it, jobs that are not owed are dropped.
+    deadline: std::sync::OnceLock<Instant>,
     ready: Condvar,
     wake: Option<Wake>,
     stopping: AtomicBool,
@@ -58,18 +71,24 @@ pub(crate) struct Dispatcher {
     poll_lock: Mutex<()>,
 }
 
-fn run_one(d: &Dispatcher, job: Job) {
-    if d.discarding.load(Ordering::Acquire) {
-        return;
+fn run_one(d: &Dispatcher, (job, cost): Queued) {
+    if d.may_run(&job) {
+        IN_CALLBACK.with(|c| c.set(true));
+        // A panic in our own glue must not take the dispatcher down.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
+        IN_CALLBACK.with(|c| c.set(false));
+    } else {
+        drop(job);
     }
-    IN_CALLBACK.with(|c| c.set(true));
-    // A panic in our own glue must not take the dispatcher down.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
-    IN_CALLBACK.with(|c| c.set(false));
+    d.backlog.remove(cost);
 }
 
 impl Dispatcher {
-    pub(crate) fn new(mode: iobus_dispatch, batch_scheduling: bool) -> std::io::Result<Arc<Dispatcher>> {
+    pub(crate) fn new(
+        mode: iobus_dispatch,
+        batch_scheduling: bool,
+        queue_limit: usize,
+    ) -> std::io::Result<Arc<Dispatcher>> {
         let wake = match mode {
             iobus_dispatch::IOBUS_DISPATCH_THREAD => None,
             iobus_dispatch::IOBUS_DISPATCH_POLL => {
@@ -81,6 +100,8 @@ impl Dispatcher {
         };
         let d = Arc::new(Dispatcher {
             queue: Mutex::new(VecDeque::new()),
+            backlog: Backlog::new(queue_limit),
+            deadline: std::sync::OnceLock::new(),
             ready: Condvar::new(),
             wake,
             stopping: AtomicBool::new(false),
@@ -103,12 +124,17 @@ impl Dispatcher {
         Ok(d)
     }
 
-    /// Queues a job; never blocks on the host. In poll mode, a job queued
-    /// on a network thread makes the descriptor readable once that thread
-    /// has finished the work in hand (see `sched::wake_later`): the host,
-    /// often on the same core, then takes a whole batch per wake-up.
-    pub(crate) fn push(self: &Arc<Self>, job: Job) {
-        self.queue.lock().push_back(job);
+    /// Queues a job; never blocks on the host, never drops. `source` is the
+    /// read gate of the session whose message caused the job: over the
+    /// queue's bound, that session stops reading until the host catches up.
+    /// In poll mode, a job queued on a network thread makes the descriptor
+    /// readable once that thread has finished the work in hand (see
+    /// `sched::wake_later`): the host, often on the same core, then takes a
+    /// whole batch per wake-up.
+    pub(crate) fn push(self: &Arc<Self>, job: Job, source: Option<&Arc<ReadGate>>) {
+        let cost = job.held_bytes();
+        self.backlog.add(cost, source);
+        self.queue.lock().push_back((job, cost));
         match &self.wake {
             None => {
                 self.ready.notify_one();
@@ -136,7 +162,7 @@ impl Dispatcher {
         let _one_at_a_time = self.poll_lock.lock();
         let mut done = 0;
         while done < max {
-            let batch: Vec<Job> = {
+            let batch: Vec<Queued> = {
                 let mut q = self.queue.lock();
                 let n = q.len().min(max - done);
                 q.drain(..n).collect()
@@ -162,9 +188,9 @@ impl Dispatcher {
         let (mut used, mut count) = (0, 0);
         let mut result = Ok(());
         loop {
-            let (job, need) = {
+            let ((job, cost), need) = {
                 let mut q = self.queue.lock();
-                let Some(front) = q.front() else { break };
+                let Some((front, _)) = q.front() else { break };
                 let need = front.record_len();
                 if need > buf.len() - used {
                     if count == 0 {
@@ -172,17 +198,19 @@ impl Dispatcher {
                     }
                     break;
                 }
-                (q.pop_front(), need)
+                let Some(queued) = q.pop_front() else { break };
+                (queued, need)
             };
-            let Some(job) = job else { break };
-            if self.discarding.load(Ordering::Acquire) {
-                continue;
+            if self.may_run(&job) {
+                let out = &mut buf[used..used + need];
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.record(out))).is_ok() {
+                    used += need;
+                    count += 1;
+                }
+            } else {
+                drop(job);
             }
-            let out = &mut buf[used..used + need];
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.record(out))).is_ok() {
-                used += need;
-                count += 1;
-            }
+            self.backlog.remove(cost);
         }
         self.rearm(wake);
         result.map(|()| (used, count))
@@ -224,11 +252,35 @@ impl Dispatcher {
         while self.poll(usize::MAX) > 0 {}
     }
 
+    /// From `deadline` on, jobs the host is not owed are dropped instead of
+    /// run (at free). Set once.
+    pub(crate) fn set_deadline(&self, deadline: Instant) {
+        let _ = self.deadline.set(deadline);
+    }
+
+    fn may_run(&self, job: &Job) -> bool {
+        if self.discarding.load(Ordering::Acquire) {
+            return false;
+        }
+        match self.deadline.get() {
+            Some(deadline) => job.owed() || Instant::now() < *deadline,
+            None => true,
+        }
+    }
+
     /// Drops what is still queued and skips jobs already taken.
     pub(crate) fn discard(&self) {
         self.discarding.store(true, Ordering::Release);
-        let jobs: Vec<Job> = self.queue.lock().drain(..).collect();
-        drop(jobs);
+        let jobs: Vec<Queued> = self.queue.lock().drain(..).collect();
+        for (job, cost) in jobs {
+            drop(job);
+            self.backlog.remove(cost);
+        }
+    }
+
+    /// The callbacks waiting for the host and the bytes they hold.
+    pub(crate) fn pending(&self) -> (usize, usize) {
+        (self.backlog.callbacks(), self.backlog.bytes())
     }
 }
 
@@ -263,7 +315,7 @@ fn run_thread(weak: Weak<Dispatcher>) {
             std::thread::yield_now();
         }
         spin = if found { SPIN_YIELDS } else { SPIN_MIN_YIELDS };
-        let batch: Vec<Job> = {
+        let batch: Vec<Queued> = {
             let mut q = d.queue.lock();
             while q.is_empty() && !d.stopping.load(Ordering::Acquire) {
                 // Wake now and then so that a dropped dispatcher is noticed.

@@ -14,6 +14,7 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+mod backlog;
 pub mod config;
 mod convert;
 mod dispatch;

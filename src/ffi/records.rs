@@ -50,10 +50,23 @@ pub enum iobus_record_kind {
 /// Size of the fixed part of a record.
 const HEADER: usize = 4 + 4 + 8 + 8;
 
+/// What a pending callback counts against the host queue's bound besides
+/// its data: the job, its strings' allocations and its place in the queue.
+pub(crate) const JOB_OVERHEAD: usize = 512;
+
 /// A callback the host is owed.
 pub(crate) trait Job: Send {
     /// Calls the host's callback.
     fn run(self: Box<Self>);
+    /// The bytes it holds while it waits: its data plus [`JOB_OVERHEAD`].
+    fn held_bytes(&self) -> usize;
+    /// Whether it still runs when `iobus_server_free` runs out of time:
+    /// the completions and the ends the host relies on to release what it
+    /// holds (their number is bounded by the host's own emits and sockets,
+    /// not by what clients send).
+    fn owed(&self) -> bool {
+        false
+    }
     /// The size of its record.
     fn record_len(&self) -> usize;
     /// Writes its record to `out`, which has exactly `record_len` bytes.
@@ -122,6 +135,15 @@ fn attachments_len(list: &[Bytes]) -> usize {
     4 + list.iter().map(|b| 4 + b.len()).sum::<usize>()
 }
 
+/// The data of an event or reply.
+fn event_bytes(e: &iobus_event) -> usize {
+    e.nsp_bytes().len()
+        + e.sid_bytes().len()
+        + e.name_bytes().len()
+        + e.args_bytes().len()
+        + e.attachments().iter().map(Bytes::len).sum::<usize>()
+}
+
 /// A connection waiting for the host's decision.
 pub(crate) struct ConnectJob {
     pub(crate) cb: unsafe extern "C" fn(*mut c_void, *mut iobus_connect),
@@ -142,6 +164,11 @@ impl Job for ConnectJob {
         let req = Box::into_raw(Box::new(self.req));
         // SAFETY: the host's callback with its own user data; it owns `req`.
         unsafe { (self.cb)(self.user.get(), req) };
+    }
+
+    fn held_bytes(&self) -> usize {
+        let (nsp, sid) = self.req.names();
+        JOB_OVERHEAD + nsp.len() + sid.len() + self.req.auth_len()
     }
 
     fn record_len(&self) -> usize {
@@ -176,6 +203,10 @@ impl Job for EventJob {
     fn run(self: Box<Self>) {
         // SAFETY: the host's callback; `event` outlives the call.
         unsafe { (self.cb)(self.user.get(), &self.event) };
+    }
+
+    fn held_bytes(&self) -> usize {
+        JOB_OVERHEAD + event_bytes(&self.event)
     }
 
     fn record_len(&self) -> usize {
@@ -221,6 +252,14 @@ impl Job for DisconnectJob {
         };
     }
 
+    fn held_bytes(&self) -> usize {
+        JOB_OVERHEAD + self.fields().iter().map(|f| f.len()).sum::<usize>()
+    }
+
+    fn owed(&self) -> bool {
+        true
+    }
+
     fn record_len(&self) -> usize {
         HEADER + fields_len(&self.fields())
     }
@@ -248,6 +287,14 @@ impl Job for AckJob {
             if self.status == iobus_ack_status::IOBUS_ACK_OK { &self.reply } else { std::ptr::null() };
         // SAFETY: the host's callback; the reply outlives the call.
         unsafe { (self.cb)(self.user.get(), self.status, reply) };
+    }
+
+    fn held_bytes(&self) -> usize {
+        JOB_OVERHEAD + event_bytes(&self.reply)
+    }
+
+    fn owed(&self) -> bool {
+        true
     }
 
     fn record_len(&self) -> usize {

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 use super::config::iobus_config;
 use super::convert::{self, null, opt_text, text, texts};
-use super::dispatch::{Dispatcher, in_callback, iobus_dispatch};
+use super::dispatch::{Dispatcher, in_callback};
 use super::event::{handshake_json, iobus_buf, iobus_connect, iobus_event};
 use super::records::{AckJob, ConnectJob, DisconnectJob, EventJob, UserData};
 use super::{Error, guard, guard_void, iobus_status};
@@ -22,6 +22,7 @@ use crate::{AckError, EmitError, Namespace, Server, Sid, Socket};
 pub struct iobus_server {
     server: Server,
     dispatch: Arc<Dispatcher>,
+    free_timeout: Duration,
     patterns: Mutex<HashMap<String, Arc<Namespace>>>,
     pending: PendingSockets,
 }
@@ -151,15 +152,15 @@ pub unsafe extern "C" fn iobus_server_new(
             return Err(null("server_out"));
         }
         // SAFETY: NULL or a live config.
-        let (options, mode) = match unsafe { config.as_ref() } {
-            Some(c) => (c.options.clone(), c.dispatch),
-            None => (crate::ServerOptions::default(), iobus_dispatch::IOBUS_DISPATCH_THREAD),
-        };
-        let dispatch = Dispatcher::new(mode, options.batch_scheduling)
+        let defaults = iobus_config::default();
+        let config = unsafe { config.as_ref() }.unwrap_or(&defaults);
+        let options = config.options.clone();
+        let dispatch = Dispatcher::new(config.dispatch, options.batch_scheduling, config.host_queue_limit)
             .map_err(|e| Error::new(iobus_status::IOBUS_ERR_IO, format!("dispatcher: {e}")))?;
         let server = Box::new(iobus_server {
             server: Server::new(options),
             dispatch,
+            free_timeout: config.free_timeout,
             patterns: Mutex::new(HashMap::new()),
             pending: PendingSockets::default(),
         });
@@ -215,11 +216,19 @@ pub unsafe extern "C" fn iobus_server_stop(server: *mut iobus_server) -> iobus_s
 }
 
 /// Stops the server if needed and frees it with everything it owns (NULL is
-/// ignored). Callbacks still queued run before it returns (pending
-/// emit-with-ack completions get `IOBUS_ACK_DISCONNECTED`), on the
-/// dispatcher thread or, in poll mode, on the calling thread. Do not call it
-/// from inside one of this server's callbacks (if you do, queued callbacks
-/// are dropped instead).
+/// ignored). Callbacks still queued run before it returns, on the dispatcher
+/// thread or, in poll mode, on the calling thread, until the free timeout
+/// (`iobus_config_set_free_timeout`, default 1000 ms from the call); past
+/// it, the connect and event callbacks still queued are dropped (an event's
+/// ack is never answered, a pending connection is dropped with the stopped
+/// server). Emit-with-ack completions always run, so each `iobus_ack_cb` is
+/// still called exactly once (pending ones get `IOBUS_ACK_DISCONNECTED`), and
+/// so do disconnect callbacks: their number is bounded by the host's own
+/// emits and connected sockets, not by what clients sent. So it returns
+/// within about the larger of the free timeout and the stop (up to half a
+/// second), plus the callback running at the deadline, plus those
+/// completions and disconnects. Do not call it from inside one of this
+/// server's callbacks (if you do, every queued callback is dropped instead).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
     if server.is_null() {
@@ -228,6 +237,7 @@ pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
     guard_void(|| {
         // SAFETY: a live handle from `iobus_server_new`, given up by the host.
         let s = unsafe { Box::from_raw(server) };
+        s.dispatch.set_deadline(std::time::Instant::now() + s.free_timeout);
         s.server.stop();
         if in_callback() {
             s.dispatch.discard();
@@ -238,6 +248,28 @@ pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
         s.dispatch.shutdown();
         drop(s);
     });
+}
+
+/// The callbacks waiting for the host (queued, or taken by the dispatcher
+/// thread and not yet run) and the bytes they count against the host queue
+/// limit (see `iobus_config_set_host_queue_limit`), written to
+/// `*callbacks_out` and `*bytes_out` (either may be NULL).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_server_pending(
+    server: *const iobus_server,
+    callbacks_out: *mut usize,
+    bytes_out: *mut usize,
+) -> iobus_status {
+    guard(|| {
+        let (callbacks, bytes) = server_ref(server)?.dispatch.pending();
+        if !callbacks_out.is_null() {
+            unsafe { *callbacks_out = callbacks };
+        }
+        if !bytes_out.is_null() {
+            unsafe { *bytes_out = bytes };
+        }
+        Ok(())
+    })
 }
 
 /// In `IOBUS_DISPATCH_POLL` mode: a file descriptor that becomes readable
@@ -393,8 +425,10 @@ pub unsafe extern "C" fn iobus_server_on_connect(
         match cb {
             None => namespace.on_connect(drop),
             Some(cb) => namespace.on_connect(move |req| {
+                let gate = req.socket().map(|s| s.client.session.read_gate().clone());
                 if let Some(req) = iobus_connect::new(req, pending.clone()) {
-                    dispatch.push(Box::new(ConnectJob { cb, user: ud, req, handshake: OnceCell::new() }));
+                    let job = ConnectJob { cb, user: ud, req, handshake: OnceCell::new() };
+                    dispatch.push(Box::new(job), gate.as_ref());
                 }
             }),
         }
@@ -409,7 +443,7 @@ fn event_handler(
 ) -> impl Fn(&Arc<Socket>, &str, crate::Payload, Option<crate::AckSender>) + Send + Sync + 'static {
     move |socket, name, payload, ack| {
         let event = iobus_event::new(socket.namespace().name(), socket.id().as_str(), Some(name), payload, ack);
-        dispatch.push(Box::new(EventJob { cb, user: ud, event }));
+        dispatch.push(Box::new(EventJob { cb, user: ud, event }), Some(socket.client.session.read_gate()));
     }
 }
 
@@ -481,7 +515,7 @@ pub unsafe extern "C" fn iobus_server_on_disconnect(
                 let nsp = convert::c_string(socket.namespace().name());
                 let sid = convert::c_string(socket.id().as_str());
                 let reason = convert::c_string(reason.as_str());
-                dispatch.push(Box::new(DisconnectJob { cb, user: ud, nsp, sid, reason, rooms }));
+                dispatch.push(Box::new(DisconnectJob { cb, user: ud, nsp, sid, reason, rooms }), None);
             }),
         }
         Ok(())
@@ -577,8 +611,12 @@ pub unsafe extern "C" fn iobus_socket_emit_with_ack(
         let dispatch = s.dispatch.clone();
         let nsp = socket.namespace().name().to_owned();
         let sid = socket.id();
+        // A reply is a message the client sent: it counts against the queue
+        // like an event. A timeout or a disconnect pauses nobody.
+        let gate = Arc::downgrade(socket.client.session.read_gate());
         socket
             .emit_with_ack(event, payload, timeout, move |result| {
+                let source = if result.is_ok() { gate.upgrade() } else { None };
                 let (status, reply) = match result {
                     Ok(reply) => (iobus_ack_status::IOBUS_ACK_OK, reply),
                     Err(AckError::Timeout) => (iobus_ack_status::IOBUS_ACK_TIMEOUT, crate::Payload::default()),
@@ -587,7 +625,7 @@ pub unsafe extern "C" fn iobus_socket_emit_with_ack(
                     }
                 };
                 let reply = iobus_event::new(&nsp, sid.as_str(), None, reply, None);
-                dispatch.push(Box::new(AckJob { cb, user: ud, status, reply }));
+                dispatch.push(Box::new(AckJob { cb, user: ud, status, reply }), source.as_ref());
             })
             .map_err(emit_error)
     })
