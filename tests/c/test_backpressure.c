@@ -221,6 +221,8 @@ static void test_setters(void) {
 static void test_flood(const char *title, const char *transports, int count, int size, size_t limit, size_t slack) {
     SECTION(title);
     h_log_clear();
+    /* Fewer events (Valgrind): a smaller queue, so that it still fills. */
+    if (load_percent < 100) limit = 64 * 1024;
     char needle[160];
     /* A flooding client's pongs wait behind what its connection holds
      * (megabytes here, read slowly by a debug build on a busy machine): the
@@ -258,15 +260,16 @@ static void test_flood(const char *title, const char *transports, int count, int
     CHECK(max >= limit / 2);
     CHECK(max <= limit + slack);
     /* The sender is held back: what it handed over is what the host ran,
-     * the queue and the connection's buffers hold, far from everything. */
-    CHECK(!done && sent < count / 2);
+     * the queue and the connection's buffers hold, far from everything
+     * (with fewer events, the connection's buffers may take them all). */
+    if (load_percent == 100) CHECK(!done && sent < count / 2);
     /* Packets to clients go on meanwhile, to the paused one and the other. */
     CHECK_OK(iobus_socket_emit(s, sid_f, "hello", "[\"f\"]", SIZE_MAX, NULL, 0));
     CHECK_OK(iobus_socket_emit(s, sid_k, "hello", "[\"k\"]", SIZE_MAX, NULL, 0));
     CHECK(PEER_WAIT(p, "{\"t\":\"event\",\"c\":\"f\",\"event\":\"hello\"", 3000) != NULL);
     CHECK(PEER_WAIT(p, "{\"t\":\"event\",\"c\":\"k\",\"event\":\"hello\"", 3000) != NULL);
     flood_sent(p, "f", &done);
-    CHECK(!done);
+    if (load_percent == 100) CHECK(!done);
     printf("#   slow host (1 ms per event), after 1.5 s: host ran %ld events, the client handed over %ld of %d "
            "(in the last 0.75 s: host %ld, client %ld); host queue at most %zu bytes (limit %zu); RSS +%zu KiB\n",
            host, sent, count, host - host_half, sent - sent_half, max, limit, rss_growth / 1024);
@@ -327,7 +330,7 @@ static void test_long_pause(const char *transports) {
     reset(0);
     const int count = 600;
     peer_cmd(p, "{\"op\":\"flood\",\"c\":\"f\",\"event\":\"n\",\"count\":%d,\"size\":1024}", count);
-    size_t max = watch(s, p, 1500);
+    size_t max = watch(s, p, 1000);
     /* The rest waits in the connection (it fits in its buffers here). */
     size_t queued = 0;
     pending_bytes(s, &queued);
@@ -392,7 +395,7 @@ static void test_free(int poll_mode) {
         CHECK(max <= ((size_t)4 << 20) + 64 * 1024);
         int done = 0;
         flood_sent(p, "f", &done);
-        CHECK(!done);
+        if (load_percent == 100) CHECK(!done);
     }
     size_t queued = 0;
     size_t bytes = pending_bytes(s, &queued);
