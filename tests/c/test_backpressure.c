@@ -30,6 +30,18 @@
 #include "harness.h"
 #include "iobus.h"
 
+/* AddressSanitizer keeps freed memory aside a while: RSS says little there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 /* ---- the slow host ---- */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -227,7 +239,7 @@ static void test_flood(const char *title, const char *transports, int count, int
     /* A flooding client's pongs wait behind what its connection holds
      * (megabytes here, read slowly by a debug build on a busy machine): the
      * ping timeout leaves room for that. */
-    iobus_server *s = new_server(limit, -1, 0, 500, 3000);
+    iobus_server *s = new_server(limit, -1, 0, T(500), T(3000));
     uint16_t port = 0;
     CHECK_OK(iobus_server_port(s, &port));
     peer *p = peer_start(port);
@@ -256,8 +268,9 @@ static void test_flood(const char *title, const char *transports, int count, int
     long sent = flood_sent(p, "f", &done);
     long host = got();
 
-    /* The queue filled up to its bound, and no further. */
-    CHECK(max >= limit / 2);
+    /* The queue filled up to its bound (unless the network side is the
+     * slower one, as under Valgrind), and no further. */
+    if (load_percent == 100) CHECK(max >= limit / 2);
     CHECK(max <= limit + slack);
     /* The sender is held back: what it handed over is what the host ran,
      * the queue and the connection's buffers hold, far from everything
@@ -273,7 +286,7 @@ static void test_flood(const char *title, const char *transports, int count, int
     printf("#   slow host (1 ms per event), after 1.5 s: host ran %ld events, the client handed over %ld of %d "
            "(in the last 0.75 s: host %ld, client %ld); host queue at most %zu bytes (limit %zu); RSS +%zu KiB\n",
            host, sent, count, host - host_half, sent - sent_half, max, limit, rss_growth / 1024);
-    if (load_percent == 100 && strstr(transports, "websocket")) {
+    if (load_percent == 100 && strstr(transports, "websocket") && !UNDER_ASAN) {
         /* Unbounded, the events the client sent would all be held here
          * (over count × size bytes). */
         CHECK(rss_growth < (size_t)count * (size_t)size / 2);
@@ -316,7 +329,7 @@ static void test_long_pause(const char *transports) {
     h_log_clear();
     /* A host in poll mode that does not poll for a while, a small queue
      * limit, and pings far shorter than the pause. */
-    iobus_server *s = new_server(64 * 1024, -1, 1, 200, 300);
+    iobus_server *s = new_server(64 * 1024, -1, 1, T(200), T(300));
     uint16_t port = 0;
     CHECK_OK(iobus_server_port(s, &port));
     peer *p = peer_start(port);
@@ -330,7 +343,7 @@ static void test_long_pause(const char *transports) {
     reset(0);
     const int count = 600;
     peer_cmd(p, "{\"op\":\"flood\",\"c\":\"f\",\"event\":\"n\",\"count\":%d,\"size\":1024}", count);
-    size_t max = watch(s, p, 1000);
+    size_t max = watch(s, p, T(1000));
     /* The rest waits in the connection (it fits in its buffers here). */
     size_t queued = 0;
     pending_bytes(s, &queued);
