@@ -332,3 +332,82 @@ fn run_thread(weak: Weak<Dispatcher>) {
         drop(d);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A callback that counts its runs.
+    struct Counted {
+        runs: Arc<AtomicUsize>,
+        bytes: usize,
+        owed: bool,
+    }
+
+    impl records::Job for Counted {
+        fn run(self: Box<Self>) {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+        }
+        fn held_bytes(&self) -> usize {
+            self.bytes
+        }
+        fn owed(&self) -> bool {
+            self.owed
+        }
+        fn record_len(&self) -> usize {
+            0
+        }
+        fn record(self: Box<Self>, _out: &mut [u8]) {}
+    }
+
+    fn job(runs: &Arc<AtomicUsize>, bytes: usize, owed: bool) -> Job {
+        Box::new(Counted { runs: runs.clone(), bytes, owed })
+    }
+
+    #[test]
+    fn the_queue_counts_what_it_holds_and_pauses_then_resumes_its_source() {
+        let d = Dispatcher::new(iobus_dispatch::IOBUS_DISPATCH_POLL, false, 1000).expect("dispatcher");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(ReadGate::default());
+        for _ in 0..10 {
+            d.push(job(&runs, 100, false), Some(&gate));
+        }
+        assert_eq!(d.pending(), (10, 1000));
+        assert!(!gate.is_paused());
+        d.push(job(&runs, 100, false), Some(&gate));
+        assert!(gate.is_paused());
+        assert_eq!(d.poll(5), 5);
+        assert!(gate.is_paused(), "600 bytes left: over the resume mark");
+        assert_eq!(d.poll(1), 1);
+        assert!(!gate.is_paused(), "down to 500 bytes");
+        d.drain();
+        assert_eq!(d.pending(), (0, 0));
+        assert_eq!(runs.load(Ordering::SeqCst), 11);
+    }
+
+    #[test]
+    fn past_the_free_deadline_only_owed_callbacks_run() {
+        let d = Dispatcher::new(iobus_dispatch::IOBUS_DISPATCH_POLL, false, 1 << 20).expect("dispatcher");
+        let (events, owed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        for i in 0..100 {
+            d.push(job(&events, 10, false), None);
+            if i % 25 == 0 {
+                d.push(job(&owed, 10, true), None);
+            }
+        }
+        assert_eq!(d.poll(10), 10, "no deadline yet: everything runs");
+        d.set_deadline(Instant::now());
+        d.drain();
+        assert_eq!(events.load(Ordering::SeqCst), 9);
+        assert_eq!(owed.load(Ordering::SeqCst), 4);
+        assert_eq!(d.pending(), (0, 0));
+        // Set once: a later deadline does not reopen it.
+        d.set_deadline(Instant::now() + Duration::from_secs(60));
+        d.push(job(&events, 10, false), None);
+        d.drain();
+        assert_eq!(events.load(Ordering::SeqCst), 9);
+    }
+}
