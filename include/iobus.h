@@ -22,6 +22,9 @@
  *   pending; iobus_server_poll_records() takes them as records in a buffer
  *   instead of calling them. Events from one socket arrive in order. Callbacks must return
  *   normally (no longjmp, no C++ exceptions across them).
+ * - The callbacks waiting for the host are bounded in bytes
+ *   (iobus_config_set_host_queue_limit): over the bound, iobus stops reading
+ *   from the clients whose events wait, until the host catches up.
  * - Every other call (emit, join, leave, disconnect, ack, accept/reject, stop)
  *   is thread-safe and non-blocking, and may be made from inside a callback.
  */
@@ -461,7 +464,8 @@ enum iobus_status iobus_config_set_redis(struct iobus_config *cfg,
  * New settings with Socket.IO's defaults: path `/socket.io/`, pingInterval
  * 25000 ms, pingTimeout 20000 ms, maxHttpBufferSize 1e6, connectTimeout
  * 45000 ms, both transports with upgrades, no CORS, 2 worker threads,
- * callbacks on a dispatcher thread. NULL only if out of memory.
+ * callbacks on a dispatcher thread, a host queue limit of 4 MiB, a free
+ * timeout of 1000 ms. NULL only if out of memory.
  */
 struct iobus_config *iobus_config_new(void);
 
@@ -647,6 +651,44 @@ enum iobus_status iobus_config_set_static_dir(struct iobus_config *cfg, const ch
 enum iobus_status iobus_config_set_dispatch(struct iobus_config *cfg, int32_t mode);
 
 /**
+ * The bound on callbacks waiting for the host, in bytes (default 4 MiB =
+ * 4194304; from 16 KiB to 64 GiB, else `IOBUS_ERR_INVALID_ARGUMENT`).
+ *
+ * Hosts are slower than the network, so the queue of callbacks waiting for
+ * the host (on the dispatcher thread, or for `iobus_server_poll` /
+ * `iobus_server_poll_records`, records of subscriptions included) is
+ * bounded: each pending callback counts the bytes of its data (namespace,
+ * socket id, event name, arguments or replies JSON, attachments) plus 512.
+ * A session that queues a callback (a connect, an event, a reply to
+ * `iobus_socket_emit_with_ack`) while the total is over the limit stops
+ * being read: a websocket's frames stay in its connection and a
+ * long-polling POST is answered only when reading resumes, so TCP slows the
+ * client down to the host's pace. Reading resumes for every paused session
+ * once the total falls to half the limit. Nothing is dropped and nothing
+ * else stops: connects, events, ack replies, completions and disconnects
+ * all reach the host in order, packets to clients (emits, broadcasts,
+ * pings) keep flowing, and clients that send the host nothing are not
+ * slowed. The total may pass the limit by what each paused session had
+ * already read (up to 32 websocket messages, or one POST of at most the max
+ * payload). A missing pong does not count against a client while it is
+ * paused, nor after a pause while its messages still come in (its pong is
+ * behind them); a host that stops taking callbacks keeps its senders
+ * paused, not disconnected. A callback leaves the queue once it has run or
+ * its record has been taken; `iobus_server_pending` reports the queue.
+ */
+enum iobus_status iobus_config_set_host_queue_limit(struct iobus_config *cfg, size_t bytes);
+
+/**
+ * How long `iobus_server_free` keeps running queued callbacks, in
+ * milliseconds from the call (default 1000; at most 600000, else
+ * `IOBUS_ERR_INVALID_ARGUMENT`; 0 runs none). Past it, queued connect,
+ * event and server-side emit callbacks are dropped; completions
+ * (emit-with-ack, broadcast acks, fetched sockets, all rooms) and
+ * disconnect callbacks still run (see `iobus_server_free`).
+ */
+enum iobus_status iobus_config_set_free_timeout(struct iobus_config *cfg, uint64_t ms);
+
+/**
  * The namespace of the event (`"/"`, `"/admin"`, …).
  */
 const char *iobus_event_namespace(const struct iobus_event *event);
@@ -792,11 +834,20 @@ enum iobus_status iobus_server_stop(struct iobus_server *server);
 
 /**
  * Stops the server if needed and frees it with everything it owns (NULL is
- * ignored). Callbacks still queued run before it returns (pending
- * emit-with-ack completions get `IOBUS_ACK_DISCONNECTED`), on the
- * dispatcher thread or, in poll mode, on the calling thread. Do not call it
- * from inside one of this server's callbacks (if you do, queued callbacks
- * are dropped instead).
+ * ignored). Callbacks still queued run before it returns, on the dispatcher
+ * thread or, in poll mode, on the calling thread, until the free timeout
+ * (`iobus_config_set_free_timeout`, default 1000 ms from the call); past
+ * it, the connect, event, subscription and server-side emit callbacks still
+ * queued are dropped (an event's ack is never answered, a pending
+ * connection is dropped with the stopped server). Completions always run
+ * (emit-with-ack, broadcast acks, fetched sockets, all rooms: pending ones
+ * get `IOBUS_ACK_DISCONNECTED`), and so do disconnect callbacks: their
+ * number is bounded by the host's own calls and connected sockets, not by
+ * what clients sent. So it returns within about the larger of the free
+ * timeout and the stop (up to half a second), plus the callback running at
+ * the deadline, plus those completions and disconnects. Do not call it from
+ * inside one of this server's callbacks (if you do, every queued callback
+ * is dropped instead).
  *
  * Every completion promised exactly once is called by then: those the
  * server still held when it stopped run last, after the server is gone
@@ -808,6 +859,16 @@ enum iobus_status iobus_server_stop(struct iobus_server *server);
  * unanswered, a completion dropped.
  */
 void iobus_server_free(struct iobus_server *server);
+
+/**
+ * The callbacks waiting for the host (queued, or taken by the dispatcher
+ * thread and not yet run) and the bytes they count against the host queue
+ * limit (see `iobus_config_set_host_queue_limit`), written to
+ * `*callbacks_out` and `*bytes_out` (either may be NULL).
+ */
+enum iobus_status iobus_server_pending(const struct iobus_server *server,
+                                       size_t *callbacks_out,
+                                       size_t *bytes_out);
 
 /**
  * In `IOBUS_DISPATCH_POLL` mode: a file descriptor that becomes readable

@@ -190,6 +190,8 @@ public:
     }
     Config &no_static_dir() { return set(iobus_config_set_static_dir(raw(), nullptr)); }
     Config &dispatch(iobus_dispatch mode) { return set(iobus_config_set_dispatch(raw(), static_cast<int32_t>(mode))); }
+    Config &host_queue_limit(std::size_t bytes) { return set(iobus_config_set_host_queue_limit(raw(), bytes)); }
+    Config &free_timeout(std::uint64_t ms) { return set(iobus_config_set_free_timeout(raw(), ms)); }
 
     const iobus_config *get() const noexcept { return cfg_; }
 
@@ -506,6 +508,13 @@ public:
         std::size_t n = 0;
         detail::check(iobus_server_poll(raw(), max_events, &n));
         return n;
+    }
+    /// The callbacks waiting for the host, and the bytes they count against
+    /// the host queue limit.
+    std::pair<std::size_t, std::size_t> pending() const {
+        std::size_t callbacks = 0, bytes = 0;
+        detail::check(iobus_server_pending(raw(), &callbacks, &bytes));
+        return {callbacks, bytes};
     }
 
     /// Where handler exceptions go (default: a line on stderr).

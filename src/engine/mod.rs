@@ -14,7 +14,8 @@
 //!
 //! Where things are: `config` (the options), `routing` (the [`Engine`]: one
 //! endpoint, its sessions, request routing), `session` (one [`Session`] and
-//! every change of its state), `polling` and `websocket` (the transports),
+//! every change of its state), `read_gate` (pausing a session's reads for a
+//! slow consumer), `polling` and `websocket` (the transports),
 //! `response` (HTTP answers and Engine.IO error codes), `burst` (sends
 //! deferred to the end of a burst of client messages). This file holds the
 //! types the layer above sees.
@@ -22,6 +23,7 @@
 pub(crate) mod burst;
 mod config;
 mod polling;
+mod read_gate;
 mod response;
 mod routing;
 mod session;
@@ -36,6 +38,7 @@ use http::header::HeaderMap;
 
 pub use self::config::{Cors, CorsOrigins, EngineConfig};
 pub(crate) use self::polling::BodyTimeout;
+pub use self::read_gate::ReadGate;
 pub use self::response::Body;
 pub(crate) use self::response::{ErrorCode, bare_response, error_response, plain_response};
 pub use self::routing::Engine;

@@ -36,6 +36,16 @@ impl Drop for PendingGet {
     }
 }
 
+/// Marks a long-polling POST under way until it is answered or abandoned
+/// (the request future dropped), so that a POST overlapping it is refused.
+struct PostUnderWay(Arc<Session>);
+
+impl Drop for PostUnderWay {
+    fn drop(&mut self) {
+        self.0.end_post();
+    }
+}
+
 /// A long-polling GET: answers with everything queued (up to maxPayload),
 /// waiting until something is.
 pub(super) async fn get(engine: &Arc<Engine>, session: Arc<Session>) -> Response<Body> {
@@ -123,6 +133,9 @@ pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Reque
         session.close(CloseReason::TransportError);
         return bare_response(StatusCode::BAD_REQUEST);
     }
+    // Until the answer: while reads are paused for a slow consumer (below),
+    // a client must not get around the pause with overlapping POSTs.
+    let _under_way = PostUnderWay(session.clone());
     // Version 4 sends binary inside the text payload (`b` + base64).
     let binary_body = req
         .headers()
@@ -130,14 +143,12 @@ pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Reque
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/octet-stream"));
     if binary_body {
-        session.end_post();
         session.close(CloseReason::TransportError);
         return bare_response(StatusCode::BAD_REQUEST);
     }
     // A body declared over the limit is refused before any of it is read:
     // waiting for bytes that may never come would hold the request open.
     if HttpBody::size_hint(req.body()).lower() > engine.config.max_payload as u64 {
-        session.end_post();
         return bare_response(StatusCode::PAYLOAD_TOO_LARGE);
     }
     // A body trickling in (a slowloris on the body) gets as long as a head.
@@ -147,7 +158,6 @@ pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Reque
         Some(limit) => tokio::time::timeout(limit, collect).await.ok(),
         None => Some(collect.await),
     };
-    session.end_post();
     let Some(body) = body else {
         session.close(CloseReason::TransportError);
         return error_response(ErrorCode::BadRequest);
@@ -176,5 +186,7 @@ pub(super) async fn post(engine: &Arc<Engine>, session: Arc<Session>, req: Reque
         }
         None => session.close(CloseReason::ParseError),
     }
+    // Paused for a slow consumer: the client sends its next POST after this answer.
+    session.readable().await;
     plain_response(StatusCode::OK, "text/html", Bytes::from_static(b"ok"))
 }

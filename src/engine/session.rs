@@ -1,7 +1,8 @@
 //! One Engine.IO session: its outgoing queue, its heartbeat, its end, and
 //! every transition of its state (which transport, a poll or a post under
 //! way, a probe or an upgrade in progress). The transports change that state
-//! only through the methods here.
+//! only through the methods here. Its reads may be paused by a slow consumer
+//! (`read_gate`), which the heartbeat allows for.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
@@ -11,6 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::burst;
+use super::read_gate::ReadGate;
 use super::routing::Engine;
 use super::websocket::ConnectionSocket;
 use super::{CloseReason, Message, RequestInfo, SessionHandler, Sid, TransportKind};
@@ -79,6 +81,8 @@ pub struct Session {
     /// Wakes the heartbeat when a pong arrives.
     pong: Notify,
     handler: Mutex<Option<Arc<dyn SessionHandler>>>,
+    /// Closed while the session's consumer is behind (see `read_gate`).
+    pub(super) read_gate: Arc<ReadGate>,
 }
 
 impl std::fmt::Debug for Session {
@@ -120,6 +124,7 @@ impl Session {
             closed_signal: Notify::new(),
             pong: Notify::new(),
             handler: Mutex::new(None),
+            read_gate: Arc::default(),
         }
     }
 
@@ -332,6 +337,7 @@ impl Session {
                 }
             }
             Packet::Pong(_) => {
+                self.read_gate.pong_received();
                 let was_waiting = std::mem::replace(&mut self.state.lock().awaiting_pong, false);
                 if was_waiting {
                     self.pong.notify_one();
@@ -488,6 +494,8 @@ impl Session {
         // does not add up: the session ends interval + timeout after the
         // last pong, not a few milliseconds later.
         let mut next_ping = tokio::time::Instant::now() + interval;
+        // Pings sent, and where the gate was when the client had answered them all.
+        let (mut pings, mut answered) = (0, self.read_gate.mark());
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_ping) => {}
@@ -495,6 +503,8 @@ impl Session {
             }
             crate::sched::wake_deferred_if_late();
             self.state.lock().awaiting_pong = true;
+            pings += 1;
+            let pinged = self.read_gate.mark();
             if !self.send(Frame::ping()) {
                 return;
             }
@@ -502,11 +512,20 @@ impl Session {
             tokio::select! {
                 _ = self.pong.notified() => {
                     next_ping = tokio::time::Instant::now() + interval;
+                    if self.read_gate.pongs() >= pings {
+                        answered = self.read_gate.mark();
+                    }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if self.state.lock().awaiting_pong {
-                        self.close(CloseReason::PingTimeout);
-                        return;
+                        if !self.read_gate.excuses_silence(answered, pinged) {
+                            self.close(CloseReason::PingTimeout);
+                            return;
+                        }
+                        // The pong may be unread behind paused reads: ping
+                        // again now (the client wants one within interval +
+                        // timeout of the last).
+                        next_ping = tokio::time::Instant::now();
                     }
                 }
                 _ = self.closed() => return,

@@ -295,7 +295,7 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
             }
         }
         let msg = tokio::select! {
-            msg = ws.next() => msg,
+            msg = session.gated(ws.next()) => msg,
             _ = session.wake.notified() => continue,
         };
         // Take in what has already arrived before writing the answers, so
@@ -305,7 +305,7 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
             let _burst = Burst::begin();
             let mut next = handle(&session, msg, max_payload);
             for _ in 0..BURST {
-                if next != Next::Read {
+                if next != Next::Read || session.read_gate.is_paused() {
                     break;
                 }
                 match ws.next().now_or_never() {

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use super::dispatch::{Dispatcher, Job};
 use crate::Payload;
+use crate::engine::ReadGate;
 use crate::protocol::socketio::is_placeholder;
 
 /// Makes the host's job from the result, or from `None` when the core
@@ -66,9 +67,16 @@ impl<T: 'static> Owed<T> {
     }
 
     /// The operation ended with `value`.
-    pub(crate) fn complete(mut self, value: T) {
+    pub(crate) fn complete(self, value: T) {
+        self.complete_from(value, None);
+    }
+
+    /// The operation ended with `value`, which a client sent: `source` is
+    /// the read gate of its session, paused while the host is behind (see
+    /// `Dispatcher::push`).
+    pub(crate) fn complete_from(mut self, value: T, source: Option<&Arc<ReadGate>>) {
         if let Some(make) = self.make.take() {
-            self.dispatch.push(make(Some(value)));
+            self.dispatch.push(make(Some(value)), source);
         }
     }
 }
@@ -80,7 +88,7 @@ impl<T> Drop for Owed<T> {
         match *phase {
             Phase::Issued => {
                 drop(phase);
-                self.dispatch.push(make(None));
+                self.dispatch.push(make(None), None);
             }
             Phase::Issuing => *phase = Phase::DroppedWhileIssuing(make),
             Phase::DroppedWhileIssuing(_) | Phase::Refused => {}
@@ -98,7 +106,7 @@ impl<T> Issue<T> {
         let Some(phase) = self.phase.take() else { return };
         let previous = std::mem::replace(&mut *phase.lock(), if ok { Phase::Issued } else { Phase::Refused });
         if let (true, Phase::DroppedWhileIssuing(make)) = (ok, previous) {
-            self.dispatch.push(make(None));
+            self.dispatch.push(make(None), None);
         }
     }
 }

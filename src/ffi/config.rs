@@ -15,6 +15,24 @@ use crate::engine::{Cors, CorsOrigins};
 pub struct iobus_config {
     pub(crate) options: ServerOptions,
     pub(crate) dispatch: iobus_dispatch,
+    /// Bytes of callbacks waiting for the host over which reads pause.
+    pub(crate) host_queue_limit: usize,
+    /// How long `iobus_server_free` runs queued callbacks.
+    pub(crate) free_timeout: Duration,
+}
+
+/// How long `iobus_server_free` runs queued callbacks by default.
+pub(crate) const DEFAULT_FREE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+impl Default for iobus_config {
+    fn default() -> Self {
+        iobus_config {
+            options: ServerOptions::default(),
+            dispatch: iobus_dispatch::IOBUS_DISPATCH_THREAD,
+            host_queue_limit: super::backlog::DEFAULT_LIMIT,
+            free_timeout: DEFAULT_FREE_TIMEOUT,
+        }
+    }
 }
 
 fn with(cfg: *mut iobus_config, f: impl FnOnce(&mut iobus_config) -> Result<(), Error>) -> iobus_status {
@@ -37,6 +55,13 @@ const MAX_ATTACHMENTS: usize = 1000;
 const MIN_HEADER_BYTES: usize = 1024;
 /// Most network worker threads accepted.
 const MAX_WORKER_THREADS: usize = 1024;
+/// The smallest host queue limit accepted (a few callbacks' worth).
+const MIN_HOST_QUEUE_LIMIT: usize = 16 << 10;
+/// The largest host queue limit accepted (as a `u64`, so that it reads the
+/// same on 32-bit targets, where `usize` cannot hold it).
+const MAX_HOST_QUEUE_LIMIT: u64 = 64 << 30;
+/// The longest free timeout accepted, in milliseconds (10 minutes).
+const MAX_FREE_TIMEOUT_MS: u64 = 600_000;
 
 fn invalid(message: String) -> Error {
     Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, message)
@@ -61,16 +86,11 @@ fn bytes_in_range(bytes: usize, min: usize, what: &str) -> Result<usize, Error> 
 /// New settings with Socket.IO's defaults: path `/socket.io/`, pingInterval
 /// 25000 ms, pingTimeout 20000 ms, maxHttpBufferSize 1e6, connectTimeout
 /// 45000 ms, both transports with upgrades, no CORS, 2 worker threads,
-/// callbacks on a dispatcher thread. NULL only if out of memory.
+/// callbacks on a dispatcher thread, a host queue limit of 4 MiB, a free
+/// timeout of 1000 ms. NULL only if out of memory.
 #[unsafe(no_mangle)]
 pub extern "C" fn iobus_config_new() -> *mut iobus_config {
-    std::panic::catch_unwind(|| {
-        Box::into_raw(Box::new(iobus_config {
-            options: ServerOptions::default(),
-            dispatch: iobus_dispatch::IOBUS_DISPATCH_THREAD,
-        }))
-    })
-    .unwrap_or(std::ptr::null_mut())
+    std::panic::catch_unwind(|| Box::into_raw(Box::new(iobus_config::default()))).unwrap_or(std::ptr::null_mut())
 }
 
 /// Frees settings (NULL is ignored).
@@ -405,6 +425,60 @@ pub unsafe extern "C" fn iobus_config_set_dispatch(cfg: *mut iobus_config, mode:
             1 => iobus_dispatch::IOBUS_DISPATCH_POLL,
             _ => return Err(Error::new(iobus_status::IOBUS_ERR_INVALID_ARGUMENT, "unknown dispatch mode")),
         };
+        Ok(())
+    })
+}
+
+/// The bound on callbacks waiting for the host, in bytes (default 4 MiB =
+/// 4194304; from 16 KiB to 64 GiB, else `IOBUS_ERR_INVALID_ARGUMENT`).
+///
+/// Hosts are slower than the network, so the queue of callbacks waiting for
+/// the host (on the dispatcher thread, or for `iobus_server_poll` /
+/// `iobus_server_poll_records`, records of subscriptions included) is
+/// bounded: each pending callback counts the bytes of its data (namespace,
+/// socket id, event name, arguments or replies JSON, attachments) plus 512.
+/// A session that queues a callback (a connect, an event, a reply to
+/// `iobus_socket_emit_with_ack`) while the total is over the limit stops
+/// being read: a websocket's frames stay in its connection and a
+/// long-polling POST is answered only when reading resumes, so TCP slows the
+/// client down to the host's pace. Reading resumes for every paused session
+/// once the total falls to half the limit. Nothing is dropped and nothing
+/// else stops: connects, events, ack replies, completions and disconnects
+/// all reach the host in order, packets to clients (emits, broadcasts,
+/// pings) keep flowing, and clients that send the host nothing are not
+/// slowed. The total may pass the limit by what each paused session had
+/// already read (up to 32 websocket messages, or one POST of at most the max
+/// payload). A missing pong does not count against a client while it is
+/// paused, nor after a pause while its messages still come in (its pong is
+/// behind them); a host that stops taking callbacks keeps its senders
+/// paused, not disconnected. A callback leaves the queue once it has run or
+/// its record has been taken; `iobus_server_pending` reports the queue.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_host_queue_limit(cfg: *mut iobus_config, bytes: usize) -> iobus_status {
+    with(cfg, |c| {
+        if bytes < MIN_HOST_QUEUE_LIMIT || bytes as u64 > MAX_HOST_QUEUE_LIMIT {
+            return Err(invalid(format!(
+                "host queue limit must be between {MIN_HOST_QUEUE_LIMIT} and {MAX_HOST_QUEUE_LIMIT} bytes, not {bytes}"
+            )));
+        }
+        c.host_queue_limit = bytes;
+        Ok(())
+    })
+}
+
+/// How long `iobus_server_free` keeps running queued callbacks, in
+/// milliseconds from the call (default 1000; at most 600000, else
+/// `IOBUS_ERR_INVALID_ARGUMENT`; 0 runs none). Past it, queued connect,
+/// event and server-side emit callbacks are dropped; completions
+/// (emit-with-ack, broadcast acks, fetched sockets, all rooms) and
+/// disconnect callbacks still run (see `iobus_server_free`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_free_timeout(cfg: *mut iobus_config, ms: u64) -> iobus_status {
+    with(cfg, |c| {
+        if ms > MAX_FREE_TIMEOUT_MS {
+            return Err(invalid(format!("free timeout must be at most {MAX_FREE_TIMEOUT_MS} ms, not {ms}")));
+        }
+        c.free_timeout = Duration::from_millis(ms);
         Ok(())
     })
 }

@@ -3,6 +3,10 @@
 //! `iobus_server_poll`, woken through a file descriptor. One queue keeps
 //! every socket's events in order, and one runner at a time means callbacks
 //! never overlap.
+//!
+//! The queue is bounded in bytes by pausing the reads of the sessions that
+//! fill it (see `backlog`), and `iobus_server_free` gives it a deadline,
+//! after which only the callbacks the host is owed still run.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -12,13 +16,19 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{JoinHandle, ThreadId};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::backlog::Backlog;
 use super::records;
+use crate::engine::ReadGate;
 
 /// A queued callback invocation.
 pub(crate) type Job = Box<dyn records::Job>;
+
+/// A job with the bytes it counts in the backlog.
+type Queued = (Job, usize);
 
 /// How callbacks are run.
 #[repr(C)]
@@ -48,7 +58,10 @@ struct Wake {
 }
 
 pub(crate) struct Dispatcher {
-    queue: Mutex<VecDeque<Job>>,
+    queue: Mutex<VecDeque<Queued>>,
+    backlog: Backlog,
+    /// Set by `iobus_server_free`: past it, jobs that are not owed are dropped.
+    deadline: std::sync::OnceLock<Instant>,
     ready: Condvar,
     wake: Option<Wake>,
     stopping: AtomicBool,
@@ -58,18 +71,24 @@ pub(crate) struct Dispatcher {
     poll_lock: Mutex<()>,
 }
 
-fn run_one(d: &Dispatcher, job: Job) {
-    if d.discarding.load(Ordering::Acquire) {
-        return;
+fn run_one(d: &Dispatcher, (job, cost): Queued) {
+    if d.may_run(&job) {
+        IN_CALLBACK.with(|c| c.set(true));
+        // A panic in our own glue must not take the dispatcher down.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
+        IN_CALLBACK.with(|c| c.set(false));
+    } else {
+        drop(job);
     }
-    IN_CALLBACK.with(|c| c.set(true));
-    // A panic in our own glue must not take the dispatcher down.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
-    IN_CALLBACK.with(|c| c.set(false));
+    d.backlog.remove(cost);
 }
 
 impl Dispatcher {
-    pub(crate) fn new(mode: iobus_dispatch, batch_scheduling: bool) -> std::io::Result<Arc<Dispatcher>> {
+    pub(crate) fn new(
+        mode: iobus_dispatch,
+        batch_scheduling: bool,
+        queue_limit: usize,
+    ) -> std::io::Result<Arc<Dispatcher>> {
         let wake = match mode {
             iobus_dispatch::IOBUS_DISPATCH_THREAD => None,
             iobus_dispatch::IOBUS_DISPATCH_POLL => {
@@ -81,6 +100,8 @@ impl Dispatcher {
         };
         let d = Arc::new(Dispatcher {
             queue: Mutex::new(VecDeque::new()),
+            backlog: Backlog::new(queue_limit),
+            deadline: std::sync::OnceLock::new(),
             ready: Condvar::new(),
             wake,
             stopping: AtomicBool::new(false),
@@ -103,14 +124,19 @@ impl Dispatcher {
         Ok(d)
     }
 
-    /// Queues a job; never blocks on the host. In poll mode, a job queued
-    /// on a network thread makes the descriptor readable once that thread
-    /// has finished the work in hand (see `sched::wake_later`): the host,
-    /// often on the same core, then takes a whole batch per wake-up.
-    pub(crate) fn push(self: &Arc<Self>, job: Job) {
+    /// Queues a job; never blocks on the host, never drops. `source` is the
+    /// read gate of the session whose message caused the job: over the
+    /// queue's bound, that session stops reading until the host catches up.
+    /// In poll mode, a job queued on a network thread makes the descriptor
+    /// readable once that thread has finished the work in hand (see
+    /// `sched::wake_later`): the host, often on the same core, then takes a
+    /// whole batch per wake-up.
+    pub(crate) fn push(self: &Arc<Self>, job: Job, source: Option<&Arc<ReadGate>>) {
+        let cost = job.held_bytes();
+        self.backlog.add(cost, source);
         match &self.wake {
             None => {
-                self.queue.lock().push_back(job);
+                self.queue.lock().push_back((job, cost));
                 self.ready.notify_one();
             }
             Some(w) => {
@@ -120,7 +146,7 @@ impl Dispatcher {
                 // late goes out before anything else is deferred.
                 crate::sched::wake_deferred_if_late();
                 let mut queue = self.queue.lock();
-                queue.push_back(job);
+                queue.push_back((job, cost));
                 if !w.signaled.swap(true, Ordering::AcqRel) && !crate::sched::wake_later(self.clone()) {
                     let _ = (&w.writer).write(&[1]);
                 }
@@ -143,7 +169,7 @@ impl Dispatcher {
         let _one_at_a_time = self.poll_lock.lock();
         let mut done = 0;
         while done < max {
-            let batch: Vec<Job> = {
+            let batch: Vec<Queued> = {
                 let mut q = self.queue.lock();
                 let n = q.len().min(max - done);
                 q.drain(..n).collect()
@@ -169,9 +195,9 @@ impl Dispatcher {
         let (mut used, mut count) = (0, 0);
         let mut result = Ok(());
         loop {
-            let (job, need) = {
+            let ((job, cost), need) = {
                 let mut q = self.queue.lock();
-                let Some(front) = q.front() else { break };
+                let Some((front, _)) = q.front() else { break };
                 let need = front.record_len();
                 if need > buf.len() - used {
                     if count == 0 {
@@ -179,17 +205,19 @@ impl Dispatcher {
                     }
                     break;
                 }
-                (q.pop_front(), need)
+                let Some(queued) = q.pop_front() else { break };
+                (queued, need)
             };
-            let Some(job) = job else { break };
-            if self.discarding.load(Ordering::Acquire) {
-                continue;
+            if self.may_run(&job) {
+                let out = &mut buf[used..used + need];
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.record(out))).is_ok() {
+                    used += need;
+                    count += 1;
+                }
+            } else {
+                drop(job);
             }
-            let out = &mut buf[used..used + need];
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.record(out))).is_ok() {
-                used += need;
-                count += 1;
-            }
+            self.backlog.remove(cost);
         }
         self.rearm(wake);
         result.map(|()| (used, count))
@@ -239,7 +267,7 @@ impl Dispatcher {
     /// freeing the server queued.
     pub(crate) fn run_rest(&self) {
         loop {
-            let batch: Vec<Job> = self.queue.lock().drain(..).collect();
+            let batch: Vec<Queued> = self.queue.lock().drain(..).collect();
             if batch.is_empty() {
                 return;
             }
@@ -249,11 +277,35 @@ impl Dispatcher {
         }
     }
 
+    /// From `deadline` on, jobs the host is not owed are dropped instead of
+    /// run (at free). Set once.
+    pub(crate) fn set_deadline(&self, deadline: Instant) {
+        let _ = self.deadline.set(deadline);
+    }
+
+    fn may_run(&self, job: &Job) -> bool {
+        if self.discarding.load(Ordering::Acquire) {
+            return false;
+        }
+        match self.deadline.get() {
+            Some(deadline) => job.owed() || Instant::now() < *deadline,
+            None => true,
+        }
+    }
+
     /// Drops what is still queued and skips jobs already taken.
     pub(crate) fn discard(&self) {
         self.discarding.store(true, Ordering::Release);
-        let jobs: Vec<Job> = self.queue.lock().drain(..).collect();
-        drop(jobs);
+        let jobs: Vec<Queued> = self.queue.lock().drain(..).collect();
+        for (job, cost) in jobs {
+            drop(job);
+            self.backlog.remove(cost);
+        }
+    }
+
+    /// The callbacks waiting for the host and the bytes they hold.
+    pub(crate) fn pending(&self) -> (usize, usize) {
+        (self.backlog.callbacks(), self.backlog.bytes())
     }
 }
 
@@ -295,7 +347,7 @@ fn run_thread(weak: Weak<Dispatcher>) {
             std::thread::yield_now();
         }
         spin = if found { SPIN_YIELDS } else { SPIN_MIN_YIELDS };
-        let batch: Vec<Job> = {
+        let batch: Vec<Queued> = {
             let mut q = d.queue.lock();
             while q.is_empty() && !d.stopping.load(Ordering::Acquire) {
                 // Wake now and then so that a dropped dispatcher is noticed.
@@ -310,5 +362,84 @@ fn run_thread(weak: Weak<Dispatcher>) {
             run_one(&d, job);
         }
         drop(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A callback that counts its runs.
+    struct Counted {
+        runs: Arc<AtomicUsize>,
+        bytes: usize,
+        owed: bool,
+    }
+
+    impl records::Job for Counted {
+        fn run(self: Box<Self>) {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+        }
+        fn held_bytes(&self) -> usize {
+            self.bytes
+        }
+        fn owed(&self) -> bool {
+            self.owed
+        }
+        fn record_len(&self) -> usize {
+            0
+        }
+        fn record(self: Box<Self>, _out: &mut [u8]) {}
+    }
+
+    fn job(runs: &Arc<AtomicUsize>, bytes: usize, owed: bool) -> Job {
+        Box::new(Counted { runs: runs.clone(), bytes, owed })
+    }
+
+    #[test]
+    fn the_queue_counts_what_it_holds_and_pauses_then_resumes_its_source() {
+        let d = Dispatcher::new(iobus_dispatch::IOBUS_DISPATCH_POLL, false, 1000).expect("dispatcher");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(ReadGate::default());
+        for _ in 0..10 {
+            d.push(job(&runs, 100, false), Some(&gate));
+        }
+        assert_eq!(d.pending(), (10, 1000));
+        assert!(!gate.is_paused());
+        d.push(job(&runs, 100, false), Some(&gate));
+        assert!(gate.is_paused());
+        assert_eq!(d.poll(5), 5);
+        assert!(gate.is_paused(), "600 bytes left: over the resume mark");
+        assert_eq!(d.poll(1), 1);
+        assert!(!gate.is_paused(), "down to 500 bytes");
+        d.drain();
+        assert_eq!(d.pending(), (0, 0));
+        assert_eq!(runs.load(Ordering::SeqCst), 11);
+    }
+
+    #[test]
+    fn past_the_free_deadline_only_owed_callbacks_run() {
+        let d = Dispatcher::new(iobus_dispatch::IOBUS_DISPATCH_POLL, false, 1 << 20).expect("dispatcher");
+        let (events, owed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        for i in 0..100 {
+            d.push(job(&events, 10, false), None);
+            if i % 25 == 0 {
+                d.push(job(&owed, 10, true), None);
+            }
+        }
+        assert_eq!(d.poll(10), 10, "no deadline yet: everything runs");
+        d.set_deadline(Instant::now());
+        d.drain();
+        assert_eq!(events.load(Ordering::SeqCst), 9);
+        assert_eq!(owed.load(Ordering::SeqCst), 4);
+        assert_eq!(d.pending(), (0, 0));
+        // Set once: a later deadline does not reopen it.
+        d.set_deadline(Instant::now() + Duration::from_secs(60));
+        d.push(job(&events, 10, false), None);
+        d.drain();
+        assert_eq!(events.load(Ordering::SeqCst), 9);
     }
 }

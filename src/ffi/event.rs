@@ -153,6 +153,11 @@ impl iobus_connect {
         (self.nsp.as_bytes(), self.sid.as_bytes())
     }
 
+    /// The length of the auth JSON.
+    pub(crate) fn auth_len(&self) -> usize {
+        self.auth.as_bytes().len()
+    }
+
     /// The handshake JSON, while the client is still there.
     pub(crate) fn handshake(&self) -> Option<String> {
         self.request.as_ref().and_then(ConnectRequest::socket).or(self.accepted.as_ref()).map(|s| handshake_json(s))

@@ -43,8 +43,10 @@ fn connect_handler(
     sink: Sink<ConnectFn>,
 ) -> impl Fn(ConnectRequest) + Send + Sync + 'static {
     move |req| {
+        let gate = req.socket().map(|s| s.client.session.read_gate().clone());
         if let Some(req) = iobus_connect::new(req, pending.clone()) {
-            dispatch.push(Box::new(ConnectJob { cb: sink.cb, user: sink.user, req, handshake: OnceCell::new() }));
+            let job = ConnectJob { cb: sink.cb, user: sink.user, req, handshake: OnceCell::new() };
+            dispatch.push(Box::new(job), gate.as_ref());
         }
     }
 }
@@ -61,7 +63,7 @@ fn recovered_handler(
         let skipped = socket.namespace().recovery().is_some_and(|log| log.options().skip_middlewares);
         if socket.recovered() && skipped {
             let req = iobus_connect::recovered(socket.clone(), pending.clone());
-            dispatch.push(Box::new(ConnectJob { cb: sink.cb, user: sink.user, req, handshake: OnceCell::new() }));
+            dispatch.push(Box::new(ConnectJob { cb: sink.cb, user: sink.user, req, handshake: OnceCell::new() }), None);
         }
     }
 }
@@ -74,7 +76,8 @@ fn event_handler(
         let ack = ack.map(Reply::Socket);
         let event = iobus_event::new(socket.namespace().name(), socket.id().as_str(), Some(name), payload, ack);
         let kind = iobus_record_kind::IOBUS_RECORD_EVENT;
-        dispatch.push(Box::new(EventJob { cb: sink.cb, user: sink.user, event, kind }));
+        let job = EventJob { cb: sink.cb, user: sink.user, event, kind };
+        dispatch.push(Box::new(job), Some(socket.client.session.read_gate()));
     }
 }
 
@@ -89,7 +92,8 @@ fn disconnect_handler(
         let nsp = convert::c_string(socket.namespace().name());
         let sid = convert::c_string(socket.id().as_str());
         let reason = convert::c_string(reason.as_str());
-        dispatch.push(Box::new(DisconnectJob { cb: sink.cb, user: sink.user, nsp, sid, reason, rooms }));
+        // Bounded by the connected sockets: pauses nobody.
+        dispatch.push(Box::new(DisconnectJob { cb: sink.cb, user: sink.user, nsp, sid, reason, rooms }), None);
     }
 }
 
@@ -100,7 +104,9 @@ fn server_side_handler(
     move |nsp, name, payload, reply| {
         let event = iobus_event::new(nsp.name(), "", Some(name), payload, reply.map(Reply::Server));
         let kind = iobus_record_kind::IOBUS_RECORD_SERVER_SIDE_EMIT;
-        dispatch.push(Box::new(EventJob { cb: sink.cb, user: sink.user, event, kind }));
+        // From another server through the adapter, not from a client
+        // session: counted, but there is no read of ours to pause.
+        dispatch.push(Box::new(EventJob { cb: sink.cb, user: sink.user, event, kind }), None);
     }
 }
 

@@ -17,7 +17,9 @@
 //! `namespace.rs` (a namespace as a whole), `event.rs` (what callbacks
 //! receive), `config.rs`; the shared C types in `types.rs`; the jobs and
 //! records in `records.rs`; completions owed exactly once in
-//! `completion.rs`; every read of C input in `convert.rs`.
+//! `completion.rs`; the queue of callbacks waiting for the host in
+//! `dispatch.rs` and its bound in bytes in `backlog.rs`; every read of C
+//! input in `convert.rs`.
 
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
@@ -41,6 +43,7 @@ pub mod namespace;
 
 pub mod records;
 
+mod backlog;
 mod completion;
 mod convert;
 mod dispatch;

@@ -9,6 +9,11 @@
 //! without one): it then exists only as a record, and running it releases
 //! what it holds instead.
 //!
+//! Each job tells what it holds while it waits (`held_bytes`, counted
+//! against the host queue's bound, see `backlog`) and whether the host is
+//! owed it even once `iobus_server_free` has run out of time (`owed`:
+//! completions and disconnects, never what clients send).
+//!
 //! The layout is documented once, for hosts, above `iobus_server_poll_records`
 //! in `include/iobus.h` (from `server.rs`); the writers below follow it.
 
@@ -67,10 +72,21 @@ impl iobus_record_kind {
 /// Size of the fixed part of a record.
 const HEADER: usize = 4 + 4 + 8 + 8;
 
+/// What a pending callback counts against the host queue's bound besides
+/// its data: the job, its strings' allocations and its place in the queue.
+pub(crate) const JOB_OVERHEAD: usize = 512;
+
 /// A callback the host is owed.
 pub(crate) trait Job: Send {
     /// Calls the host's callback (without one: releases what the job holds).
     fn run(self: Box<Self>);
+    /// The bytes it holds while it waits: its data plus [`JOB_OVERHEAD`].
+    fn held_bytes(&self) -> usize;
+    /// Whether it still runs when `iobus_server_free` runs out of time:
+    /// the completions and the ends the host relies on to release what it
+    /// holds (their number is bounded by the host's own calls and sockets,
+    /// not by what clients send). Every kind says so itself.
+    fn owed(&self) -> bool;
     /// The size of its record.
     fn record_len(&self) -> usize;
     /// Writes its record to `out`, which has exactly `record_len` bytes.
@@ -140,6 +156,15 @@ fn attachments_len(list: &[Bytes]) -> usize {
     4 + list.iter().map(|b| 4 + b.len()).sum::<usize>()
 }
 
+/// The data of an event or reply.
+fn event_bytes(e: &iobus_event) -> usize {
+    e.nsp_bytes().len()
+        + e.sid_bytes().len()
+        + e.name_bytes().len()
+        + e.args_bytes().len()
+        + e.attachments().iter().map(Bytes::len).sum::<usize>()
+}
+
 /// The callback of a connect, or none (a subscription).
 pub(crate) type ConnectFn = unsafe extern "C" fn(*mut c_void, *mut iobus_connect);
 /// The callback of an event, or of a server-side emit.
@@ -183,6 +208,17 @@ impl Job for ConnectJob {
         unsafe { cb(self.user.get(), req) };
     }
 
+    fn held_bytes(&self) -> usize {
+        let (nsp, sid) = self.req.names();
+        JOB_OVERHEAD + nsp.len() + sid.len() + self.req.auth_len()
+    }
+
+    /// Clients cause these: past the free deadline the connection is
+    /// dropped with the stopped server.
+    fn owed(&self) -> bool {
+        false
+    }
+
     fn record_len(&self) -> usize {
         let (nsp, sid) = self.req.names();
         HEADER + fields_len(&[nsp, sid, self.handshake().as_bytes()])
@@ -221,6 +257,16 @@ impl Job for EventJob {
             // SAFETY: the host's callback; `event` outlives the call.
             unsafe { cb(self.user.get(), &self.event) };
         }
+    }
+
+    fn held_bytes(&self) -> usize {
+        JOB_OVERHEAD + event_bytes(&self.event)
+    }
+
+    /// Clients (or other servers) cause these: past the free deadline the
+    /// event is dropped, its ack unanswered.
+    fn owed(&self) -> bool {
+        false
     }
 
     fn record_len(&self) -> usize {
@@ -268,6 +314,14 @@ impl Job for DisconnectJob {
         }
     }
 
+    fn held_bytes(&self) -> usize {
+        JOB_OVERHEAD + self.fields().iter().map(|f| f.len()).sum::<usize>()
+    }
+
+    fn owed(&self) -> bool {
+        true
+    }
+
     fn record_len(&self) -> usize {
         HEADER + fields_len(&self.fields())
     }
@@ -296,6 +350,14 @@ impl Job for AckJob {
             if self.status == iobus_ack_status::IOBUS_ACK_OK { &self.reply } else { std::ptr::null() };
         // SAFETY: the host's callback; the reply outlives the call.
         unsafe { cb(self.user.get(), self.status, reply) };
+    }
+
+    fn held_bytes(&self) -> usize {
+        JOB_OVERHEAD + event_bytes(&self.reply)
+    }
+
+    fn owed(&self) -> bool {
+        true
     }
 
     fn record_len(&self) -> usize {
@@ -351,6 +413,14 @@ impl Job for BroadcastAckJob {
         };
     }
 
+    fn held_bytes(&self) -> usize {
+        JOB_OVERHEAD + self.replies.as_bytes().len() + self.binary.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    fn owed(&self) -> bool {
+        true
+    }
+
     fn record_len(&self) -> usize {
         HEADER + fields_len(&[self.replies.as_bytes()]) + attachments_len(&self.binary)
     }
@@ -378,6 +448,14 @@ impl Job for JsonJob {
             // SAFETY: the host's callback; the text outlives the call.
             unsafe { cb(self.user.get(), self.json.as_ptr(), self.json.as_bytes().len()) };
         }
+    }
+
+    fn held_bytes(&self) -> usize {
+        JOB_OVERHEAD + self.json.as_bytes().len()
+    }
+
+    fn owed(&self) -> bool {
+        true
     }
 
     fn record_len(&self) -> usize {

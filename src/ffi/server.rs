@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::ffi::c_char;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::config::iobus_config;
 use super::convert::{self, null, opt_text, text};
-use super::dispatch::{Dispatcher, in_callback, iobus_dispatch};
+use super::dispatch::{Dispatcher, in_callback};
 use super::types::iobus_selection;
 use super::{Error, guard, guard_void, iobus_status};
 use crate::server::BroadcastOperator;
@@ -21,6 +22,8 @@ use crate::{EmitError, Namespace, Server, Sid, Socket};
 pub struct iobus_server {
     pub(crate) server: Server,
     pub(crate) dispatch: Arc<Dispatcher>,
+    /// How long `iobus_server_free` runs queued callbacks.
+    free_timeout: Duration,
     /// Namespace patterns and the templates whose handlers serve them.
     pub(crate) patterns: Mutex<HashMap<String, Arc<Namespace>>>,
     pub(crate) pending: PendingSockets,
@@ -114,16 +117,16 @@ pub unsafe extern "C" fn iobus_server_new(
         if server_out.is_null() {
             return Err(null("server_out"));
         }
+        let defaults = iobus_config::default();
         // SAFETY: NULL or a live config.
-        let (options, mode) = match unsafe { config.as_ref() } {
-            Some(c) => (c.options.clone(), c.dispatch),
-            None => (crate::ServerOptions::default(), iobus_dispatch::IOBUS_DISPATCH_THREAD),
-        };
-        let dispatch = Dispatcher::new(mode, options.batch_scheduling)
+        let config = unsafe { config.as_ref() }.unwrap_or(&defaults);
+        let options = config.options.clone();
+        let dispatch = Dispatcher::new(config.dispatch, options.batch_scheduling, config.host_queue_limit)
             .map_err(|e| Error::new(iobus_status::IOBUS_ERR_IO, format!("dispatcher: {e}")))?;
         let server = Box::new(iobus_server {
             server: Server::new(options),
             dispatch,
+            free_timeout: config.free_timeout,
             patterns: Mutex::new(HashMap::new()),
             pending: PendingSockets::default(),
         });
@@ -179,11 +182,20 @@ pub unsafe extern "C" fn iobus_server_stop(server: *mut iobus_server) -> iobus_s
 }
 
 /// Stops the server if needed and frees it with everything it owns (NULL is
-/// ignored). Callbacks still queued run before it returns (pending
-/// emit-with-ack completions get `IOBUS_ACK_DISCONNECTED`), on the
-/// dispatcher thread or, in poll mode, on the calling thread. Do not call it
-/// from inside one of this server's callbacks (if you do, queued callbacks
-/// are dropped instead).
+/// ignored). Callbacks still queued run before it returns, on the dispatcher
+/// thread or, in poll mode, on the calling thread, until the free timeout
+/// (`iobus_config_set_free_timeout`, default 1000 ms from the call); past
+/// it, the connect, event, subscription and server-side emit callbacks still
+/// queued are dropped (an event's ack is never answered, a pending
+/// connection is dropped with the stopped server). Completions always run
+/// (emit-with-ack, broadcast acks, fetched sockets, all rooms: pending ones
+/// get `IOBUS_ACK_DISCONNECTED`), and so do disconnect callbacks: their
+/// number is bounded by the host's own calls and connected sockets, not by
+/// what clients sent. So it returns within about the larger of the free
+/// timeout and the stop (up to half a second), plus the callback running at
+/// the deadline, plus those completions and disconnects. Do not call it from
+/// inside one of this server's callbacks (if you do, every queued callback
+/// is dropped instead).
 ///
 /// Every completion promised exactly once is called by then: those the
 /// server still held when it stopped run last, after the server is gone
@@ -201,6 +213,7 @@ pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
     guard_void(|| {
         // SAFETY: a live handle from `iobus_server_new`, given up by the host.
         let s = unsafe { Box::from_raw(server) };
+        s.dispatch.set_deadline(Instant::now() + s.free_timeout);
         s.server.stop();
         let inside = in_callback();
         if inside {
@@ -220,6 +233,28 @@ pub unsafe extern "C" fn iobus_server_free(server: *mut iobus_server) {
             dispatch.run_rest();
         }
     });
+}
+
+/// The callbacks waiting for the host (queued, or taken by the dispatcher
+/// thread and not yet run) and the bytes they count against the host queue
+/// limit (see `iobus_config_set_host_queue_limit`), written to
+/// `*callbacks_out` and `*bytes_out` (either may be NULL).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_server_pending(
+    server: *const iobus_server,
+    callbacks_out: *mut usize,
+    bytes_out: *mut usize,
+) -> iobus_status {
+    guard(|| {
+        let (callbacks, bytes) = server_ref(server)?.dispatch.pending();
+        if !callbacks_out.is_null() {
+            unsafe { *callbacks_out = callbacks };
+        }
+        if !bytes_out.is_null() {
+            unsafe { *bytes_out = bytes };
+        }
+        Ok(())
+    })
 }
 
 /// In `IOBUS_DISPATCH_POLL` mode: a file descriptor that becomes readable

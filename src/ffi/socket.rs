@@ -114,7 +114,13 @@ pub unsafe extern "C" fn iobus_socket_emit_with_ack(
             let reply = iobus_event::new(&nsp, sid.as_str(), None, reply, None);
             Box::new(AckJob { cb, user, status, reply })
         });
-        let sent = socket.emit_with_ack(event, payload, timeout, move |result| owed.complete(result));
+        // A reply is a message the client sent: it counts against the queue
+        // like an event. A timeout or a disconnect pauses nobody.
+        let gate = Arc::downgrade(socket.client.session.read_gate());
+        let sent = socket.emit_with_ack(event, payload, timeout, move |result| {
+            let source = if result.is_ok() { gate.upgrade() } else { None };
+            owed.complete_from(result, source.as_ref());
+        });
         issue.settle(sent.is_ok());
         sent.map_err(emit_error)
     })

@@ -4,7 +4,8 @@
 //! gets an adapter that stands in for a second server of a cluster running
 //! the same handlers: what this server emits to "the others" comes back to
 //! its own handlers, and their replies return as that server's replies.
-//! The C tests (tests/c) cover everything else against real clients.
+//! Freeing past the free timeout drops what others sent but never a
+//! completion. The C tests (tests/c) cover everything else against real clients.
 
 use std::ffi::{CStr, c_char, c_void};
 use std::sync::Arc;
@@ -12,14 +13,19 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::config::{iobus_config_free, iobus_config_new, iobus_config_set_dispatch};
+use super::config::{iobus_config_free, iobus_config_new, iobus_config_set_dispatch, iobus_config_set_free_timeout};
 use super::event::{iobus_ack, iobus_ack_send, iobus_event, iobus_event_args, iobus_event_name, iobus_event_namespace};
 use super::event::{iobus_event_socket_id, iobus_event_take_ack};
 use super::handlers::{iobus_server_on_server_side_emit, iobus_server_subscribe, iobus_server_unsubscribe};
 use super::iobus_status;
-use super::namespace::{iobus_namespace_server_side_emit, iobus_namespace_server_side_emit_with_ack};
+use super::namespace::{
+    iobus_namespace_all_rooms, iobus_namespace_server_side_emit, iobus_namespace_server_side_emit_with_ack,
+};
 use super::records::iobus_record_kind;
-use super::server::{iobus_server, iobus_server_free, iobus_server_new, iobus_server_poll_records, iobus_server_start};
+use super::server::{
+    iobus_server, iobus_server_free, iobus_server_new, iobus_server_pending, iobus_server_poll_records,
+    iobus_server_start,
+};
 use super::types::{iobus_ack_status, iobus_buf};
 use crate::server::{Adapter, AdapterFactory, BroadcastAcks, EventPacket};
 use crate::{Namespace, Payload};
@@ -103,6 +109,12 @@ unsafe extern "C" fn on_replies(
     SEEN.lock().push(format!("{} replies {status:?} expected={expected} {json} {bytes:?}", user as usize));
 }
 
+unsafe extern "C" fn on_rooms(user: *mut c_void, json: *const c_char, len: usize) {
+    let json = text(json);
+    assert_eq!(json.len(), len);
+    SEEN.lock().push(format!("{} rooms {json}", user as usize));
+}
+
 fn wait_for(needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
@@ -114,12 +126,17 @@ fn wait_for(needle: &str) -> String {
     panic!("no callback saw {needle:?}; seen: {:#?}", SEEN.lock());
 }
 
-fn mirrored_server(poll: bool) -> *mut iobus_server {
+/// A server whose adapter mirrors server-side emits; `free_timeout_ms`:
+/// the free timeout, if not the default.
+fn mirrored_server(poll: bool, free_timeout_ms: Option<u64>) -> *mut iobus_server {
     let cfg = iobus_config_new();
     unsafe {
         (*cfg).options.adapter = Arc::new(MirrorFactory);
         if poll {
             assert_eq!(iobus_config_set_dispatch(cfg, 1), iobus_status::IOBUS_OK);
+        }
+        if let Some(ms) = free_timeout_ms {
+            assert_eq!(iobus_config_set_free_timeout(cfg, ms), iobus_status::IOBUS_OK);
         }
     }
     let mut server = std::ptr::null_mut();
@@ -132,7 +149,7 @@ fn mirrored_server(poll: bool) -> *mut iobus_server {
 #[test]
 fn server_side_emits_reach_the_other_servers_handlers_and_their_replies_come_back() {
     // Callbacks: the event, its reply (binary kept), the completion.
-    let server = mirrored_server(false);
+    let server = mirrored_server(false, None);
     let nsp = c"/".as_ptr();
     unsafe {
         assert_eq!(iobus_server_on_server_side_emit(server, nsp, Some(on_server_side), 7 as _), iobus_status::IOBUS_OK);
@@ -197,7 +214,7 @@ fn server_side_emits_reach_the_other_servers_handlers_and_their_replies_come_bac
     wait_for("13 replies IOBUS_ACK_DISCONNECTED expected=0 [] []");
 
     // Records: a subscription, and a completion without a callback.
-    let server = mirrored_server(true);
+    let server = mirrored_server(true, None);
     let kind = iobus_record_kind::IOBUS_RECORD_SERVER_SIDE_EMIT as i32;
     unsafe {
         assert_eq!(iobus_server_subscribe(server, nsp, kind, std::ptr::null(), 21 as _), iobus_status::IOBUS_OK);
@@ -250,6 +267,53 @@ fn server_side_emits_reach_the_other_servers_handlers_and_their_replies_come_bac
     std::thread::sleep(Duration::from_millis(50));
     assert!(take(server, &mut buf).is_empty());
     unsafe { iobus_server_free(server) };
+
+    // Freed past its free timeout (0: at once), with nothing polled: the
+    // server-side emit another server sent is dropped, but the completions
+    // still run, queued (all rooms) or still held by the adapter (an emit
+    // with acks).
+    let server = mirrored_server(true, Some(0));
+    unsafe {
+        assert_eq!(
+            iobus_server_on_server_side_emit(server, nsp, Some(on_server_side), 31 as _),
+            iobus_status::IOBUS_OK
+        );
+        assert_eq!(iobus_server_start(server, std::ptr::null(), 0), iobus_status::IOBUS_OK);
+        let st = iobus_namespace_server_side_emit(
+            server,
+            nsp,
+            c"late".as_ptr(),
+            c"[\"x\"]".as_ptr(),
+            NUL_TERMINATED,
+            std::ptr::null(),
+            0,
+        );
+        assert_eq!(st, iobus_status::IOBUS_OK);
+        let st = iobus_namespace_server_side_emit_with_ack(
+            server,
+            nsp,
+            c"hold".as_ptr(),
+            std::ptr::null(),
+            0,
+            std::ptr::null(),
+            0,
+            0,
+            Some(on_replies),
+            32 as _,
+        );
+        assert_eq!(st, iobus_status::IOBUS_OK);
+        assert_eq!(iobus_namespace_all_rooms(server, nsp, Some(on_rooms), 33 as _), iobus_status::IOBUS_OK);
+        let (mut callbacks, mut bytes) = (0usize, 0usize);
+        assert_eq!(iobus_server_pending(server, &mut callbacks, &mut bytes), iobus_status::IOBUS_OK);
+        assert_eq!(callbacks, 2, "the server-side emit and the rooms wait; the held emit is not queued yet");
+        assert!(bytes >= 2 * super::records::JOB_OVERHEAD + "/late[\"x\"]".len() + "[]".len(), "{bytes} bytes");
+        assert_eq!(iobus_server_pending(server, std::ptr::null_mut(), std::ptr::null_mut()), iobus_status::IOBUS_OK);
+        iobus_server_free(server);
+    }
+    // Both ran before free returned.
+    assert!(SEEN.lock().iter().any(|l| l == "33 rooms []"), "{:#?}", SEEN.lock());
+    assert!(SEEN.lock().iter().any(|l| l == "32 replies IOBUS_ACK_DISCONNECTED expected=0 [] []"));
+    assert!(!SEEN.lock().iter().any(|l| l.starts_with("31 ")), "dropped past the free timeout");
 }
 
 struct Record {

@@ -9,6 +9,12 @@
 //    "path":"/socket.io/","headers":{}}
 //   {"op":"emit","c":"a","event":"e","args":[...],"ack":true,"seq":1,"timeout":5000}
 //   {"op":"burst","c":"a","event":"n","count":200}     emits e(0), e(1), … e(count-1)
+//   {"op":"flood","c":"a","event":"n","count":20000,"size":1024,"every":1000}
+//        emits e(i, <size × "x">) for i in 0..count as fast as the connection
+//        takes them: like a stream that respects backpressure, it waits while
+//        more than 64 KiB (websocket) or 64 packets (the engine's write buffer)
+//        wait to be written; reports {"t":"flood",…} every `every` events and
+//        {"t":"flooded",…} once the last byte has been written
 //   {"op":"reply","c":"a","event":"e","mode":"echo"|"ignore"|"args","args":[...],"delay":0}
 //        how to answer the server's emit-with-ack of that event (default: echo);
 //        answered with {"t":"reply_set",…} once in force
@@ -27,6 +33,8 @@
 //   {"t":"ack","c":"a","seq":1,"args":[…]}
 //   {"t":"ack_error","c":"a","seq":1,"message":"…"}
 //   {"t":"sent","c":"a","seq":1}   after a burst or an emit without ack
+//   {"t":"flood","c":"a","sent":N,"ms":T}   N events handed over T ms after the flood began
+//   {"t":"flooded","c":"a","sent":N,"ms":T,"waits":W}   all written; W pauses for a full buffer
 //   {"t":"reply_set","c":"a","event":"e"}
 //   {"t":"error","message":"…"}
 // Binary values travel as {"$bin":"<base64>"} both ways.
@@ -132,6 +140,44 @@ function emit(cmd) {
   }
 }
 
+/** Bytes and packets waiting on the client's side of the connection. */
+function backlog(socket) {
+  const engine = socket.io.engine;
+  const ws = engine && engine.transport && engine.transport.ws;
+  return { bytes: ws ? ws.bufferedAmount : 0, packets: engine ? engine.writeBuffer.length : 0 };
+}
+
+function flood(cmd) {
+  const { socket } = client(cmd.c);
+  const pad = 'x'.repeat(cmd.size || 0);
+  const start = Date.now();
+  let i = 0;
+  let waits = 0;
+  const full = () => {
+    const b = backlog(socket);
+    return b.bytes > 65536 || b.packets > 64;
+  };
+  const step = () => {
+    while (i < cmd.count) {
+      if (full()) {
+        waits += 1;
+        setTimeout(step, 1);
+        return;
+      }
+      socket.emit(cmd.event, i, pad);
+      i += 1;
+      if (cmd.every && i % cmd.every === 0) out({ t: 'flood', c: cmd.c, sent: i, ms: Date.now() - start });
+    }
+    const b = backlog(socket);
+    if (b.bytes > 0 || b.packets > 0) {
+      setTimeout(step, 1);
+      return;
+    }
+    out({ t: 'flooded', c: cmd.c, sent: i, ms: Date.now() - start, waits });
+  };
+  step();
+}
+
 function handle(cmd) {
   switch (cmd.op) {
     case 'connect': return connect(cmd);
@@ -143,6 +189,7 @@ function handle(cmd) {
     }
     case 'drop':
       return client(cmd.c).socket.io.engine.close();
+    case 'flood': return flood(cmd);
     case 'reply':
       client(cmd.c).replies.set(cmd.event, { mode: cmd.mode || 'echo', args: cmd.args, delay: cmd.delay || 0 });
       return out({ t: 'reply_set', c: cmd.c, event: cmd.event });

@@ -13,6 +13,8 @@
 # main thread's handle, which memcheck lists as "possibly lost").
 #
 # Usage: tests/c/run.sh [plain|asan|valgrind|checks ...]   (default: all)
+# Under Valgrind the load tests send a tenth of their events (IOBUS_TEST_LOAD).
+#
 # Env: IOBUS_LIB_DIR (default target/debug; the library must be built),
 #      CC, CXX, VALGRIND, NODE. Needs what `make c-setup` installs (the
 #      peers' npm packages, Valgrind, and libjansson-dev for the chat host).
@@ -41,7 +43,7 @@ VALGRIND_ARGS=(-q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=
     --show-leak-kinds=definite,indirect --child-silent-after-fork=yes
     --fair-sched=yes)
 
-C_TESTS=(test_basics test_events test_poll test_selection test_records test_recovery test_cluster)
+C_TESTS=(test_basics test_events test_poll test_selection test_records test_recovery test_cluster test_backpressure)
 CXX_TESTS=(test_cpp)
 
 export IOBUS_PEER_JS="$ROOT/tests/c/peer.js"
@@ -162,7 +164,7 @@ run_asan() {
 }
 
 run_valgrind() {
-    IOBUS_TEST_TIME_SCALE=4 timeout -k 5 480 "$VALGRIND" "${VALGRIND_ARGS[@]}" "$BUILD/$1"
+    IOBUS_TEST_TIME_SCALE=4 IOBUS_TEST_LOAD=10 timeout -k 5 480 "$VALGRIND" "${VALGRIND_ARGS[@]}" "$BUILD/$1"
 }
 
 # The C chat host under the input test (tests/c/chat_input.js); `$@` is the host command.

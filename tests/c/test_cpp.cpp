@@ -62,8 +62,10 @@ void test_config_and_errors() {
         .connect_timeout(5000).transports(true, true).allow_upgrades(true).add_cors_origin("*").cors_credentials(false)
         .cors_max_age(60).max_attachments(5).max_buffered(1 << 20).worker_threads(2).serve_client(false)
         .http_header_timeout(2000).http_keep_alive_timeout(2000).write_timeout(5000).max_header_bytes(8192)
-        .max_connections(100).no_static_dir().dispatch(IOBUS_DISPATCH_THREAD);
+        .max_connections(100).no_static_dir().dispatch(IOBUS_DISPATCH_THREAD).host_queue_limit(1 << 20).free_timeout(500);
     CHECK(cfg.get() != nullptr);
+    CHECK(status_of([&] { cfg.host_queue_limit(0); }) == IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { cfg.free_timeout(600001); }) == IOBUS_ERR_INVALID_ARGUMENT);
     try {
         cfg.ping_interval(0);
         CHECK(!"ping_interval(0) throws");
@@ -83,6 +85,7 @@ void test_config_and_errors() {
     CHECK(status_of([&] { server.port(); }) == IOBUS_ERR_NOT_RUNNING);
     CHECK(status_of([&] { server.poll(); }) == IOBUS_ERR_WRONG_STATE);
     CHECK(server.poll_fd() == -1);
+    CHECK(server.pending() == std::make_pair(std::size_t{0}, std::size_t{0}));
     CHECK(status_of([&] { server.emit("AAAAAAAAAAAAAAAAAAAA", "e"); }) == IOBUS_ERR_NOT_RUNNING);
     server.start();
     CHECK(server.port() != 0);
