@@ -16,6 +16,17 @@ function clientDist() {
   }
 }
 
+/**
+ * A count or duration option as the C setters take it: a non-negative
+ * integer (the setters refuse values outside their range with a message).
+ */
+function count(value, name) {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new TypeError(`iobus: option ${name} must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}
+
 /** Applies socket.io-style options (plus iobus's own) to an iobus_config. */
 function configure(cfg, opts) {
   const set = (code, what) => check(code, `option ${what}`);
@@ -49,8 +60,17 @@ function configure(cfg, opts) {
   if (opts.maxAttachments !== undefined) {
     set(lib.iobus_config_set_max_attachments(cfg, opts.maxAttachments), "maxAttachments");
   }
-  if (opts.maxBufferedBytes !== undefined) {
-    set(lib.iobus_config_set_max_buffered(cfg, opts.maxBufferedBytes), "maxBufferedBytes");
+  // Bounds on what one client may hold (iobus.h gives each default).
+  const limits = [
+    ["maxBufferedBytes", lib.iobus_config_set_max_buffered],
+    ["httpHeaderTimeout", lib.iobus_config_set_http_header_timeout],
+    ["httpKeepAliveTimeout", lib.iobus_config_set_http_keep_alive_timeout],
+    ["writeTimeout", lib.iobus_config_set_write_timeout],
+    ["maxHeaderBytes", lib.iobus_config_set_max_header_bytes],
+    ["maxConnections", lib.iobus_config_set_max_connections],
+  ];
+  for (const [name, setter] of limits) {
+    if (opts[name] !== undefined) set(setter(cfg, count(opts[name], name)), name);
   }
   if (opts.batchScheduling !== undefined) {
     set(lib.iobus_config_set_batch_scheduling(cfg, !!opts.batchScheduling), "batchScheduling");
