@@ -138,6 +138,22 @@ typedef enum iobus_status {
 } iobus_status;
 
 /**
+ * How nodes talk through Redis.
+ */
+typedef enum iobus_redis_mode {
+  /**
+   * Pub/sub, as `@socket.io/redis-adapter` with its defaults: answers to
+   * requests on the shared response channel.
+   */
+  IOBUS_REDIS_PUBSUB = 0,
+  /**
+   * Pub/sub, answers on the asking node's own response channel (the npm
+   * adapter's `publishOnSpecificResponseChannel: true`).
+   */
+  IOBUS_REDIS_PUBSUB_OWN_RESPONSE_CHANNEL = 1,
+} iobus_redis_mode;
+
+/**
  * How an emit-with-ack ended.
  */
 typedef enum iobus_ack_status {
@@ -426,6 +442,22 @@ const char *iobus_status_str(int32_t status);
 void iobus_string_free(char *s);
 
 /**
+ * Joins the server to a cluster through the Redis server at `url`
+ * (`"redis://host:port[/db]"`): broadcasts, room operations, socket
+ * fetches and server-side emits reach every node on that Redis, iobus and
+ * npm socket.io nodes alike. `key_prefix` is the channel prefix (NULL:
+ * `"socket.io"`); `requests_timeout_ms` bounds how long a request waits
+ * for the other nodes (0: 5000). Redis unreachable makes
+ * `iobus_server_start` fail with `IOBUS_ERR_IO`; Redis lost later is
+ * reconnected to by itself, each node serving its own clients meanwhile.
+ */
+enum iobus_status iobus_config_set_redis(struct iobus_config *cfg,
+                                         const char *url,
+                                         const char *key_prefix,
+                                         enum iobus_redis_mode mode,
+                                         uint64_t requests_timeout_ms);
+
+/**
  * New settings with Socket.IO's defaults: path `/socket.io/`, pingInterval
  * 25000 ms, pingTimeout 20000 ms, maxHttpBufferSize 1e6, connectTimeout
  * 45000 ms, both transports with upgrades, no CORS, 2 worker threads,
@@ -498,6 +530,31 @@ enum iobus_status iobus_config_set_cors_credentials(struct iobus_config *cfg, bo
  * How long browsers may cache a preflight answer, in seconds; requires an origin.
  */
 enum iobus_status iobus_config_set_cors_max_age(struct iobus_config *cfg, uint64_t seconds);
+
+/**
+ * Connection state recovery (off by default, as in Socket.IO). When
+ * `enabled`: the CONNECT reply carries a private id, every packet sent to
+ * clients without an ack id and not volatile (broadcasts and direct emits)
+ * is stored with an offset appended as its last argument, and a socket
+ * that drops for a recoverable reason (`transport close`, `transport
+ * error`, `ping timeout`, `forced close`, `server shutting down`, `forced
+ * server close`) is kept for `max_disconnection_ms` (1 ms to a day; 0 means
+ * Socket.IO's 120000). A client back within that time gets its socket id,
+ * rooms and data back and every packet it missed, in order, before the
+ * CONNECT reply — on every drop, and also when it never received a stored
+ * packet. With `skip_middlewares` (Socket.IO's default) the connect
+ * callback of a recovered socket only tells the host (the connection is
+ * already accepted, see `iobus_connect_recovered`); without it the host
+ * decides as for any connection. The log keeps at most
+ * `max_disconnection_ms` of packets and `max_log_bytes` bytes per namespace
+ * (1 KiB to 1 GiB; 0 means 32 MiB), oldest first; a client whose missed
+ * packets were dropped from it gets an ordinary new session.
+ */
+enum iobus_status iobus_config_set_connection_state_recovery(struct iobus_config *cfg,
+                                                             bool enabled,
+                                                             uint64_t max_disconnection_ms,
+                                                             bool skip_middlewares,
+                                                             size_t max_log_bytes);
 
 /**
  * Most binary attachments one incoming packet may carry (0 to 1000,
@@ -678,6 +735,17 @@ enum iobus_status iobus_connect_handshake(const struct iobus_connect *req,
                                           size_t *len_out);
 
 /**
+ * Whether this connection recovers a socket that dropped (connection
+ * state recovery, see `iobus_config_set_connection_state_recovery`): the
+ * socket has its old id, and once in, its rooms, data and the packets it
+ * missed. With `skip_middlewares` the connection is already accepted when
+ * the callback runs: the host is told, not asked (`iobus_connect_accept`
+ * does nothing more, `iobus_connect_reject` disconnects it again). False
+ * for NULL.
+ */
+bool iobus_connect_recovered(const struct iobus_connect *req);
+
+/**
  * Accepts the connection. Consumes `req` (also when the client has
  * already left, which returns `IOBUS_ERR_DISCONNECTED`).
  */
@@ -754,7 +822,10 @@ int32_t iobus_server_poll_fd(const struct iobus_server *server);
 /**
  * In `IOBUS_DISPATCH_POLL` mode: runs up to `max_events` pending callbacks
  * on the calling thread and writes how many ran to `*processed_out` (may be
- * NULL). Never blocks waiting for events. Not allowed from inside a callback.
+ * NULL). What has no callback (a subscription's record, a completion asked
+ * for with a NULL callback) counts as run and is released: a connection is
+ * refused, an ack handle dropped unanswered, a completion dropped. Never
+ * blocks waiting for events. Not allowed from inside a callback.
  */
 enum iobus_status iobus_server_poll(struct iobus_server *server,
                                     size_t max_events,
@@ -779,7 +850,7 @@ enum iobus_status iobus_server_poll(struct iobus_server *server,
  * |---|---|---|
  * | 0 | 4 | `u32` size of the whole record, this field included |
  * | 4 | 1 | `u8` kind (`iobus_record_kind`) |
- * | 5 | 1 | `u8` status: an `iobus_ack_status` for ACK and BROADCAST_ACK, else 0 |
+ * | 5 | 1 | `u8` status: an `iobus_ack_status` for ACK and BROADCAST_ACK, 1 for a CONNECT that recovers a dropped socket (`iobus_connect_recovered`), else 0 |
  * | 6 | 2 | zero |
  * | 8 | 8 | `u64` user data: the `user_data` of the registration (callback or subscription), or of the call that asked for the completion (ACK, BROADCAST_ACK, SOCKETS, ROOMS) |
  * | 16 | 8 | `u64` handle or number, by kind (below) |
@@ -1003,7 +1074,9 @@ enum iobus_status iobus_socket_handshake(struct iobus_server *server,
  * JSON value (`json` is `len` bytes, or NUL-terminated with `SIZE_MAX`),
  * kept with the socket for its lifetime and reported by
  * `iobus_selection_fetch_sockets` (also to other servers of a cluster).
- * NULL sets `null`.
+ * NULL sets `null`. With connection state recovery, a socket that dropped
+ * and may still be recovered can be given its data too (for example from
+ * the disconnect callback): a recovery brings it back.
  */
 enum iobus_status iobus_socket_set_data(struct iobus_server *server,
                                         const char *sid,
@@ -1104,7 +1177,7 @@ enum iobus_status iobus_selection_disconnect(struct iobus_server *server,
  * those in any of `except_rooms`, minus the socket `except_sid` (NULL: none;
  * use the sender's id for "broadcast from a socket"). `flags`:
  * `IOBUS_EMIT_VOLATILE`. Arguments as in `iobus_socket_emit`. The packet is
- * encoded once for all recipients.
+ * encoded once for all recipients. Superseded by `iobus_selection_emit`.
  */
 enum iobus_status iobus_namespace_emit(struct iobus_server *server,
                                        const char *nsp,
@@ -1123,7 +1196,8 @@ enum iobus_status iobus_namespace_emit(struct iobus_server *server,
 /**
  * The ids of the sockets of `nsp` in any of `rooms` (none: all), as a JSON
  * array of strings (sorted), written to `*json_out` (free with
- * `iobus_string_free`).
+ * `iobus_string_free`). This server's sockets only; superseded by
+ * `iobus_selection_fetch_sockets`.
  */
 enum iobus_status iobus_namespace_fetch_sockets(struct iobus_server *server,
                                                 const char *nsp,
@@ -1134,6 +1208,7 @@ enum iobus_status iobus_namespace_fetch_sockets(struct iobus_server *server,
 
 /**
  * Makes the sockets of `nsp` in any of `rooms` (none: all) join `room`.
+ * Superseded by `iobus_selection_join`.
  */
 enum iobus_status iobus_namespace_sockets_join(struct iobus_server *server,
                                                const char *nsp,
@@ -1143,6 +1218,7 @@ enum iobus_status iobus_namespace_sockets_join(struct iobus_server *server,
 
 /**
  * Makes the sockets of `nsp` in any of `rooms` (none: all) leave `room`.
+ * Superseded by `iobus_selection_leave`.
  */
 enum iobus_status iobus_namespace_sockets_leave(struct iobus_server *server,
                                                 const char *nsp,
@@ -1152,7 +1228,8 @@ enum iobus_status iobus_namespace_sockets_leave(struct iobus_server *server,
 
 /**
  * Disconnects the sockets of `nsp` in any of `rooms` (none: all); with
- * `close`, their whole connections.
+ * `close`, their whole connections. Superseded by
+ * `iobus_selection_disconnect`.
  */
 enum iobus_status iobus_namespace_disconnect_sockets(struct iobus_server *server,
                                                      const char *nsp,
@@ -1162,7 +1239,8 @@ enum iobus_status iobus_namespace_disconnect_sockets(struct iobus_server *server
 
 /**
  * The rooms of `nsp` that have members, as a JSON array (sorted), written
- * to `*json_out` (free with `iobus_string_free`).
+ * to `*json_out` (free with `iobus_string_free`). This server's rooms
+ * only; `iobus_namespace_all_rooms` asks every server.
  */
 enum iobus_status iobus_namespace_rooms(struct iobus_server *server,
                                         const char *nsp,

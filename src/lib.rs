@@ -8,6 +8,8 @@ pub mod engine;
 pub mod ffi;
 mod http;
 pub mod protocol;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod sched;
 pub mod server;
 mod sid;

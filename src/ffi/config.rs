@@ -212,6 +212,51 @@ pub unsafe extern "C" fn iobus_config_set_cors_max_age(cfg: *mut iobus_config, s
     })
 }
 
+/// Connection state recovery (off by default, as in Socket.IO). When
+/// `enabled`: the CONNECT reply carries a private id, every packet sent to
+/// clients without an ack id and not volatile (broadcasts and direct emits)
+/// is stored with an offset appended as its last argument, and a socket
+/// that drops for a recoverable reason (`transport close`, `transport
+/// error`, `ping timeout`, `forced close`, `server shutting down`, `forced
+/// server close`) is kept for `max_disconnection_ms` (1 ms to a day; 0 means
+/// Socket.IO's 120000). A client back within that time gets its socket id,
+/// rooms and data back and every packet it missed, in order, before the
+/// CONNECT reply — on every drop, and also when it never received a stored
+/// packet. With `skip_middlewares` (Socket.IO's default) the connect
+/// callback of a recovered socket only tells the host (the connection is
+/// already accepted, see `iobus_connect_recovered`); without it the host
+/// decides as for any connection. The log keeps at most
+/// `max_disconnection_ms` of packets and `max_log_bytes` bytes per namespace
+/// (1 KiB to 1 GiB; 0 means 32 MiB), oldest first; a client whose missed
+/// packets were dropped from it gets an ordinary new session.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_config_set_connection_state_recovery(
+    cfg: *mut iobus_config,
+    enabled: bool,
+    max_disconnection_ms: u64,
+    skip_middlewares: bool,
+    max_log_bytes: usize,
+) -> iobus_status {
+    with(cfg, |c| {
+        if !enabled {
+            c.options.connection_state_recovery = None;
+            return Ok(());
+        }
+        let defaults = crate::server::RecoveryOptions::default();
+        let max_disconnection_duration = match max_disconnection_ms {
+            0 => defaults.max_disconnection_duration,
+            ms => positive(ms, "max disconnection duration")?,
+        };
+        let max_log_bytes = match max_log_bytes {
+            0 => defaults.max_log_bytes,
+            n => bytes_in_range(n, 1024, "recovery log size")?,
+        };
+        c.options.connection_state_recovery =
+            Some(crate::server::RecoveryOptions { max_disconnection_duration, skip_middlewares, max_log_bytes });
+        Ok(())
+    })
+}
+
 /// Most binary attachments one incoming packet may carry (0 to 1000,
 /// default 10; 0 refuses binary packets).
 #[unsafe(no_mangle)]

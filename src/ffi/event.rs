@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::ffi::{CString, c_char};
 use std::ptr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -96,6 +97,10 @@ pub struct iobus_ack {
 /// `iobus_connect_reject` (from any thread, at any time) consumes it.
 pub struct iobus_connect {
     request: Option<ConnectRequest>,
+    /// A recovered socket already back in (connection state recovery with
+    /// `skip_middlewares`): the host is told, not asked.
+    accepted: Option<Arc<Socket>>,
+    recovered: bool,
     pending: PendingSockets,
     socket_id: crate::Sid,
     nsp: CString,
@@ -113,9 +118,32 @@ impl iobus_connect {
             sid: c_string(socket.id().as_str()),
             auth: c_string(&auth),
             socket_id: socket.id(),
+            recovered: socket.recovering(),
+            accepted: None,
             request: Some(request),
             pending,
         })
+    }
+
+    /// The notice of a socket recovered without asking the host (its
+    /// connection is already accepted).
+    pub(crate) fn recovered(socket: Arc<Socket>, pending: PendingSockets) -> iobus_connect {
+        let auth = serde_json::to_string(socket.handshake().auth()).unwrap_or_else(|_| "{}".into());
+        iobus_connect {
+            nsp: c_string(socket.namespace().name()),
+            sid: c_string(socket.id().as_str()),
+            auth: c_string(&auth),
+            socket_id: socket.id(),
+            recovered: true,
+            accepted: Some(socket),
+            request: None,
+            pending,
+        }
+    }
+
+    /// Whether the connection recovers a dropped socket.
+    pub(crate) fn is_recovered(&self) -> bool {
+        self.recovered
     }
 }
 
@@ -127,7 +155,7 @@ impl iobus_connect {
 
     /// The handshake JSON, while the client is still there.
     pub(crate) fn handshake(&self) -> Option<String> {
-        self.request.as_ref().and_then(ConnectRequest::socket).map(|s| handshake_json(s))
+        self.request.as_ref().and_then(ConnectRequest::socket).or(self.accepted.as_ref()).map(|s| handshake_json(s))
     }
 
     /// Refuses the connection (nobody decided on it).
@@ -298,9 +326,23 @@ pub unsafe extern "C" fn iobus_connect_handshake(
             .request
             .as_ref()
             .and_then(ConnectRequest::socket)
+            .or(r.accepted.as_ref())
             .ok_or_else(|| Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, "gone"))?;
         unsafe { convert::give_string(handshake_json(socket), json_out, len_out) }
     })
+}
+
+/// Whether this connection recovers a socket that dropped (connection
+/// state recovery, see `iobus_config_set_connection_state_recovery`): the
+/// socket has its old id, and once in, its rooms, data and the packets it
+/// missed. With `skip_middlewares` the connection is already accepted when
+/// the callback runs: the host is told, not asked (`iobus_connect_accept`
+/// does nothing more, `iobus_connect_reject` disconnects it again). False
+/// for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_connect_recovered(req: *const iobus_connect) -> bool {
+    // SAFETY: NULL or a handle given to the connect callback.
+    unsafe { req.as_ref() }.is_some_and(iobus_connect::is_recovered)
 }
 
 /// Accepts the connection. Consumes `req` (also when the client has
@@ -313,6 +355,14 @@ pub unsafe extern "C" fn iobus_connect_accept(req: *mut iobus_connect) -> iobus_
         }
         // SAFETY: a handle given to the connect callback, not yet consumed.
         let mut r = unsafe { Box::from_raw(req) };
+        if let Some(socket) = r.accepted.take() {
+            // Recovered without asking: already in.
+            return if socket.connected() {
+                Ok(())
+            } else {
+                Err(Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, "the client left"))
+            };
+        }
         match r.request.take().and_then(ConnectRequest::accept) {
             Some(_) => Ok(()),
             None => Err(Error::new(iobus_status::IOBUS_ERR_DISCONNECTED, "the client left before the answer")),
@@ -340,6 +390,10 @@ pub unsafe extern "C" fn iobus_connect_reject(
         let mut r = unsafe { Box::from_raw(req) };
         if let Some(request) = r.request.take() {
             request.reject(&message, data);
+        }
+        // A recovered socket is already in: refusing it disconnects it.
+        if let Some(socket) = r.accepted.take() {
+            socket.disconnect(false);
         }
         Ok(())
     })

@@ -49,6 +49,23 @@ fn connect_handler(
     }
 }
 
+/// A socket recovered without asking the connect handler (connection state
+/// recovery with `skip_middlewares`): the host still hears of it, through
+/// its connect callback or record, with the connection already accepted.
+fn recovered_handler(
+    dispatch: Arc<Dispatcher>,
+    pending: PendingSockets,
+    sink: Sink<ConnectFn>,
+) -> impl Fn(&Arc<Socket>) + Send + Sync + 'static {
+    move |socket| {
+        let skipped = socket.namespace().recovery().is_some_and(|log| log.options().skip_middlewares);
+        if socket.recovered() && skipped {
+            let req = iobus_connect::recovered(socket.clone(), pending.clone());
+            dispatch.push(Box::new(ConnectJob { cb: sink.cb, user: sink.user, req, handshake: OnceCell::new() }));
+        }
+    }
+}
+
 fn event_handler(
     dispatch: Arc<Dispatcher>,
     sink: Sink<EventFn>,
@@ -100,13 +117,17 @@ enum Handler {
 fn install(s: &iobus_server, namespace: &Namespace, slot: Slot<'_>, handler: Option<(Handler, UserData)>) {
     let dispatch = s.dispatch.clone();
     match (slot, handler) {
-        (Slot::Connect, None) => namespace.on_connect(drop),
+        (Slot::Connect, None) => {
+            namespace.on_connect(drop);
+            namespace.on_connection(|_| {});
+        }
         (Slot::Event(Some(name)), None) => namespace.off(name),
         (Slot::Event(None), None) => namespace.on_any(|_, _, _, _| {}),
         (Slot::Disconnect, None) => namespace.on_disconnecting(|_, _| {}),
         (Slot::ServerSide, None) => namespace.off_server_side_emit(),
         (Slot::Connect, Some((Handler::Connect(cb), user))) => {
-            namespace.on_connect(connect_handler(dispatch, s.pending.clone(), Sink { cb, user }));
+            namespace.on_connect(connect_handler(dispatch.clone(), s.pending.clone(), Sink { cb, user }));
+            namespace.on_connection(recovered_handler(dispatch, s.pending.clone(), Sink { cb, user }));
         }
         (Slot::Event(Some(name)), Some((Handler::Event(cb), user))) => {
             let handler = event_handler(dispatch, Sink { cb, user });

@@ -25,6 +25,7 @@
 // In the order the header presents them (cbindgen follows this order).
 pub mod types;
 
+pub mod cluster;
 pub mod config;
 pub mod event;
 
@@ -45,6 +46,9 @@ mod convert;
 mod dispatch;
 #[cfg(test)]
 mod tests;
+
+#[doc(hidden)]
+pub use convert::fuzz_payload;
 
 use std::cell::RefCell;
 use std::ffi::{CString, c_char};

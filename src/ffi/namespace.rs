@@ -46,7 +46,7 @@ impl iobus_server {
 /// those in any of `except_rooms`, minus the socket `except_sid` (NULL: none;
 /// use the sender's id for "broadcast from a socket"). `flags`:
 /// `IOBUS_EMIT_VOLATILE`. Arguments as in `iobus_socket_emit`. The packet is
-/// encoded once for all recipients.
+/// encoded once for all recipients. Superseded by `iobus_selection_emit`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_namespace_emit(
     server: *mut iobus_server,
@@ -83,7 +83,8 @@ pub unsafe extern "C" fn iobus_namespace_emit(
 
 /// The ids of the sockets of `nsp` in any of `rooms` (none: all), as a JSON
 /// array of strings (sorted), written to `*json_out` (free with
-/// `iobus_string_free`).
+/// `iobus_string_free`). This server's sockets only; superseded by
+/// `iobus_selection_fetch_sockets`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_namespace_fetch_sockets(
     server: *mut iobus_server,
@@ -105,6 +106,7 @@ pub unsafe extern "C" fn iobus_namespace_fetch_sockets(
 }
 
 /// Makes the sockets of `nsp` in any of `rooms` (none: all) join `room`.
+/// Superseded by `iobus_selection_join`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_namespace_sockets_join(
     server: *mut iobus_server,
@@ -123,6 +125,7 @@ pub unsafe extern "C" fn iobus_namespace_sockets_join(
 }
 
 /// Makes the sockets of `nsp` in any of `rooms` (none: all) leave `room`.
+/// Superseded by `iobus_selection_leave`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_namespace_sockets_leave(
     server: *mut iobus_server,
@@ -141,7 +144,8 @@ pub unsafe extern "C" fn iobus_namespace_sockets_leave(
 }
 
 /// Disconnects the sockets of `nsp` in any of `rooms` (none: all); with
-/// `close`, their whole connections.
+/// `close`, their whole connections. Superseded by
+/// `iobus_selection_disconnect`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_namespace_disconnect_sockets(
     server: *mut iobus_server,
@@ -160,7 +164,8 @@ pub unsafe extern "C" fn iobus_namespace_disconnect_sockets(
 }
 
 /// The rooms of `nsp` that have members, as a JSON array (sorted), written
-/// to `*json_out` (free with `iobus_string_free`).
+/// to `*json_out` (free with `iobus_string_free`). This server's rooms
+/// only; `iobus_namespace_all_rooms` asks every server.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_namespace_rooms(
     server: *mut iobus_server,

@@ -196,7 +196,8 @@ impl Job for ConnectJob {
         let req = Box::new(req);
         let handle = &*req as *const iobus_connect as usize as u64;
         let (nsp, sid) = req.names();
-        let mut w = Writer::new(out, iobus_record_kind::IOBUS_RECORD_CONNECT, 0, user, handle);
+        let recovered = u8::from(req.is_recovered());
+        let mut w = Writer::new(out, iobus_record_kind::IOBUS_RECORD_CONNECT, recovered, user, handle);
         w.field(nsp);
         w.field(sid);
         w.field(handshake.as_bytes());

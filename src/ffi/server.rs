@@ -238,7 +238,10 @@ pub unsafe extern "C" fn iobus_server_poll_fd(server: *const iobus_server) -> i3
 
 /// In `IOBUS_DISPATCH_POLL` mode: runs up to `max_events` pending callbacks
 /// on the calling thread and writes how many ran to `*processed_out` (may be
-/// NULL). Never blocks waiting for events. Not allowed from inside a callback.
+/// NULL). What has no callback (a subscription's record, a completion asked
+/// for with a NULL callback) counts as run and is released: a connection is
+/// refused, an ack handle dropped unanswered, a completion dropped. Never
+/// blocks waiting for events. Not allowed from inside a callback.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_server_poll(
     server: *mut iobus_server,
@@ -279,7 +282,7 @@ pub unsafe extern "C" fn iobus_server_poll(
 /// |---|---|---|
 /// | 0 | 4 | `u32` size of the whole record, this field included |
 /// | 4 | 1 | `u8` kind (`iobus_record_kind`) |
-/// | 5 | 1 | `u8` status: an `iobus_ack_status` for ACK and BROADCAST_ACK, else 0 |
+/// | 5 | 1 | `u8` status: an `iobus_ack_status` for ACK and BROADCAST_ACK, 1 for a CONNECT that recovers a dropped socket (`iobus_connect_recovered`), else 0 |
 /// | 6 | 2 | zero |
 /// | 8 | 8 | `u64` user data: the `user_data` of the registration (callback or subscription), or of the call that asked for the completion (ACK, BROADCAST_ACK, SOCKETS, ROOMS) |
 /// | 16 | 8 | `u64` handle or number, by kind (below) |

@@ -205,7 +205,9 @@ pub unsafe extern "C" fn iobus_socket_handshake(
 /// JSON value (`json` is `len` bytes, or NUL-terminated with `SIZE_MAX`),
 /// kept with the socket for its lifetime and reported by
 /// `iobus_selection_fetch_sockets` (also to other servers of a cluster).
-/// NULL sets `null`.
+/// NULL sets `null`. With connection state recovery, a socket that dropped
+/// and may still be recovered can be given its data too (for example from
+/// the disconnect callback): a recovery brings it back.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iobus_socket_set_data(
     server: *mut iobus_server,
@@ -215,10 +217,20 @@ pub unsafe extern "C" fn iobus_socket_set_data(
 ) -> iobus_status {
     guard(|| {
         let s = server_ref(server)?;
-        let socket = s.socket(sid)?;
         let value = unsafe { convert::json_value(json, len, "json") }?.unwrap_or(serde_json::Value::Null);
-        *socket.data() = value;
-        Ok(())
+        match s.socket(sid) {
+            Ok(socket) => {
+                *socket.data() = value;
+                Ok(())
+            }
+            // A socket that dropped and may still be recovered keeps its
+            // data: a host whose copy is final only in its disconnect
+            // callback stores it here.
+            Err(e) => {
+                let text = unsafe { convert::text(sid, "sid") }?;
+                if s.server.set_dropped_socket_data(text, value) { Ok(()) } else { Err(e) }
+            }
+        }
     })
 }
 

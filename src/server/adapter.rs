@@ -113,6 +113,12 @@ pub struct BroadcastAckResult {
 
 type AckDone = Box<dyn FnOnce(BroadcastAckResult) + Send>;
 
+/// Where a forwarding collector sends what it learns.
+struct AckForward {
+    clients: Box<dyn Fn(usize) + Send + Sync>,
+    reply: Box<dyn Fn(Payload) + Send + Sync>,
+}
+
 #[derive(Default)]
 struct AckState {
     replies: Vec<Payload>,
@@ -125,6 +131,8 @@ struct AckState {
     timer: Option<tokio::task::AbortHandle>,
     /// Local sockets still holding an ack entry, to clear on timeout.
     waiting: Vec<(Weak<Socket>, u64)>,
+    /// Set for a collector that passes counts and replies on (to another node).
+    forward: Option<Arc<AckForward>>,
 }
 
 /// Collects the replies of an emit with acks sent to many clients, possibly
@@ -172,6 +180,22 @@ impl BroadcastAcks {
         acks
     }
 
+    /// A collector for this node's part of a broadcast with acks that
+    /// another node asked for: it collects nothing, but passes on this
+    /// node's client count and each reply as they come, so that the asking
+    /// node counts them. With a timeout, the recipients' ack entries are
+    /// cleared when it passes.
+    pub fn forwarding(
+        timeout: Option<Duration>,
+        runtime: Option<&tokio::runtime::Handle>,
+        clients: impl Fn(usize) + Send + Sync + 'static,
+        reply: impl Fn(Payload) + Send + Sync + 'static,
+    ) -> Arc<BroadcastAcks> {
+        let acks = BroadcastAcks::new(timeout, runtime, |_| {});
+        acks.state.lock().forward = Some(Arc::new(AckForward { clients: Box::new(clients), reply: Box::new(reply) }));
+        acks
+    }
+
     /// How many servers will report (`add_clients`) — the in-memory adapter
     /// says 1; an adapter for several nodes says how many nodes it asked.
     pub fn expect_servers(&self, n: usize) {
@@ -183,6 +207,11 @@ impl BroadcastAcks {
     /// One server reports how many replies to expect from it.
     pub fn add_clients(&self, n: usize) {
         let mut state = self.state.lock();
+        if let Some(forward) = state.forward.clone() {
+            drop(state);
+            (forward.clients)(n);
+            return;
+        }
         state.servers_reported += 1;
         state.expected += n;
         self.check(state);
@@ -191,6 +220,11 @@ impl BroadcastAcks {
     /// A reply arrived.
     pub fn reply(&self, payload: Payload) {
         let mut state = self.state.lock();
+        if let Some(forward) = state.forward.clone() {
+            drop(state);
+            (forward.reply)(payload);
+            return;
+        }
         if state.done.is_none() {
             return;
         }
@@ -349,6 +383,18 @@ impl Adapter for MemoryAdapter {}
 pub trait AdapterFactory: Send + Sync + fmt::Debug + 'static {
     /// The adapter of namespace `nsp`.
     fn create(&self, nsp: &str) -> Arc<dyn Adapter>;
+
+    /// The server is starting, after the adapters of its namespaces started:
+    /// connections the adapters share are opened here. An error fails
+    /// [`Server::start`](super::Server::start) with it. Called from the
+    /// thread that starts the server, never from a network thread, so it may
+    /// wait (briefly) for a connection.
+    fn start(&self, _runtime: &tokio::runtime::Handle) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// The server stopped, after the adapters of its namespaces stopped.
+    fn stop(&self) {}
 }
 
 /// Makes [`MemoryAdapter`]s.
@@ -403,6 +449,23 @@ mod tests {
         let (acks, out) = collector();
         acks.expect_servers(0);
         assert!(out.lock().is_some());
+    }
+
+    #[test]
+    fn a_forwarding_collector_passes_counts_and_replies_on() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (counts, replies) = (seen.clone(), seen.clone());
+        let acks = BroadcastAcks::forwarding(
+            None,
+            None,
+            move |n| counts.lock().push(json!({ "clients": n })),
+            move |p| replies.lock().push(json!({ "reply": p.args })),
+        );
+        acks.add_clients(2);
+        acks.reply(Payload::one(json!("a")));
+        acks.reply(Payload::one(json!("b")));
+        assert_eq!(*seen.lock(), vec![json!({"clients": 2}), json!({"reply": ["a"]}), json!({"reply": ["b"]})]);
+        assert!(!acks.is_done(), "it collects nothing and completes nothing");
     }
 
     #[test]

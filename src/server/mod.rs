@@ -306,6 +306,12 @@ impl Server {
         self.inner.namespaces.read().values().find_map(|nsp| nsp.socket(sid))
     }
 
+    /// Replaces the application data kept for a socket that dropped and may
+    /// still be recovered (connection state recovery); whether one was kept.
+    pub fn set_dropped_socket_data(&self, sid: &str, data: serde_json::Value) -> bool {
+        self.namespaces().iter().any(|nsp| nsp.recovery().is_some_and(|log| log.update_data(sid, data.clone())))
+    }
+
     /// The namespaces that exist now.
     pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
         self.inner.namespaces.read().values().cloned().collect()
@@ -329,7 +335,9 @@ impl Server {
     }
 
     /// Binds `addr` and serves it from a new background runtime. Returns the
-    /// bound address (useful with port 0).
+    /// bound address (useful with port 0). Fails, without serving, when the
+    /// address cannot be bound or the adapter cannot reach what connects
+    /// the nodes (a Redis server).
     pub fn start(&self, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
         let mut running = self.running.lock();
         if running.is_some() {
@@ -378,6 +386,22 @@ impl Server {
         for nsp in self.namespaces() {
             nsp.adapter().start(&nsp, &handle);
         }
+        // Shared adapter connections (a Redis server, ...) open last, so
+        // that they serve every namespace that exists; failing, they fail
+        // the start.
+        if let Err(e) = self.inner.shared.adapter.start(&handle) {
+            *self.inner.shared.runtime.write() = None;
+            for nsp in self.namespaces() {
+                nsp.adapter().stop();
+            }
+            self.inner.shared.adapter.stop();
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            }
+            return Err(e);
+        }
         let router = Arc::new(Router::new(engines.clone(), bundle, self.inner.options.static_dir.clone()));
         let shutdown = Arc::new(tokio::sync::Notify::new());
         runtime.spawn(crate::http::serve(listener, router, self.inner.options.http.clone(), shutdown.clone()));
@@ -410,6 +434,7 @@ impl Server {
                 log.clear();
             }
         }
+        self.inner.shared.adapter.stop();
         if tokio::runtime::Handle::try_current().is_ok() {
             running.runtime.shutdown_background();
         } else {

@@ -118,6 +118,13 @@ impl RoomIndex {
         index.members.keys().cloned().chain(index.sockets.keys().map(Sid::to_string)).collect()
     }
 
+    /// Whether anyone is in a room (a socket's own room included), at the
+    /// cost of one lookup however large the room.
+    pub fn has_room(&self, room: &str) -> bool {
+        let index = self.index.read();
+        index.members.contains_key(room) || Sid::parse(room).is_some_and(|sid| index.sockets.contains_key(&sid))
+    }
+
     /// How many sockets are in a room (0 for a room nobody is in).
     pub fn room_size(&self, room: &str) -> usize {
         let index = self.index.read();
@@ -200,6 +207,7 @@ mod tests {
         assert_eq!(all(&[], &["r1"], &[]), vec![s3]);
         assert_eq!(all(&["nobody"], &[], &[]), vec![]);
         assert_eq!(a.room_size("r2"), 2);
+        assert!(a.has_room("r2") && a.has_room(s1.as_str()) && !a.has_room("nobody"));
         assert_eq!(a.room_size(s1.as_str()), 1);
         a.del(s1, "r1");
         assert_eq!(all(&["r1"], &[], &[]), vec![s2]);

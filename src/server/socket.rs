@@ -331,6 +331,13 @@ impl Socket {
         self.recovered.load(Ordering::Acquire)
     }
 
+    /// Whether this socket is a recovery waiting for the connect decision
+    /// (connection state recovery without `skip_middlewares`): accepting it
+    /// brings back the dropped socket's rooms, data and missed packets.
+    pub fn recovering(&self) -> bool {
+        self.restore.lock().is_some()
+    }
+
     /// Whether the socket is connected.
     pub fn connected(&self) -> bool {
         self.state.load(Ordering::Acquire) == CONNECTED

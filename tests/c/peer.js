@@ -14,6 +14,8 @@
 //        answered with {"t":"reply_set",…} once in force
 //   {"op":"disconnect","c":"a"}   socket.disconnect() (client namespace disconnect)
 //   {"op":"close","c":"a"}        closes the whole connection (transport close)
+//   {"op":"drop","c":"a"}         closes the transport under a client connected with
+//                                 "reconnection":true, which then reconnects (and may recover)
 //   {"op":"quit"}
 //
 // Output lines, keys always in this order so that tests can match substrings:
@@ -80,7 +82,10 @@ function connect(cmd) {
   const nsp = cmd.nsp || '/';
   const socket = io(base + (nsp === '/' ? '' : nsp), {
     forceNew: true,
-    reconnection: false,
+    reconnection: cmd.reconnection === true,
+    reconnectionDelay: 200,
+    reconnectionDelayMax: 200,
+    randomizationFactor: 0,
     timeout: cmd.timeout || 10000,
     transports: cmd.transports || ['websocket'],
     path: cmd.path || '/socket.io/',
@@ -90,7 +95,7 @@ function connect(cmd) {
   });
   const entry = { socket, replies: new Map() };
   clients.set(cmd.c, entry);
-  socket.on('connect', () => out({ t: 'connect', c: cmd.c, sid: socket.id }));
+  socket.on('connect', () => out({ t: 'connect', c: cmd.c, sid: socket.id, recovered: socket.recovered === true }));
   socket.on('connect_error', (err) => {
     const line = { t: 'connect_error', c: cmd.c, message: err.message };
     if (err.data !== undefined) line.data = encode(err.data);
@@ -136,6 +141,8 @@ function handle(cmd) {
       for (let i = 0; i < cmd.count; i += 1) socket.emit(cmd.event, i);
       return out({ t: 'sent', c: cmd.c, seq: cmd.seq === undefined ? null : cmd.seq });
     }
+    case 'drop':
+      return client(cmd.c).socket.io.engine.close();
     case 'reply':
       client(cmd.c).replies.set(cmd.event, { mode: cmd.mode || 'echo', args: cmd.args, delay: cmd.delay || 0 });
       return out({ t: 'reply_set', c: cmd.c, event: cmd.event });

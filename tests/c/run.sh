@@ -41,7 +41,7 @@ VALGRIND_ARGS=(-q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=
     --show-leak-kinds=definite,indirect --child-silent-after-fork=yes
     --fair-sched=yes)
 
-C_TESTS=(test_basics test_events test_poll test_selection test_records)
+C_TESTS=(test_basics test_events test_poll test_selection test_records test_recovery test_cluster)
 CXX_TESTS=(test_cpp)
 
 export IOBUS_PEER_JS="$ROOT/tests/c/peer.js"

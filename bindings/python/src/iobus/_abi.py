@@ -53,6 +53,11 @@ ACK_DISCONNECTED = 2
 DISPATCH_THREAD = 0
 DISPATCH_POLL = 1
 
+# ---- iobus_redis_mode: how nodes talk through Redis ---------------------------------
+
+REDIS_PUBSUB = 0
+REDIS_PUBSUB_OWN_RESPONSE_CHANNEL = 1
+
 # ---- iobus_record_kind: what a record describes -------------------------------------
 
 RECORD_CONNECT = 0

@@ -1,0 +1,18 @@
+# Scale-out over Redis (src/redis): Debian's redis-server for the tests (each
+# test starts and stops its own instances on free ports), the npm side of
+# the mixed-cluster tests (tests/cluster: socket.io 4.8 with
+# @socket.io/redis-adapter 8.3, @socket.io/redis-emitter), then the cluster
+# tests themselves (tests/redis_cluster.rs, ignored by a plain `cargo test`).
+#   make setup-redis   install redis-server (apt) and tests/cluster's packages
+#   make test-redis    that, then the Redis cluster tests
+
+.PHONY: setup-redis test-redis
+
+setup-redis:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	cd tests/cluster && $(NPM_INSTALL)
+
+test-redis: setup-redis
+	$(CARGO) test --test redis_cluster -- --include-ignored
