@@ -39,6 +39,16 @@ export interface ServerOptions {
   allowUpgrades?: boolean;
   /** Browser origins allowed (`true` or "*": any), credentials, preflight cache. */
   cors?: { origin?: string | string[] | boolean; credentials?: boolean; maxAge?: number };
+  /**
+   * Connection state recovery (off unless given, as in socket.io): a client
+   * that dropped for a recoverable reason and comes back within
+   * `maxDisconnectionDuration` ms (default 120000) gets its socket id, rooms
+   * and `data` back (kept as JSON) and every packet it missed;
+   * `socket.recovered` is then true. With `skipMiddlewares` (default true)
+   * `io.use` middlewares do not run for it. iobus: `maxLogBytes` bounds the
+   * packets kept per namespace (default 32 MiB).
+   */
+  connectionStateRecovery?: { maxDisconnectionDuration?: number; skipMiddlewares?: boolean; maxLogBytes?: number };
   /** Whether `<path>socket.io.js` is served. Default true. */
   serveClient?: boolean;
   /** iobus: the socket.io-client `dist/` directory to serve (default: the installed package's). */
@@ -179,6 +189,7 @@ export class Socket extends EventEmitter {
   data: any;
   connected: boolean;
   readonly disconnected: boolean;
+  /** Whether this connection recovered a socket that dropped (connectionStateRecovery). */
   readonly recovered: boolean;
   /** The rooms the socket is in, its id included (a fresh Set). */
   readonly rooms: Set<Room>;

@@ -11,7 +11,7 @@
 
 const { lib, AckStatus, JSON_NUL_TERMINATED } = require("./native");
 const { decodeArgs } = require("./payload");
-const { Kind, Handle } = require("./records");
+const { Kind, Handle, CONNECT_RECOVERED } = require("./records");
 const { Socket } = require("./socket");
 const { handshakeOf } = require("./handshake");
 const { fire } = require("./listeners");
@@ -34,7 +34,7 @@ class Delivery {
         const nsp = this._namespaceField(rd, id);
         const sid = rd.latin1();
         const handshake = rd.text();
-        return this._connect(id, rd.handle, nsp, sid, handshake);
+        return this._connect(id, rd.handle, nsp, sid, handshake, rd.status === CONNECT_RECOVERED);
       }
       case Kind.EVENT: {
         const nsp = this._namespaceField(rd, id);
@@ -154,9 +154,11 @@ class Delivery {
 
   /**
    * A connection to namespace `nsp` (a name only under the dynamic pattern;
-   * else registration `id` tells) waiting for a decision through `req`.
+   * else registration `id` tells) waiting for a decision through `req`;
+   * `recovered` when it brings back a socket that dropped (connection state
+   * recovery), whose data the library kept.
    */
-  _connect(id, req, nsp, sid, handshakeJson) {
+  _connect(id, req, nsp, sid, handshakeJson, recovered) {
     const server = this.server;
     server._pending.add(req);
     if (server._closing) {
@@ -179,7 +181,9 @@ class Delivery {
         }
         return;
       }
-      namespace._admit(new Socket(namespace, sid, handshake), req);
+      const socket = new Socket(namespace, sid, handshake);
+      if (recovered) socket._recover();
+      namespace._admit(socket, req);
     };
     if (id !== this.handlers.dynamicId) return admit(this.handlers.target(id));
     const known = server._nsps.get(nsp);

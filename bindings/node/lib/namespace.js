@@ -155,12 +155,14 @@ class Namespace extends EventEmitter {
   /**
    * Runs the middlewares for a new socket, then accepts or refuses it through
    * the library's connect handle `req` (which `server._pending` tracks until
-   * it is answered).
+   * it is answered). A recovered socket skips them with the
+   * `skipMiddlewares` option (the library has accepted it already).
    */
   _admit(socket, req) {
     const server = this.server;
     const report = server._report;
-    const fns = this._fns.slice();
+    const skip = socket.recovered && server._recovery !== null && server._recovery.skipMiddlewares;
+    const fns = skip ? [] : this._fns.slice();
     const decide = (err) => {
       if (!server._pending.delete(req)) {
         socket._release(); // answered already (the server closed)

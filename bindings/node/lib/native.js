@@ -343,6 +343,7 @@ const SIGNATURES = Object.freeze({
   iobus_config_set_client_dir: ["i", "ps"],
   iobus_config_set_static_dir: ["i", "ps"],
   iobus_config_set_dispatch: ["i", "pi"],
+  iobus_config_set_connection_state_recovery: ["i", "pbubu"],
 
   iobus_ack_send: ["i", "psnpu"],
   iobus_ack_free: ["v", "p"],

@@ -83,7 +83,32 @@ function configure(cfg, opts) {
   const clientDir = opts.clientDir || (serveClient && !process.env.IOBUS_CLIENT_DIR ? clientDist() : null);
   if (clientDir) set(lib.iobus_config_set_client_dir(cfg, path.resolve(clientDir)), "clientDir");
   if (opts.staticDir) set(lib.iobus_config_set_static_dir(cfg, path.resolve(opts.staticDir)), "staticDir");
+  const recovery = recoveryOptions(opts);
+  if (recovery !== null) {
+    const { maxDisconnectionDuration, skipMiddlewares, maxLogBytes } = recovery;
+    set(
+      lib.iobus_config_set_connection_state_recovery(cfg, true, maxDisconnectionDuration, skipMiddlewares, maxLogBytes),
+      "connectionStateRecovery",
+    );
+  }
   set(lib.iobus_config_set_dispatch(cfg, Dispatch.POLL), "dispatch");
+}
+
+/**
+ * socket.io's `connectionStateRecovery` option with its defaults
+ * (`maxDisconnectionDuration` 120000 ms, `skipMiddlewares` true; iobus's
+ * `maxLogBytes`, 0: the library's 32 MiB), or null when recovery is off.
+ */
+function recoveryOptions(opts) {
+  const given = opts.connectionStateRecovery;
+  if (!given) return null;
+  const r = typeof given === "object" ? given : {};
+  return {
+    maxDisconnectionDuration:
+      r.maxDisconnectionDuration === undefined ? 120000 : count(r.maxDisconnectionDuration, "connectionStateRecovery.maxDisconnectionDuration"),
+    skipMiddlewares: r.skipMiddlewares === undefined ? true : !!r.skipMiddlewares,
+    maxLogBytes: r.maxLogBytes === undefined ? 0 : count(r.maxLogBytes, "connectionStateRecovery.maxLogBytes"),
+  };
 }
 
 /** A new iobus_server handle configured by `opts`; throws on a bad option. */
@@ -99,4 +124,4 @@ function createHandle(opts) {
   }
 }
 
-module.exports = { createHandle };
+module.exports = { createHandle, recoveryOptions };

@@ -24,6 +24,9 @@ const Kind = Object.freeze({
   SERVER_SIDE_EMIT: 7,
 });
 
+/** The status of a CONNECT record whose socket recovers one that dropped. */
+const CONNECT_RECOVERED = 1;
+
 /**
  * What the header's handle field holds, by kind: a connect handle to answer,
  * an ack handle to answer (or 0), a number (the replies expected), or
@@ -191,4 +194,4 @@ class RecordReader {
   }
 }
 
-module.exports = { Kind, Handle, Header, HEADER_SIZE, RecordReader, MalformedRecord };
+module.exports = { Kind, Handle, CONNECT_RECOVERED, Header, HEADER_SIZE, RecordReader, MalformedRecord };

@@ -13,7 +13,7 @@
 "use strict";
 
 const { lib, check, LEN, takeU16, JSON_NUL_TERMINATED } = require("./native");
-const { createHandle } = require("./options");
+const { createHandle, recoveryOptions } = require("./options");
 const { Handlers } = require("./handlers");
 const { RecordPump } = require("./pump");
 const { Delivery } = require("./delivery");
@@ -80,6 +80,8 @@ class Server extends ServerOperations {
     this._report = (err) => this._reportError(err);
 
     this._handle = createHandle(this.opts);
+    /** Connection state recovery's options, or null when it is off. */
+    this._recovery = recoveryOptions(this.opts);
     this._handlers = new Handlers(this._handle);
     this._pump = new RecordPump(this._handle, new Delivery(this), this._report);
     /** The main namespace, "/". */

@@ -15,6 +15,16 @@ const { Handlers } = require("./handlers");
 const { withAck } = require("./acks");
 const { invoke, fire } = require("./listeners");
 
+// Why a socket may come back with connection state recovery (socket.io's list).
+const RECOVERABLE_REASONS = new Set([
+  "transport error",
+  "transport close",
+  "forced close",
+  "ping timeout",
+  "server shutting down",
+  "forced server close",
+]);
+
 // "No timeout" for emits with an ack, as iobus.h documents it; a timeout the
 // application gives is at least 1 ms, so that socket.io's `timeout(0)` (which
 // times out at once) is not read as none.
@@ -358,6 +368,18 @@ class Socket extends EventEmitter {
 
   // ---- what the server delivers -------------------------------------------
 
+  /**
+   * The socket recovers one that dropped: its data is what the library kept
+   * (what `_keep` stored when it dropped); its rooms are the library's.
+   */
+  _recover() {
+    this.recovered = true;
+    const handle = this.server._handle;
+    if (!handle || lib.iobus_socket_data(handle, this.id, OUT, 0) !== Status.OK) return;
+    const data = JSON.parse(takeString() || "null");
+    if (data !== null) this.data = data;
+  }
+
   /** The library accepted the connection. */
   _onconnect() {
     this._live = true;
@@ -407,8 +429,32 @@ class Socket extends EventEmitter {
     this._live = false;
     this.connected = false;
     this.nsp._remove(this);
-    this._release();
+    const recovery = this.server._recovery;
+    const recoverable = recovery !== null && RECOVERABLE_REASONS.has(reason);
+    if (!recoverable) this._release();
     fire(this, "disconnect", [reason, undefined], report);
+    if (recoverable) this._keep(recovery.maxDisconnectionDuration);
+  }
+
+  /**
+   * The socket dropped and its client may come back within `ms`
+   * (connection state recovery): the library keeps `data` as it is after the
+   * `disconnect` listeners, for the recovered socket. Its client may send as
+   * soon as it is back, before this process hears of it: what the socket
+   * listened to stays subscribed meanwhile.
+   */
+  _keep(ms) {
+    const handle = this.server._handle;
+    if (handle) {
+      let json;
+      try {
+        json = JSON.stringify(this.data === undefined ? null : this.data);
+      } catch (err) {
+        this.server._report(new Error(`iobus: socket.data of ${this.id} is not JSON, a recovery cannot restore it: ${err.message}`));
+      }
+      if (json !== undefined) settle(lib.iobus_socket_set_data(handle, this.id, json, JSON_NUL_TERMINATED), "keep data");
+    }
+    setTimeout(() => this._release(), ms).unref();
   }
 }
 

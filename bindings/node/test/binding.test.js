@@ -223,6 +223,31 @@ describe("limits", () => {
   });
 });
 
+describe("connection state recovery", () => {
+  it("socket.data that is not JSON is reported when its socket drops, and the server goes on", async (t) => {
+    const { io, client, socket } = await setup(t, { connectionStateRecovery: {} });
+    const errors = [];
+    io.on("error", (err) => errors.push(err.message));
+    socket.data.self = socket.data;
+    const dropped = next(socket, "disconnect");
+    client.io.engine.close();
+    assert.equal((await dropped)[0], "transport close");
+    assert.equal(errors.length, 1);
+    assert.match(errors[0], /socket\.data of \S+ is not JSON, a recovery cannot restore it/);
+  });
+
+  it("bad options are refused", () => {
+    assert.throws(
+      () => new Server({ connectionStateRecovery: { maxDisconnectionDuration: -1 } }),
+      /maxDisconnectionDuration must be a non-negative integer/,
+    );
+    assert.throws(
+      () => new Server({ connectionStateRecovery: { maxDisconnectionDuration: 100 * 86400000 } }),
+      /option connectionStateRecovery/,
+    );
+  });
+});
+
 describe("cluster operations on a server alone", () => {
   it("serverSideEmit reaches no other server: acks complete with no response; own emits are not heard", async (t) => {
     const { io, client, socket } = await setup(t);

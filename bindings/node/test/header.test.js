@@ -13,7 +13,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const { HEADER_PATH, WIDTHS, readHeader } = require("./iobus-header");
 const native = require("../lib/native");
-const { Kind, Handle, Header } = require("../lib/records");
+const { Kind, Handle, CONNECT_RECOVERED, Header } = require("../lib/records");
 const iobus = require("iobus");
 
 const { lib, Status, AckStatus, Dispatch, Flag, SelectionLayout, BufLayout, SIGNATURES } = native;
@@ -235,6 +235,13 @@ describe("the binding's constants are iobus.h's", () => {
     }
     const documentedNames = named.map((f) => headerName(f.name));
     assert.deepEqual(declared.sort(), documentedNames.sort(), "the binding declares no other value");
+  });
+
+  it("the status of a CONNECT that recovers a dropped socket", () => {
+    const status = header.record.header.fields.find((f) => f.name !== null && headerName(f.name) === "status");
+    const m = /\b(\d+) for a CONNECT that recovers\b/.exec(status.text);
+    assert.ok(m, `the status says what a recovering CONNECT carries: "${status.text}"`);
+    assert.equal(CONNECT_RECOVERED, Number(m[1]));
   });
 
   it("the kinds table: every kind's value, and what its handle holds", () => {

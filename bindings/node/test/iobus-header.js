@@ -132,9 +132,9 @@ function recordHeader(lines) {
     if (value) {
       if (WIDTHS[value[1]] !== bytes) throw new Error(`record header: "${text}" is ${size} bytes`);
       const name = withoutRemarks(value[2]).split(/[:,]/)[0].trim();
-      fields.push({ name, type: value[1], offset, bytes });
+      fields.push({ name, type: value[1], offset, bytes, text: value[2] });
     } else if (text === "zero") {
-      fields.push({ name: null, type: "padding", offset, bytes });
+      fields.push({ name: null, type: "padding", offset, bytes, text });
     } else {
       throw new Error(`record header: cannot read "${text}"`);
     }

@@ -650,6 +650,78 @@ function defineScenarios(label, factory) {
           assert.deepEqual(got.b.seen, [["local"], ["from a"]]);
         });
 
+        /**
+         * Drops `peer`'s connection at the transport (its client reconnects
+         * with the state it had) once it has received a stored packet, emits
+         * `missed` to room "r" while it is away, and resolves with the
+         * server's socket of its next connection and the packets its client
+         * got.
+         */
+        async function dropAndRecover(io, peer, missed) {
+          const got = record(peer.client, "m");
+          io.to("r").emit("m", "before");
+          await got.wait(1);
+          const dropped = next(peer.socket, "disconnect");
+          const back = next(io, "connection");
+          const reconnected = next(peer.client, "connect");
+          peer.client.io.engine.close();
+          const [reason] = await dropped;
+          assert.ok(["transport close", "transport error", "forced close"].includes(reason), reason);
+          for (const m of missed) io.to("r").emit("m", m);
+          const [socket] = await back;
+          await reconnected;
+          await got.wait(1 + missed.length);
+          return { socket, got: got.seen.map(([m]) => m) };
+        }
+
+        const RECONNECT = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 100 };
+
+        scenario("connection state recovery: the same id, rooms, data and missed packets; middlewares skipped", async (w) => {
+          const io = await w.server({ connectionStateRecovery: { maxDisconnectionDuration: 5000 } });
+          const checked = [];
+          io.use((socket, nextFn) => {
+            checked.push(socket.recovered);
+            nextFn();
+          });
+          const peer = await w.connect(io, "/", RECONNECT);
+          assert.equal(peer.socket.recovered, false);
+          assert.equal(peer.client.recovered, false);
+          peer.socket.join("r");
+          peer.socket.data.name = "ann";
+          peer.socket.on("disconnect", () => {
+            peer.socket.data.left = true;
+          });
+          const { socket, got } = await dropAndRecover(io, peer, ["missed 1", "missed 2"]);
+          assert.equal(socket.id, peer.socket.id);
+          assert.equal(socket.recovered, true);
+          assert.equal(peer.client.recovered, true);
+          assert.ok(socket.rooms.has("r"), "the rooms are back");
+          assert.deepEqual(socket.data, { name: "ann", left: true });
+          assert.deepEqual(got, ["before", "missed 1", "missed 2"]);
+          assert.deepEqual(checked, [false], "the middleware ran for the first connection only");
+          // (Stored packets carry their offset as a last argument.)
+          const echoed = next(peer.client, "m");
+          io.to("r").emit("m", "live");
+          assert.equal((await echoed)[0], "live");
+        });
+
+        scenario("connection state recovery without skipMiddlewares: they run again and see a recovered socket", async (w) => {
+          const io = await w.server({ connectionStateRecovery: { maxDisconnectionDuration: 5000, skipMiddlewares: false } });
+          const checked = [];
+          io.use((socket, nextFn) => {
+            checked.push([socket.recovered, socket.data.name]);
+            nextFn();
+          });
+          const peer = await w.connect(io, "/", RECONNECT);
+          peer.socket.join("r");
+          peer.socket.data.name = "bob";
+          const { socket, got } = await dropAndRecover(io, peer, ["missed"]);
+          assert.equal(socket.id, peer.socket.id);
+          assert.equal(socket.recovered, true);
+          assert.deepEqual(got, ["before", "missed"]);
+          assert.deepEqual(checked, [[false, undefined], [true, "bob"]]);
+        });
+
         scenario("socket.use, onAny, onAnyOutgoing, send", async (w) => {
           const io = await w.server();
           const { client, socket } = await w.connect(io);

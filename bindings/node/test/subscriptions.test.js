@@ -3,7 +3,9 @@
 // catch-all listeners or middlewares, and every event while a connection is
 // being admitted — so that a listener registered in a `connection` handler
 // hears what its client sends right away, even from another process, while
-// events nobody listens to are dropped in the library.
+// events nobody listens to are dropped in the library. With connection state
+// recovery, what a dropped socket listened to stays subscribed while it may
+// come back, since the library lets it back in before JavaScript hears of it.
 
 "use strict";
 
@@ -175,5 +177,42 @@ describe("event subscriptions", () => {
     t.after(() => client.kill());
     await withTimeout(all, "20 early events", 6000);
     assert.deepEqual(heard, Array.from({ length: 20 }, (_, i) => i));
+  });
+
+  it("what a dropped socket listened to stays subscribed while its client may come back", async (t) => {
+    const { io, url } = countingServer(t, { connectionStateRecovery: { maxDisconnectionDuration: 5000 } });
+    const heard = [];
+    let done;
+    const all = new Promise((resolve) => {
+      done = resolve;
+    });
+    io.on("connection", (socket) => {
+      socket.on("x", (i) => {
+        heard.push([socket.recovered, i]);
+        if (heard.length === 20) done();
+      });
+      if (!socket.recovered) socket.emit("m", 1);
+      socket.on("disconnect", () => {
+        // Busy while the client comes back and sends: the library lets it
+        // in and reads its events before this process hears of it.
+        const until = Date.now() + 400;
+        while (Date.now() < until);
+      });
+    });
+    const client = spawn(
+      process.execPath,
+      [
+        "-e",
+        `const { io } = require("socket.io-client");
+         const c = io(${JSON.stringify(url)}, { transports: ["websocket"], reconnectionDelay: 50, reconnectionDelayMax: 50 });
+         c.once("m", () => c.io.engine.close());
+         c.on("connect", () => { if (c.recovered) for (let i = 0; i < 20; i++) c.emit("x", i); });
+         setTimeout(() => process.exit(0), 8000);`,
+      ],
+      { cwd: PACKAGE_DIR, stdio: "ignore" },
+    );
+    t.after(() => client.kill());
+    await withTimeout(all, "20 events from the recovered client", 6000);
+    assert.deepEqual(heard, Array.from({ length: 20 }, (_, i) => [true, i]));
   });
 });

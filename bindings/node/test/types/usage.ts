@@ -12,6 +12,7 @@ const io = new Server({
   writeTimeout: 20000,
   maxHeaderBytes: 16384,
   maxConnections: 10000,
+  connectionStateRecovery: { maxDisconnectionDuration: 120000, skipMiddlewares: true },
 });
 const other = new Server(0, { transports: ["websocket"] });
 void other;
@@ -27,6 +28,8 @@ io.use((socket: Socket, next) => {
 });
 
 io.on("connection", (socket: Socket) => {
+  const recovered: boolean = socket.recovered;
+  void recovered;
   const rooms: Set<string> = socket.rooms;
   socket.data.name = `${socket.handshake.address} ${rooms.size}`;
   socket.join(["a", "b"]);
