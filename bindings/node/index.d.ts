@@ -39,6 +39,16 @@ export interface ServerOptions {
   allowUpgrades?: boolean;
   /** Browser origins allowed (`true` or "*": any), credentials, preflight cache. */
   cors?: { origin?: string | string[] | boolean; credentials?: boolean; maxAge?: number };
+  /**
+   * Connection state recovery (off unless given, as in socket.io): a client
+   * that dropped for a recoverable reason and comes back within
+   * `maxDisconnectionDuration` ms (default 120000) gets its socket id, rooms
+   * and `data` back (kept as JSON) and every packet it missed;
+   * `socket.recovered` is then true. With `skipMiddlewares` (default true)
+   * `io.use` middlewares do not run for it. iobus: `maxLogBytes` bounds the
+   * packets kept per namespace (default 32 MiB).
+   */
+  connectionStateRecovery?: { maxDisconnectionDuration?: number; skipMiddlewares?: boolean; maxLogBytes?: number };
   /** Whether `<path>socket.io.js` is served. Default true. */
   serveClient?: boolean;
   /** iobus: the socket.io-client `dist/` directory to serve (default: the installed package's). */
@@ -57,8 +67,29 @@ export interface ServerOptions {
   batchScheduling?: boolean;
   /** iobus: most binary attachments one incoming packet may carry. Default 10. */
   maxAttachments?: number;
-  /** iobus: bytes a connection may have queued before it is closed as too slow. */
+  /**
+   * iobus: bytes held for one client (queued packets plus what its transport
+   * has not delivered yet). A client that falls behind first loses its
+   * volatile packets, then its connection (`transport error`). Default
+   * 4 MiB (4194304).
+   */
   maxBufferedBytes?: number;
+  /**
+   * iobus: milliseconds a request head may take from its first byte to its
+   * end (and a long-polling POST body from the end of its head). Default 10000.
+   */
+  httpHeaderTimeout?: number;
+  /** iobus: milliseconds an HTTP connection may stay open without starting a request. Default 5000. */
+  httpKeepAliveTimeout?: number;
+  /** iobus: milliseconds a write to a client may make no progress before its connection is closed. Default 20000. */
+  writeTimeout?: number;
+  /** iobus: the largest HTTP request head accepted, in bytes (larger: 431). Default 16384. */
+  maxHeaderBytes?: number;
+  /**
+   * iobus: most connections open at once, HTTP and websocket; over it the
+   * connection idle the longest is closed. Default 0: no cap.
+   */
+  maxConnections?: number;
 }
 
 export interface Handshake {
@@ -93,6 +124,24 @@ export type NamespaceMatcher =
   | RegExp
   | ((name: string, auth: Record<string, any>, next: (err: Error | null, allow: boolean) => void) => void);
 
+/**
+ * A socket as `fetchSockets` reports it: on this server the Socket itself,
+ * on another server of a cluster this description with operations that
+ * reach it.
+ */
+export class RemoteSocket {
+  readonly id: string;
+  readonly handshake: Handshake;
+  readonly rooms: Set<Room>;
+  readonly data: any;
+  /** Emits to the socket; a function last asks for its ack (`(err, reply)` after `timeout(ms)`). */
+  emit(event: string, ...args: any[]): boolean;
+  timeout(ms: number): BroadcastOperator;
+  join(room: Room | Room[]): void;
+  leave(room: Room): void;
+  disconnect(close?: boolean): this;
+}
+
 /** A selection of sockets of one namespace; every modifier returns a new operator. */
 export class BroadcastOperator {
   /** Adds a room (or rooms) to the selection; a socket in several receives once. */
@@ -102,20 +151,32 @@ export class BroadcastOperator {
   except(room: Room | Room[]): BroadcastOperator;
   /** The packet may be dropped for clients that cannot take it right now. */
   readonly volatile: BroadcastOperator;
+  /** This server's sockets only (a cluster adapter does not forward the operation). */
   readonly local: BroadcastOperator;
   compress(compress: boolean): BroadcastOperator;
   /** For emits with a callback: how long to wait for every client's ack. */
   timeout(ms: number): BroadcastOperator;
   /**
-   * Emits to the selection. With a callback last, every socket is asked for
-   * an ack: `callback(err, responses)`.
+   * Emits to the selection. With a callback last, every selected client is
+   * asked for an ack: `callback(err, responses)`, one response (the
+   * client's first argument) per client; `err` when the timeout passed or a
+   * client left first, with the responses that came.
    */
   emit(event: string, ...args: any[]): boolean;
+  /** Resolves with the responses; rejects with an error carrying `responses`. */
   emitWithAck(event: string, ...args: any[]): Promise<any[]>;
-  fetchSockets(): Promise<Socket[]>;
+  /** The selected sockets, on every server. */
+  fetchSockets(): Promise<RemoteSocket[]>;
   socketsJoin(room: Room | Room[]): void;
   socketsLeave(room: Room | Room[]): void;
   disconnectSockets(close?: boolean): void;
+  /**
+   * Emits to the other servers of a cluster (their `nsp.on(event)`
+   * listeners). With a callback last: `callback(err, responses)`, one
+   * response per server, after this operator's timeout (default 5000 ms).
+   */
+  serverSideEmit(event: string, ...args: any[]): boolean;
+  serverSideEmitWithAck(event: string, ...args: any[]): Promise<any[]>;
 }
 
 /** One client in one namespace. */
@@ -128,6 +189,7 @@ export class Socket extends EventEmitter {
   data: any;
   connected: boolean;
   readonly disconnected: boolean;
+  /** Whether this connection recovered a socket that dropped (connectionStateRecovery). */
   readonly recovered: boolean;
   /** The rooms the socket is in, its id included (a fresh Set). */
   readonly rooms: Set<Room>;
@@ -189,12 +251,22 @@ export class Namespace extends EventEmitter {
   emitWithAck(event: string, ...args: any[]): Promise<any[]>;
   send(...args: any[]): this;
   write(...args: any[]): this;
-  fetchSockets(): Promise<Socket[]>;
+  fetchSockets(): Promise<RemoteSocket[]>;
   socketsJoin(room: Room | Room[]): void;
   socketsLeave(room: Room | Room[]): void;
   disconnectSockets(close?: boolean): void;
-  /** Not available: an iobus server stands alone. Throws. */
-  serverSideEmit(...args: any[]): never;
+  /**
+   * Emits to this namespace on the other servers of a cluster, heard there
+   * with `nsp.on(event, ...)`; a callback last collects one reply per
+   * server (`(err, responses)`). A server alone reaches nobody.
+   */
+  serverSideEmit(event: string, ...args: any[]): boolean;
+  serverSideEmitWithAck(event: string, ...args: any[]): Promise<any[]>;
+  /** What iobus's adapter answers beyond the operations above. */
+  readonly adapter: {
+    /** Every room with members, on every server, sockets' own rooms included. */
+    allRooms(): Promise<Set<Room>>;
+  };
 
   on(event: "connection" | "connect", listener: (socket: Socket) => void): this;
   on(event: "error", listener: (err: Error) => void): this;
@@ -252,11 +324,12 @@ export class Server {
   emitWithAck(event: string, ...args: any[]): Promise<any[]>;
   send(...args: any[]): this;
   write(...args: any[]): this;
-  fetchSockets(): Promise<Socket[]>;
+  fetchSockets(): Promise<RemoteSocket[]>;
   socketsJoin(room: Room | Room[]): void;
   socketsLeave(room: Room | Room[]): void;
   disconnectSockets(close?: boolean): void;
-  serverSideEmit(...args: any[]): never;
+  serverSideEmit(event: string, ...args: any[]): boolean;
+  serverSideEmitWithAck(event: string, ...args: any[]): Promise<any[]>;
 
   // EventEmitter methods act on the main namespace.
   on(event: "connection" | "connect", listener: (socket: Socket) => void): Namespace;

@@ -8,9 +8,18 @@ const { lib, LIBRARY_PATH } = require("./lib/native");
 const { Server } = require("./lib/server");
 const { Namespace, ParentNamespace } = require("./lib/namespace");
 const { Socket } = require("./lib/socket");
-const { BroadcastOperator } = require("./lib/broadcast");
+const { BroadcastOperator, RemoteSocket } = require("./lib/broadcast");
 
 /** The iobus library's version ("MAJOR.MINOR.PATCH"). */
 const version = lib.iobus_version();
 
-module.exports = { Server, Namespace, ParentNamespace, Socket, BroadcastOperator, version, libraryPath: LIBRARY_PATH };
+module.exports = {
+  Server,
+  Namespace,
+  ParentNamespace,
+  Socket,
+  BroadcastOperator,
+  RemoteSocket,
+  version,
+  libraryPath: LIBRARY_PATH,
+};

@@ -1,17 +1,23 @@
 // Delivery: what one record means to the application's objects. A CONNECT
 // becomes a Socket admitted through the namespace's middlewares (creating
 // the child of a parent namespace on the way), an EVENT goes to its socket's
-// listeners, a DISCONNECT closes its socket, an ACK completes an
-// emit-with-ack. Fields are read in the order include/iobus.h gives for each
-// kind.
+// listeners, a DISCONNECT closes its socket, a SERVER_SIDE_EMIT goes to its
+// namespace's listeners, and ACK, BROADCAST_ACK, SOCKETS and ROOMS complete
+// the call that asked for them. Fields are read in the order include/iobus.h
+// gives for each kind; a kind this binding does not know is skipped, as the
+// header asks.
 
 "use strict";
 
 const { lib, AckStatus, JSON_NUL_TERMINATED } = require("./native");
 const { decodeArgs } = require("./payload");
-const { Kind, MalformedRecord } = require("./records");
+const { Kind, Handle, CONNECT_RECOVERED } = require("./records");
 const { Socket } = require("./socket");
+const { handshakeOf } = require("./handshake");
 const { fire } = require("./listeners");
+
+/** Kind value → what its handle field holds (records.js's Handle). */
+const HANDLE_BY_KIND = Object.fromEntries(Object.entries(Kind).map(([name, value]) => [value, Handle[name]]));
 
 class Delivery {
   /** @param {import('./server').Server} server */
@@ -28,7 +34,7 @@ class Delivery {
         const nsp = this._namespaceField(rd, id);
         const sid = rd.latin1();
         const handshake = rd.text();
-        return this._connect(id, rd.handle, nsp, sid, handshake);
+        return this._connect(id, rd.handle, nsp, sid, handshake, rd.status === CONNECT_RECOVERED);
       }
       case Kind.EVENT: {
         const nsp = this._namespaceField(rd, id);
@@ -61,31 +67,71 @@ class Delivery {
         if (socket) socket._onclose(reason, JSON.parse(rooms));
         return undefined;
       }
+      case Kind.SERVER_SIDE_EMIT: {
+        const nsp = this._namespaceField(rd, id);
+        rd.skip(); // socket id (empty)
+        const name = rd.text();
+        const json = rd.text();
+        const binary = rd.attachments();
+        const ack = rd.handle;
+        const namespace = this._namespaceOf(id, nsp);
+        if (!namespace) {
+          if (ack !== 0) lib.iobus_ack_free(ack);
+          return undefined;
+        }
+        let args;
+        try {
+          args = decodeArgs(json, binary);
+        } catch (err) {
+          if (ack !== 0) lib.iobus_ack_free(ack);
+          throw err;
+        }
+        namespace._onServerSideEmit(name, args, ack === 0 ? null : ack);
+        return undefined;
+      }
       case Kind.ACK: {
         rd.skip(); // namespace
         rd.skip(); // socket id
         const status = rd.status;
         const json = rd.text();
         const binary = rd.attachments();
-        const callback = this.handlers.takeAck(id);
-        if (!callback) return undefined;
-        if (status === AckStatus.OK) callback(null, ...decodeArgs(json, binary));
-        else if (status === AckStatus.TIMEOUT) callback(new Error("operation has timed out"));
-        else callback(new Error("socket has been disconnected"));
+        // Decoded before the completion is taken: one that cannot be read
+        // stays waiting (and fails when the server closes).
+        const reply = status === AckStatus.OK ? decodeArgs(json, binary) : null;
+        const done = this.handlers.take(id, Kind.ACK);
+        if (done) done(status, reply);
+        return undefined;
+      }
+      case Kind.BROADCAST_ACK: {
+        const expected = rd.handle;
+        const status = rd.status;
+        const json = rd.text();
+        const binary = rd.attachments();
+        const replies = decodeArgs(json, binary);
+        const done = this.handlers.take(id, Kind.BROADCAST_ACK);
+        if (done) done(status, expected, replies);
+        return undefined;
+      }
+      case Kind.SOCKETS:
+      case Kind.ROOMS: {
+        const list = JSON.parse(rd.text());
+        const done = this.handlers.take(id, rd.kind);
+        if (done) done(list);
         return undefined;
       }
       default:
-        throw new MalformedRecord(`unknown kind ${rd.kind}`, false);
+        return undefined;
     }
   }
 
   /** Gives back the handle of a record that could not be read. */
   release(kind, handle) {
     if (handle === 0) return;
-    if (kind === Kind.CONNECT) {
+    const held = HANDLE_BY_KIND[kind];
+    if (held === "connect") {
       this.server._pending.delete(handle);
       lib.iobus_connect_reject(handle, "server error", null, JSON_NUL_TERMINATED);
-    } else if (kind === Kind.EVENT) {
+    } else if (held === "ack") {
       lib.iobus_ack_free(handle);
     }
   }
@@ -108,9 +154,11 @@ class Delivery {
 
   /**
    * A connection to namespace `nsp` (a name only under the dynamic pattern;
-   * else registration `id` tells) waiting for a decision through `req`.
+   * else registration `id` tells) waiting for a decision through `req`;
+   * `recovered` when it brings back a socket that dropped (connection state
+   * recovery), whose data the library kept.
    */
-  _connect(id, req, nsp, sid, handshakeJson) {
+  _connect(id, req, nsp, sid, handshakeJson, recovered) {
     const server = this.server;
     server._pending.add(req);
     if (server._closing) {
@@ -120,7 +168,7 @@ class Delivery {
     }
     let handshake;
     try {
-      handshake = buildHandshake(handshakeJson);
+      handshake = handshakeOf(handshakeJson ? JSON.parse(handshakeJson) : {});
     } catch (err) {
       server._pending.delete(req);
       lib.iobus_connect_reject(req, "server error", null, JSON_NUL_TERMINATED);
@@ -133,7 +181,9 @@ class Delivery {
         }
         return;
       }
-      namespace._admit(new Socket(namespace, sid, handshake), req);
+      const socket = new Socket(namespace, sid, handshake);
+      if (recovered) socket._recover();
+      namespace._admit(socket, req);
     };
     if (id !== this.handlers.dynamicId) return admit(this.handlers.target(id));
     const known = server._nsps.get(nsp);
@@ -155,24 +205,6 @@ class Delivery {
     };
     return tryParent(0);
   }
-}
-
-/** The handshake JSON of the library → socket.io's `socket.handshake`. */
-function buildHandshake(json) {
-  const hs = json ? JSON.parse(json) : {};
-  const headers = hs.headers || {};
-  const issued = hs.issued || Date.now();
-  return {
-    headers,
-    time: new Date(issued).toString(),
-    address: hs.address,
-    xdomain: !!headers.origin,
-    secure: false,
-    issued,
-    url: hs.url,
-    query: hs.query || {},
-    auth: hs.auth || {},
-  };
 }
 
 module.exports = { Delivery };

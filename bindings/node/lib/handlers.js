@@ -1,67 +1,71 @@
-// Handlers: what the binding registers with the library, and the numbers
-// that come back in records to say what a record is for.
+// Handlers: what the binding subscribes to in the library, and the numbers
+// that come back in records to say what a record is for. The binding
+// registers no C callback: every subscription (iobus_server_subscribe) and
+// every completion asked for with a NULL callback comes back as a record.
 //
 // - Each namespace (or the one pattern behind every RegExp/function
-//   namespace) is registered for connects, events and disconnects; the
-//   registration's id is the callbacks' user data, so a record's `user`
-//   field names its namespace.
-// - Each emit-with-ack takes a completion callback; its id is the user data
-//   of that emit, which an ACK record carries back.
-//
-// The C functions want a C function pointer with each registration, but the
-// pump takes what is queued as records (iobus_server_poll_records) instead of
-// letting the library call these pointers. The library only calls them from
-// iobus_server_free, for what was queued after the last poll (after a stop
-// has already wound the network down); nothing can be delivered by then, so
-// they only answer what the host owns: a pending connection is refused. (An
-// event's unanswered ack handle stays the library's.)
+//   namespace) is a registration whose id is the user data of its
+//   subscriptions, so a record's `user` field names its namespace.
+//   Connections, disconnects and server-side emits are subscribed for the
+//   server's lifetime.
+// - Events are subscribed by name, for as long as a connected socket of the
+//   registration listens to that name; when the last one leaves, the name is
+//   unsubscribed again (`off`), and the library drops events nobody listens
+//   to without waking JavaScript. Every event ("any", iobus's catch-all) is
+//   subscribed while a socket has catch-all listeners (`onAny`) or event
+//   middlewares (`socket.use`), and while a connection is being admitted:
+//   its client may send as soon as it is accepted, before the `connection`
+//   listeners that register its listeners have run (see Namespace._admit).
+// - Each completion (an emit-with-ack to one socket or many, a socket fetch,
+//   a room list, a server-side emit with acks) gets a fresh id as the user
+//   data of the call that asks for it, which its record carries back.
 
 "use strict";
 
-const { lib, check, callback, JSON_NUL_TERMINATED } = require("./native");
+const { lib, check, AckStatus } = require("./native");
+const { Kind } = require("./records");
 
 /** Stands for the dynamic pattern's registration until there is one. */
 const NONE = -1;
 
+// Event names a client cannot send (the library refuses them): never subscribed.
+const LOCAL_EVENTS = new Set(["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"]);
+
+/** One namespace (or the dynamic pattern) as the library knows it. */
+class Registration {
+  constructor(id, pattern, target) {
+    this.id = id;
+    this.pattern = pattern;
+    this.target = target;
+    /** Event name → how many connected sockets listen to it. */
+    this.listening = new Map();
+    /** Sockets with catch-all listeners or middlewares, plus admissions in progress. */
+    this.catchAll = 0;
+    /** Whether "any" is subscribed. */
+    this.any = false;
+  }
+}
+
 class Handlers {
-  /**
-   * @param {number} handle the iobus_server
-   * @param {(err: Error) => void} report
-   */
-  constructor(handle, report) {
+  /** @param {number} handle the iobus_server (0 once freed: nothing is asked of it then) */
+  constructor(handle) {
     this.handle = handle;
-    const connect = callback("iobus_connect_cb", (id, req) => {
-      lib.iobus_connect_reject(req, "server shutting down", null, JSON_NUL_TERMINATED);
-    }, report);
-    const event = callback("iobus_event_cb", noop, report);
-    const disconnect = callback("iobus_disconnect_cb", noop, report);
-    const ack = callback("iobus_ack_cb", noop, report);
-    // Referenced for the server's lifetime: C may call them until it is freed.
-    this._keep = [connect.keep, event.keep, disconnect.keep, ack.keep];
-    this._connect = connect.address;
-    this._event = event.address;
-    this._disconnect = disconnect.address;
-    /** The completion pointer every emit-with-ack passes. */
-    this.ackCallback = ack.address;
-    /** Registration id → namespace object (or the dynamic marker). */
+    /** Registration id → Registration. */
     this._byId = [];
     /** The registration id of the dynamic pattern, NONE until registered. */
     this.dynamicId = NONE;
-    this._acks = new Map();
-    this._nextAckId = 1;
+    this._completions = new Map();
+    this._nextCompletion = 1;
   }
 
   // ---- namespaces --------------------------------------------------------------
 
-  /** Registers connect, event and disconnect handlers for `pattern`; returns the id. */
+  /** Subscribes `pattern` to connections, disconnects and server-side emits; returns the id. */
   register(target, pattern) {
-    const id = this._byId.length;
-    this._byId.push(target);
-    const h = this.handle;
-    check(lib.iobus_server_on_connect(h, pattern, this._connect, id), "on_connect");
-    check(lib.iobus_server_on_any(h, pattern, this._event, id), "on_any");
-    check(lib.iobus_server_on_disconnect(h, pattern, this._disconnect, id), "on_disconnect");
-    return id;
+    const reg = new Registration(this._byId.length, pattern, target);
+    this._byId.push(reg);
+    for (const kind of [Kind.CONNECT, Kind.DISCONNECT, Kind.SERVER_SIDE_EMIT]) this._subscribe(reg, kind, null);
+    return reg.id;
   }
 
   /** Accepts every namespace matching `pattern` and registers it; returns the id. */
@@ -78,38 +82,109 @@ class Handlers {
 
   /** What registration `id` was made for. */
   target(id) {
-    return this._byId[id];
+    const reg = this._byId[id];
+    return reg === undefined ? undefined : reg.target;
   }
 
   /** The registration id of `target`, or -1. */
   idOf(target) {
-    return this._byId.indexOf(target);
+    return this._byId.findIndex((reg) => reg.target === target);
   }
 
-  // ---- emit-with-ack completions -------------------------------------------
+  // ---- event subscriptions ----------------------------------------------------
 
-  /** Keeps `callback(err, ...reply)` until its ACK record; returns the emit's user data. */
-  addAck(callback) {
-    const id = this._nextAckId++;
-    this._acks.set(id, callback);
+  /** Whether a listener for `event` needs a subscription (strings a client can send). */
+  static subscribable(event) {
+    return typeof event === "string" && !LOCAL_EVENTS.has(event);
+  }
+
+  /** One more socket of registration `id` listens to `event`. */
+  listen(id, event) {
+    const reg = this._byId[id];
+    const count = reg.listening.get(event) || 0;
+    reg.listening.set(event, count + 1);
+    if (count === 0) this._subscribe(reg, Kind.EVENT, event);
+  }
+
+  /** One socket fewer listens to `event`: the last one unsubscribes it. */
+  unlisten(id, event) {
+    const reg = this._byId[id];
+    const count = reg.listening.get(event);
+    if (count === undefined) return;
+    if (count > 1) {
+      reg.listening.set(event, count - 1);
+      return;
+    }
+    reg.listening.delete(event);
+    this._unsubscribe(reg, Kind.EVENT, event);
+  }
+
+  /** `delta` more (or fewer) reasons to take every event of registration `id`. */
+  catchAll(id, delta) {
+    const reg = this._byId[id];
+    reg.catchAll += delta;
+    const want = reg.catchAll > 0;
+    if (want === reg.any) return;
+    reg.any = want;
+    if (want) this._subscribe(reg, Kind.EVENT, null);
+    else this._unsubscribe(reg, Kind.EVENT, null);
+  }
+
+  _subscribe(reg, kind, event) {
+    if (!this.handle) return;
+    check(lib.iobus_server_subscribe(this.handle, reg.pattern, kind, event, reg.id), "subscribe");
+  }
+
+  _unsubscribe(reg, kind, event) {
+    if (!this.handle) return;
+    check(lib.iobus_server_unsubscribe(this.handle, reg.pattern, kind, event), "unsubscribe");
+  }
+
+  // ---- completions ------------------------------------------------------------
+
+  /**
+   * Keeps `done` until the record completing a call of `kind` (a Kind);
+   * returns the id to pass as that call's user data. `done` receives, by
+   * kind: ACK `(status, args)`, BROADCAST_ACK `(status, expected, replies)`,
+   * SOCKETS and ROOMS `(list)`.
+   */
+  expect(kind, done) {
+    const id = this._nextCompletion++;
+    this._completions.set(id, { kind, done });
     return id;
   }
 
-  /** Takes the callback of ack `id` (undefined if it is not waiting). */
-  takeAck(id) {
-    const callback = this._acks.get(id);
-    if (callback !== undefined) this._acks.delete(id);
-    return callback;
+  /** Forgets completion `id` (its call failed: no record will come). */
+  forget(id) {
+    this._completions.delete(id);
   }
 
-  /** Takes every callback still waiting (the server is gone). */
-  takeAllAcks() {
-    const all = [...this._acks.values()];
-    this._acks.clear();
-    return all;
+  /** Takes completion `id` if it is of `kind` (undefined otherwise). */
+  take(id, kind) {
+    const completion = this._completions.get(id);
+    if (completion === undefined || completion.kind !== kind) return undefined;
+    this._completions.delete(id);
+    return completion.done;
+  }
+
+  /**
+   * Completes everything still waiting as the library would have for a
+   * server that is gone: acks as disconnected, queries with nothing.
+   */
+  failAll(report) {
+    const all = [...this._completions.values()];
+    this._completions.clear();
+    this.handle = 0;
+    for (const { kind, done } of all) {
+      try {
+        if (kind === Kind.ACK) done(AckStatus.DISCONNECTED, null);
+        else if (kind === Kind.BROADCAST_ACK) done(AckStatus.DISCONNECTED, 0, []);
+        else done([]);
+      } catch (err) {
+        report(err);
+      }
+    }
   }
 }
-
-function noop() {}
 
 module.exports = { Handlers };

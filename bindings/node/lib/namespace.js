@@ -1,13 +1,17 @@
 // Namespace: the sockets of one Socket.IO namespace, its connection
-// middlewares (`use`) and broadcasts. ParentNamespace: namespaces named by a
-// regular expression or a function, whose children are created as clients
-// arrive.
+// middlewares (`use`), broadcasts, and the events other servers emit to it
+// (`serverSideEmit`, heard with `nsp.on(event)`). ParentNamespace: namespaces
+// named by a regular expression or a function, whose children are created as
+// clients arrive.
 
 "use strict";
 
 const { EventEmitter } = require("node:events");
-const { lib, Status, JSON_NUL_TERMINATED } = require("./native");
-const { BroadcastOperator } = require("./broadcast");
+const { lib, Status, JSON_NUL_TERMINATED, statusError } = require("./native");
+const { Kind } = require("./records");
+const { BroadcastOperator, RemoteSocket } = require("./broadcast");
+const { withAck } = require("./acks");
+const { handshakeOf } = require("./handshake");
 const { invoke, fire } = require("./listeners");
 
 // Event names a namespace may not emit to its clients (socket.io's list).
@@ -25,6 +29,9 @@ class Namespace extends EventEmitter {
     /** Connected sockets by id. */
     this.sockets = new Map();
     this._fns = [];
+    /** The id of the library registration that serves it (Handlers). */
+    this._registration = -1;
+    this.adapter = new NamespaceAdapter(this);
   }
 
   /** Adds a connection middleware: `fn(socket, next)`; `next(err)` refuses. */
@@ -56,7 +63,7 @@ class Namespace extends EventEmitter {
   }
 
   get local() {
-    return this._operator();
+    return this._operator().local;
   }
 
   compress() {
@@ -103,9 +110,42 @@ class Namespace extends EventEmitter {
     this._operator().disconnectSockets(close);
   }
 
-  /** One server: there is no other server to emit to. */
-  serverSideEmit() {
-    throw new Error("iobus: serverSideEmit needs a cluster adapter; an iobus server stands alone");
+  /**
+   * Emits to this namespace on the other servers of a cluster (their
+   * `nsp.on(event)` listeners); a callback last collects one reply per
+   * server. See BroadcastOperator.serverSideEmit.
+   */
+  serverSideEmit(event, ...args) {
+    return this._operator().serverSideEmit(event, ...args);
+  }
+
+  serverSideEmitWithAck(event, ...args) {
+    return this._operator().serverSideEmitWithAck(event, ...args);
+  }
+
+  /**
+   * An event another server emitted to this namespace: the namespace's
+   * listeners get its arguments, and a reply function last when that server
+   * asked for replies (`ackHandle`, an iobus_ack pointer, or null).
+   */
+  _onServerSideEmit(event, args, ackHandle) {
+    const report = this.server._report;
+    if (NAMESPACE_RESERVED.has(event) || this.listenerCount(event) === 0) {
+      if (ackHandle) lib.iobus_ack_free(ackHandle);
+      return;
+    }
+    if (!ackHandle) {
+      fire(this, event, args, report);
+      return;
+    }
+    withAck(ackHandle, true, (ack) => fire(this, event, [...args, ack], report));
+  }
+
+  /** A socket fetchSockets found: this process's Socket, or a RemoteSocket. */
+  _fetched(info) {
+    const local = this.sockets.get(info.id);
+    if (local) return local;
+    return new RemoteSocket(this, info, handshakeOf(info.handshake));
   }
 
   _remove(socket) {
@@ -115,23 +155,41 @@ class Namespace extends EventEmitter {
   /**
    * Runs the middlewares for a new socket, then accepts or refuses it through
    * the library's connect handle `req` (which `server._pending` tracks until
-   * it is answered).
+   * it is answered). A recovered socket skips them with the
+   * `skipMiddlewares` option (the library has accepted it already).
    */
   _admit(socket, req) {
     const server = this.server;
     const report = server._report;
-    const fns = this._fns.slice();
+    const skip = socket.recovered && server._recovery !== null && server._recovery.skipMiddlewares;
+    const fns = skip ? [] : this._fns.slice();
     const decide = (err) => {
-      if (!server._pending.delete(req)) return; // answered already (the server closed)
+      if (!server._pending.delete(req)) {
+        socket._release(); // answered already (the server closed)
+        return;
+      }
       if (err) {
+        socket._release();
         refuse(req, err);
         return;
       }
-      if (lib.iobus_connect_accept(req) !== Status.OK) return; // the client left meanwhile
-      this.sockets.set(socket.id, socket);
-      socket._onconnect();
-      fire(this, "connect", [socket], report);
-      fire(this, "connection", [socket], report);
+      // The client may send as soon as it is accepted, before the listeners
+      // below have registered what they listen to: meanwhile the library
+      // delivers every event of the namespace (Handlers).
+      const handlers = server._handlers;
+      handlers.catchAll(this._registration, 1);
+      try {
+        if (lib.iobus_connect_accept(req) !== Status.OK) {
+          socket._release(); // the client left meanwhile
+          return;
+        }
+        this.sockets.set(socket.id, socket);
+        socket._onconnect();
+        fire(this, "connect", [socket], report);
+        fire(this, "connection", [socket], report);
+      } finally {
+        handlers.catchAll(this._registration, -1);
+      }
     };
     const run = (i) => {
       if (i === fns.length) return decide(null);
@@ -200,6 +258,7 @@ class ParentNamespace extends Namespace {
 
   _createChild(name) {
     const child = new Namespace(this.server, name);
+    child._registration = this._registration;
     child._fns = this._fns.slice();
     for (const event of ["connect", "connection"]) {
       for (const fn of this.listeners(event)) child.on(event, fn);
@@ -232,8 +291,42 @@ class ParentNamespace extends Namespace {
     for (const child of this.children) child.disconnectSockets(close);
   }
 
+  serverSideEmit(event, ...args) {
+    for (const child of this.children) child.serverSideEmit(event, ...args);
+    return true;
+  }
+
   _operator() {
     throw new Error("iobus: select rooms on a child namespace (socket.nsp), not on a parent namespace");
+  }
+}
+
+/**
+ * `nsp.adapter`: what iobus's adapter answers beyond the operations above,
+ * shaped as socket.io's cluster adapters show it.
+ */
+class NamespaceAdapter {
+  constructor(nsp) {
+    this.nsp = nsp;
+  }
+
+  /** Every room with members, on every server, sockets' own rooms included: a Set. */
+  allRooms() {
+    return new Promise((resolve, reject) => {
+      const server = this.nsp.server;
+      const handle = server._handle;
+      if (!handle) {
+        resolve(new Set());
+        return;
+      }
+      const handlers = server._handlers;
+      const id = handlers.expect(Kind.ROOMS, (list) => resolve(new Set(list)));
+      const code = lib.iobus_namespace_all_rooms(handle, this.nsp.name, 0, id);
+      if (code === Status.OK) return;
+      handlers.forget(id);
+      if (code === Status.NOT_RUNNING) resolve(new Set());
+      else reject(statusError(code, "allRooms"));
+    });
   }
 }
 

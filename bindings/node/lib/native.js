@@ -8,8 +8,9 @@
 // Buffer per argument on every call, which costs ~10 µs per argument, while
 // writing into preallocated storage costs well under a microsecond. In the
 // same spirit, strings go to C through a reusable arena and pointers travel as
-// plain numbers (addresses). Nothing comes back through calls from C on the
-// hot path: events arrive as records in a Buffer (see records.js), one C call
+// plain numbers (addresses). Nothing comes back through calls from C: the
+// binding subscribes to records instead of registering callbacks, so events
+// and completions arrive as records in a Buffer (see records.js), one C call
 // per batch.
 
 "use strict";
@@ -89,9 +90,9 @@ function addressOf(buf) {
 }
 
 // Strings and arrays handed to the current call. The arena is reused by
-// every call (calls into iobus only nest inside iobus_server_free, whose
-// callbacks may call back in, and it passes no strings); bigger values get
-// their own Buffers, held here until the call returns.
+// every call (calls into iobus never nest: the binding registers no C
+// callbacks, so the library never calls back into JavaScript); bigger values
+// get their own Buffers, held here until the call returns.
 const ARENA_SIZE = 64 * 1024;
 const arena = Buffer.alloc(ARENA_SIZE);
 const arenaBase = addressOf(arena);
@@ -131,8 +132,9 @@ function releaseCallMemory() {
   if (held.length > 0) held.length = 0;
 }
 
-// stringArray and bufArray build their arrays in the arena: build them right
-// before the call they are for, since every call releases the arena.
+// stringArray, bufArray and selection build their values in the arena: build
+// them right before the call they are for, since every call releases the
+// arena.
 
 /** A `const char *const *` array of names for the current call: [address, count]. */
 function stringArray(list) {
@@ -145,14 +147,38 @@ function stringArray(list) {
 /** An `iobus_buf` array of attachments (Buffers) for the current call: [address, count]. */
 function bufArray(buffers) {
   if (!buffers || buffers.length === 0) return [0, 0];
-  const [array, at] = scratch(16 * buffers.length);
+  const L = BufLayout;
+  const [array, at] = scratch(L.SIZE * buffers.length);
   for (let i = 0; i < buffers.length; i++) {
     const b = buffers[i];
     held.push(b);
-    if (b.length > 0) writeU64(array, 16 * i, addressOf(b));
-    writeU64(array, 16 * i + 8, b.length);
+    if (b.length > 0) writeU64(array, L.SIZE * i + L.data.offset, addressOf(b));
+    writeU64(array, L.SIZE * i + L.len.offset, b.length);
   }
   return [at, buffers.length];
+}
+
+/**
+ * An `iobus_selection` for the current call: its address. `sel.nsp` is the
+ * namespace, `rooms`, `exceptRooms` and `exceptSids` arrays of names,
+ * `flags` a combination of Flag bits, `timeoutMs` the ack timeout (0: none).
+ */
+function selection(sel) {
+  const L = SelectionLayout;
+  const [rooms, roomCount] = stringArray(sel.rooms);
+  const [exceptRooms, exceptRoomCount] = stringArray(sel.exceptRooms);
+  const [exceptSids, exceptSidCount] = stringArray(sel.exceptSids);
+  const [struct, at] = scratch(L.SIZE);
+  writeU64(struct, L.nsp.offset, cString(sel.nsp));
+  writeU64(struct, L.rooms.offset, rooms);
+  writeU64(struct, L.room_count.offset, roomCount);
+  writeU64(struct, L.except_rooms.offset, exceptRooms);
+  writeU64(struct, L.except_room_count.offset, exceptRoomCount);
+  writeU64(struct, L.except_sids.offset, exceptSids);
+  writeU64(struct, L.except_sid_count.offset, exceptSidCount);
+  struct.writeUInt32LE((sel.flags || 0) >>> 0, L.flags.offset);
+  writeU64(struct, L.timeout_ms.offset, sel.timeoutMs || 0);
+  return at;
 }
 
 // Out-parameters: one slot each, read right after the call that fills it.
@@ -172,16 +198,6 @@ const COUNT = addressOf(countSlot);
 /** The C string at `address` (null for NULL). */
 function stringAt(address) {
   return address === 0 ? null : ref.readCString(arena, address - arenaBase);
-}
-
-/** The 64-bit value at `address`. */
-function u64At(address) {
-  return Number(ref.readUInt64(arena, address - arenaBase));
-}
-
-/** The int32 at `address`. */
-function i32At(address) {
-  return ref.reinterpret(arena, 4, address - arenaBase).readInt32LE(0);
 }
 
 // ---- functions -----------------------------------------------------------------
@@ -316,12 +332,18 @@ const SIGNATURES = Object.freeze({
   iobus_config_set_cors_max_age: ["i", "pu"],
   iobus_config_set_max_attachments: ["i", "pu"],
   iobus_config_set_max_buffered: ["i", "pu"],
+  iobus_config_set_http_header_timeout: ["i", "pu"],
+  iobus_config_set_http_keep_alive_timeout: ["i", "pu"],
+  iobus_config_set_write_timeout: ["i", "pu"],
+  iobus_config_set_max_header_bytes: ["i", "pu"],
+  iobus_config_set_max_connections: ["i", "pu"],
   iobus_config_set_worker_threads: ["i", "pu"],
   iobus_config_set_batch_scheduling: ["i", "pb"],
   iobus_config_set_serve_client: ["i", "pb"],
   iobus_config_set_client_dir: ["i", "ps"],
   iobus_config_set_static_dir: ["i", "ps"],
   iobus_config_set_dispatch: ["i", "pi"],
+  iobus_config_set_connection_state_recovery: ["i", "pbubu"],
 
   iobus_ack_send: ["i", "psnpu"],
   iobus_ack_free: ["v", "p"],
@@ -337,9 +359,8 @@ const SIGNATURES = Object.freeze({
   iobus_server_poll_fd: ["i", "p"],
   iobus_server_poll_records: ["i", "ppupp"],
   iobus_server_add_namespace_pattern: ["i", "ps"],
-  iobus_server_on_connect: ["i", "pspp"],
-  iobus_server_on_any: ["i", "pspp"],
-  iobus_server_on_disconnect: ["i", "pspp"],
+  iobus_server_subscribe: ["i", "psisp"],
+  iobus_server_unsubscribe: ["i", "psis"],
 
   iobus_socket_emit: ["i", "psssnpu"],
   iobus_socket_emit_volatile: ["i", "psssnpu"],
@@ -348,12 +369,19 @@ const SIGNATURES = Object.freeze({
   iobus_socket_leave: ["i", "pss"],
   iobus_socket_disconnect: ["i", "psb"],
   iobus_socket_rooms: ["i", "pspp"],
+  iobus_socket_data: ["i", "pspp"],
+  iobus_socket_set_data: ["i", "pssn"],
 
-  iobus_namespace_emit: ["i", "pspupusUssnpu"],
-  iobus_namespace_fetch_sockets: ["i", "pspupp"],
-  iobus_namespace_sockets_join: ["i", "pspus"],
-  iobus_namespace_sockets_leave: ["i", "pspus"],
-  iobus_namespace_disconnect_sockets: ["i", "pspub"],
+  iobus_selection_emit: ["i", "ppssnpu"],
+  iobus_selection_emit_with_ack: ["i", "ppssnpupp"],
+  iobus_selection_fetch_sockets: ["i", "pppp"],
+  iobus_selection_join: ["i", "pppu"],
+  iobus_selection_leave: ["i", "pppu"],
+  iobus_selection_disconnect: ["i", "ppb"],
+
+  iobus_namespace_all_rooms: ["i", "pspp"],
+  iobus_namespace_server_side_emit: ["i", "psssnpu"],
+  iobus_namespace_server_side_emit_with_ack: ["i", "psssnpuupp"],
 });
 
 const lib = {};
@@ -373,54 +401,6 @@ const dup = (() => {
     return result.readInt32LE(0);
   };
 })();
-
-// ---- callbacks ---------------------------------------------------------------
-
-/**
- * The argument kinds of the C callback types (iobus.h's `iobus_*_cb`), as
- * for functions: p pointer, s C string, i int32 (enums).
- */
-const CALLBACK_SIGNATURES = Object.freeze({
-  iobus_connect_cb: "pp",
-  iobus_event_cb: "pp",
-  iobus_disconnect_cb: "pssss",
-  iobus_ack_cb: "pip",
-});
-
-/**
- * A C function pointer of the callback type `type` (one of
- * CALLBACK_SIGNATURES) that calls `fn` with the decoded arguments (pointers
- * as numbers); whatever `fn` throws goes to `report` (nothing may unwind
- * into C). It must only be called on the main thread, which poll mode
- * guarantees: there the library calls callbacks only from iobus_server_poll
- * (which this package does not use) and iobus_server_free, on the calling
- * thread. Returns { address, keep }: `keep` must stay referenced as long as
- * C may call the pointer.
- */
-function callback(type, fn, report) {
-  const kinds = CALLBACK_SIGNATURES[type];
-  if (kinds === undefined) throw new Error(`iobus: no callback type ${type}`);
-  const cif = prepare("v", kinds);
-  const count = kinds.length;
-  const args = new Array(count);
-  const keep = binding.Callback(cif, 8, count, report, (retval, params) => {
-    try {
-      // params holds the address of each argument's value.
-      for (let i = 0; i < count; i++) {
-        const at = readU64(params, 8 * i);
-        if (kinds[i] === "i") args[i] = i32At(at);
-        else if (kinds[i] === "s") args[i] = stringAt(u64At(at));
-        else args[i] = u64At(at);
-      }
-      fn(...args);
-    } catch (err) {
-      report(err);
-    }
-    return undefined;
-  });
-  keep.cif = cif;
-  return { address: addressOf(keep), keep };
-}
 
 // ---- constants ---------------------------------------------------------------
 //
@@ -453,8 +433,33 @@ const AckStatus = Object.freeze({ OK: 0, TIMEOUT: 1, DISCONNECTED: 2 });
 /** iobus_dispatch values (IOBUS_DISPATCH_<name>). */
 const Dispatch = Object.freeze({ THREAD: 0, POLL: 1 });
 
-/** Flag macros (IOBUS_<name>). */
-const Flag = Object.freeze({ EMIT_VOLATILE: 1 });
+/** Flag macros (IOBUS_<name>): the bits of `iobus_selection.flags`. */
+const Flag = Object.freeze({ SELECTION_VOLATILE: 1, SELECTION_LOCAL: 2 });
+
+/** The layout of `struct iobus_buf` on a 64-bit host (as SelectionLayout). */
+const BufLayout = Object.freeze({
+  SIZE: 16,
+  data: Object.freeze({ offset: 0, bytes: 8 }),
+  len: Object.freeze({ offset: 8, bytes: 8 }),
+});
+
+/**
+ * The layout of `struct iobus_selection` on a 64-bit host: each member's
+ * offset and width in bytes, and the struct's size. test/header.test.js
+ * derives them from the header's declaration.
+ */
+const SelectionLayout = Object.freeze({
+  SIZE: 72,
+  nsp: Object.freeze({ offset: 0, bytes: 8 }),
+  rooms: Object.freeze({ offset: 8, bytes: 8 }),
+  room_count: Object.freeze({ offset: 16, bytes: 8 }),
+  except_rooms: Object.freeze({ offset: 24, bytes: 8 }),
+  except_room_count: Object.freeze({ offset: 32, bytes: 8 }),
+  except_sids: Object.freeze({ offset: 40, bytes: 8 }),
+  except_sid_count: Object.freeze({ offset: 48, bytes: 8 }),
+  flags: Object.freeze({ offset: 56, bytes: 4 }),
+  timeout_ms: Object.freeze({ offset: 64, bytes: 8 }),
+});
 
 /** Stands in the JSON-length argument positions (declared as SIZE_MAX). */
 const JSON_NUL_TERMINATED = -1;
@@ -505,14 +510,14 @@ function takeCount() {
 module.exports = {
   lib,
   dup,
-  callback,
   LIBRARY_PATH,
   SIGNATURES,
-  CALLBACK_SIGNATURES,
   Status,
   AckStatus,
   Dispatch,
   Flag,
+  SelectionLayout,
+  BufLayout,
   JSON_NUL_TERMINATED,
   OUT,
   LEN,
@@ -521,6 +526,7 @@ module.exports = {
   check,
   stringArray,
   bufArray,
+  selection,
   takeString,
   takePointer,
   takeLength,

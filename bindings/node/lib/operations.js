@@ -80,6 +80,10 @@ class ServerOperations {
   serverSideEmit(...args) {
     return this.sockets.serverSideEmit(...args);
   }
+
+  serverSideEmitWithAck(...args) {
+    return this.sockets.serverSideEmitWithAck(...args);
+  }
 }
 
 // `io.on`, `io.once`, `io.off`, … act on the main namespace's listeners.

@@ -16,6 +16,17 @@ function clientDist() {
   }
 }
 
+/**
+ * A count or duration option as the C setters take it: a non-negative
+ * integer (the setters refuse values outside their range with a message).
+ */
+function count(value, name) {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new TypeError(`iobus: option ${name} must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}
+
 /** Applies socket.io-style options (plus iobus's own) to an iobus_config. */
 function configure(cfg, opts) {
   const set = (code, what) => check(code, `option ${what}`);
@@ -49,8 +60,17 @@ function configure(cfg, opts) {
   if (opts.maxAttachments !== undefined) {
     set(lib.iobus_config_set_max_attachments(cfg, opts.maxAttachments), "maxAttachments");
   }
-  if (opts.maxBufferedBytes !== undefined) {
-    set(lib.iobus_config_set_max_buffered(cfg, opts.maxBufferedBytes), "maxBufferedBytes");
+  // Bounds on what one client may hold (iobus.h gives each default).
+  const limits = [
+    ["maxBufferedBytes", lib.iobus_config_set_max_buffered],
+    ["httpHeaderTimeout", lib.iobus_config_set_http_header_timeout],
+    ["httpKeepAliveTimeout", lib.iobus_config_set_http_keep_alive_timeout],
+    ["writeTimeout", lib.iobus_config_set_write_timeout],
+    ["maxHeaderBytes", lib.iobus_config_set_max_header_bytes],
+    ["maxConnections", lib.iobus_config_set_max_connections],
+  ];
+  for (const [name, setter] of limits) {
+    if (opts[name] !== undefined) set(setter(cfg, count(opts[name], name)), name);
   }
   if (opts.batchScheduling !== undefined) {
     set(lib.iobus_config_set_batch_scheduling(cfg, !!opts.batchScheduling), "batchScheduling");
@@ -63,7 +83,32 @@ function configure(cfg, opts) {
   const clientDir = opts.clientDir || (serveClient && !process.env.IOBUS_CLIENT_DIR ? clientDist() : null);
   if (clientDir) set(lib.iobus_config_set_client_dir(cfg, path.resolve(clientDir)), "clientDir");
   if (opts.staticDir) set(lib.iobus_config_set_static_dir(cfg, path.resolve(opts.staticDir)), "staticDir");
+  const recovery = recoveryOptions(opts);
+  if (recovery !== null) {
+    const { maxDisconnectionDuration, skipMiddlewares, maxLogBytes } = recovery;
+    set(
+      lib.iobus_config_set_connection_state_recovery(cfg, true, maxDisconnectionDuration, skipMiddlewares, maxLogBytes),
+      "connectionStateRecovery",
+    );
+  }
   set(lib.iobus_config_set_dispatch(cfg, Dispatch.POLL), "dispatch");
+}
+
+/**
+ * socket.io's `connectionStateRecovery` option with its defaults
+ * (`maxDisconnectionDuration` 120000 ms, `skipMiddlewares` true; iobus's
+ * `maxLogBytes`, 0: the library's 32 MiB), or null when recovery is off.
+ */
+function recoveryOptions(opts) {
+  const given = opts.connectionStateRecovery;
+  if (!given) return null;
+  const r = typeof given === "object" ? given : {};
+  return {
+    maxDisconnectionDuration:
+      r.maxDisconnectionDuration === undefined ? 120000 : count(r.maxDisconnectionDuration, "connectionStateRecovery.maxDisconnectionDuration"),
+    skipMiddlewares: r.skipMiddlewares === undefined ? true : !!r.skipMiddlewares,
+    maxLogBytes: r.maxLogBytes === undefined ? 0 : count(r.maxLogBytes, "connectionStateRecovery.maxLogBytes"),
+  };
 }
 
 /** A new iobus_server handle configured by `opts`; throws on a bad option. */
@@ -79,4 +124,4 @@ function createHandle(opts) {
   }
 }
 
-module.exports = { createHandle };
+module.exports = { createHandle, recoveryOptions };

@@ -13,17 +13,45 @@
 "use strict";
 
 /** iobus_record_kind values (IOBUS_RECORD_<name>). */
-const Kind = Object.freeze({ CONNECT: 0, EVENT: 1, DISCONNECT: 2, ACK: 3 });
+const Kind = Object.freeze({
+  CONNECT: 0,
+  EVENT: 1,
+  DISCONNECT: 2,
+  ACK: 3,
+  BROADCAST_ACK: 4,
+  SOCKETS: 5,
+  ROOMS: 6,
+  SERVER_SIDE_EMIT: 7,
+});
+
+/** The status of a CONNECT record whose socket recovers one that dropped. */
+const CONNECT_RECOVERED = 1;
+
+/**
+ * What the header's handle field holds, by kind: a connect handle to answer,
+ * an ack handle to answer (or 0), a number (the replies expected), or
+ * nothing (0).
+ */
+const Handle = Object.freeze({
+  CONNECT: "connect",
+  EVENT: "ack",
+  DISCONNECT: "none",
+  ACK: "none",
+  BROADCAST_ACK: "count",
+  SOCKETS: "none",
+  ROOMS: "none",
+  SERVER_SIDE_EMIT: "ack",
+});
 
 /**
  * The record header, little-endian: where each value sits and its width in
- * bytes (the bytes between the ack status and the user data are zero).
+ * bytes (the bytes between the status and the user data are zero).
  */
 const Header = Object.freeze({
   SIZE: 24,
   size: Object.freeze({ offset: 0, bytes: 4 }),
   kind: Object.freeze({ offset: 4, bytes: 1 }),
-  ackStatus: Object.freeze({ offset: 5, bytes: 1 }),
+  status: Object.freeze({ offset: 5, bytes: 1 }),
   user: Object.freeze({ offset: 8, bytes: 8 }),
   handle: Object.freeze({ offset: 16, bytes: 8 }),
 });
@@ -31,7 +59,7 @@ const Header = Object.freeze({
 const HEADER_SIZE = Header.SIZE;
 const SIZE_AT = Header.size.offset;
 const KIND_AT = Header.kind.offset;
-const STATUS_AT = Header.ackStatus.offset;
+const STATUS_AT = Header.status.offset;
 const USER_AT = Header.user.offset;
 const HANDLE_AT = Header.handle.offset;
 const TWO_32 = 4294967296;
@@ -166,4 +194,4 @@ class RecordReader {
   }
 }
 
-module.exports = { Kind, Header, HEADER_SIZE, RecordReader, MalformedRecord };
+module.exports = { Kind, Handle, CONNECT_RECOVERED, Header, HEADER_SIZE, RecordReader, MalformedRecord };

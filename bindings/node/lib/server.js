@@ -1,7 +1,7 @@
 // Server: one iobus server handle, in socket.io's shape — its namespaces and
 // its lifecycle (listen, close). The parts it is made of live beside it:
-// options.js turns options into the handle, handlers.js registers what the
-// library reports back, pump.js takes the library's records on Node's
+// options.js turns options into the handle, handlers.js subscribes to what
+// the library reports back, pump.js takes the library's records on Node's
 // thread, delivery.js hands each record to the namespace or socket it is
 // for, and operations.js gives `io.to(room).emit(…)` and friends, which act
 // on the main namespace.
@@ -13,7 +13,7 @@
 "use strict";
 
 const { lib, check, LEN, takeU16, JSON_NUL_TERMINATED } = require("./native");
-const { createHandle } = require("./options");
+const { createHandle, recoveryOptions } = require("./options");
 const { Handlers } = require("./handlers");
 const { RecordPump } = require("./pump");
 const { Delivery } = require("./delivery");
@@ -80,7 +80,9 @@ class Server extends ServerOperations {
     this._report = (err) => this._reportError(err);
 
     this._handle = createHandle(this.opts);
-    this._handlers = new Handlers(this._handle, this._report);
+    /** Connection state recovery's options, or null when it is off. */
+    this._recovery = recoveryOptions(this.opts);
+    this._handlers = new Handlers(this._handle);
     this._pump = new RecordPump(this._handle, new Delivery(this), this._report);
     /** The main namespace, "/". */
     this.sockets = this.of("/");
@@ -107,6 +109,7 @@ class Server extends ServerOperations {
       nsp = new ParentNamespace(this, name);
       this._parents.push(nsp);
       if (!this._handlers.hasPattern) this._handlers.registerPattern(DYNAMIC, DYNAMIC_PATTERN);
+      nsp._registration = this._handlers.dynamicId;
     } else {
       let key = String(name);
       if (key[0] !== "/") key = `/${key}`;
@@ -114,7 +117,7 @@ class Server extends ServerOperations {
       if (!nsp) {
         nsp = new Namespace(this, key);
         this._nsps.set(key, nsp);
-        this._handlers.register(nsp, key);
+        nsp._registration = this._handlers.register(nsp, key);
       }
     }
     if (fn) nsp.on("connect", fn);
@@ -172,12 +175,13 @@ class Server extends ServerOperations {
   }
 
   _finishClose(handle) {
-    // Deliver what the stop queued (disconnects, failed acks), then free.
+    // Deliver what the stop queued (disconnects, completions), then free;
+    // what the library still held is completed here, exactly once.
     this._pump.finish();
     this._handle = null;
     this._port = null;
     lib.iobus_server_free(handle);
-    for (const callback of this._handlers.takeAllAcks()) callback(new Error("socket has been disconnected"));
+    this._handlers.failAll(this._report);
   }
 }
 

@@ -6,30 +6,32 @@
 "use strict";
 
 const { EventEmitter } = require("node:events");
-const { lib, Status, JSON_NUL_TERMINATED, OUT, check, statusError, bufArray, takeString } = require("./native");
+const { lib, Status, AckStatus, JSON_NUL_TERMINATED, OUT, check, statusError, bufArray, takeString } =
+  require("./native");
+const { Kind } = require("./records");
 const { encodeArgs } = require("./payload");
 const { BroadcastOperator, RESERVED_EVENTS } = require("./broadcast");
+const { Handlers } = require("./handlers");
+const { withAck } = require("./acks");
 const { invoke, fire } = require("./listeners");
 
-// Ack functions that outlived their event's delivery unanswered: their
-// handles go back to the library if the function is collected without being
-// called. (An ack answered while its listeners run, the usual case, is never
-// registered here.)
-const unansweredAcks = new FinalizationRegistry((handle) => lib.iobus_ack_free(handle));
-
-/** The iobus_ack handle behind an ack function: 0 once answered. */
-class PendingAck {
-  constructor(handle) {
-    this.handle = handle;
-    /** Whether it is in `unansweredAcks` (with itself as the unregister token). */
-    this.watched = false;
-  }
-}
+// Why a socket may come back with connection state recovery (socket.io's list).
+const RECOVERABLE_REASONS = new Set([
+  "transport error",
+  "transport close",
+  "forced close",
+  "ping timeout",
+  "server shutting down",
+  "forced server close",
+]);
 
 // "No timeout" for emits with an ack, as iobus.h documents it; a timeout the
 // application gives is at least 1 ms, so that socket.io's `timeout(0)` (which
 // times out at once) is not read as none.
 const NO_TIMEOUT_MS = 0;
+
+const addListener = EventEmitter.prototype.addListener;
+const prependListener = EventEmitter.prototype.prependListener;
 
 class Socket extends EventEmitter {
   /**
@@ -55,8 +57,63 @@ class Socket extends EventEmitter {
     this._fns = [];
     this._anyListeners = null;
     this._anyOutgoingListeners = null;
-    // A client "error" event without a listener must not throw (as in socket.io).
-    this.on("error", noop);
+    /** The event names this socket made the library deliver (Handlers.listen). */
+    this._listening = new Set();
+    /** Whether this socket made the library deliver every event (Handlers.catchAll). */
+    this._catchAll = false;
+    /** Whether the socket is gone for good: it asks for nothing more. */
+    this._released = false;
+    // A client "error" event without a listener must not throw (as in
+    // socket.io); this listener is the binding's, not a subscription.
+    addListener.call(this, "error", noop);
+  }
+
+  // ---- what the library delivers to this socket -----------------------------
+
+  on(event, listener) {
+    this._listen(event);
+    return addListener.call(this, event, listener);
+  }
+
+  addListener(event, listener) {
+    return this.on(event, listener);
+  }
+
+  prependListener(event, listener) {
+    this._listen(event);
+    return prependListener.call(this, event, listener);
+  }
+
+  // (`once` and `prependOnceListener` go through `on` and `prependListener`.)
+
+  /**
+   * A listener for `event`: the library delivers the event from now on. The
+   * subscription lasts until the socket is gone, even if the listener is
+   * removed (the event is then dropped here, as socket.io drops events
+   * without a listener).
+   */
+  _listen(event) {
+    if (this._released || this._listening.has(event) || !Handlers.subscribable(event)) return;
+    this._listening.add(event);
+    this.server._handlers.listen(this.nsp._registration, event);
+  }
+
+  /** Catch-all listeners or middlewares: the library delivers every event. */
+  _listenAll() {
+    if (this._released || this._catchAll) return;
+    this._catchAll = true;
+    this.server._handlers.catchAll(this.nsp._registration, 1);
+  }
+
+  /** The socket is gone (or was refused): its subscriptions end. */
+  _release() {
+    if (this._released) return;
+    this._released = true;
+    const handlers = this.server._handlers;
+    const id = this.nsp._registration;
+    for (const event of this._listening) handlers.unlisten(id, event);
+    this._listening.clear();
+    if (this._catchAll) handlers.catchAll(id, -1);
   }
 
   get disconnected() {
@@ -118,8 +175,13 @@ class Socket extends EventEmitter {
       return;
     }
     const { json, buffers } = encodeArgs(args);
+    const handlers = server._handlers;
+    const id = handlers.expect(Kind.ACK, (status, reply) => {
+      if (status === AckStatus.OK) callback(null, ...reply);
+      else if (status === AckStatus.TIMEOUT) callback(new Error("operation has timed out"));
+      else callback(new Error("socket has been disconnected"));
+    });
     const [bufs, count] = bufArray(buffers);
-    const id = server._handlers.addAck(callback);
     const code = lib.iobus_socket_emit_with_ack(
       handle,
       this.id,
@@ -129,11 +191,11 @@ class Socket extends EventEmitter {
       bufs,
       count,
       timeout === undefined ? NO_TIMEOUT_MS : Math.max(1, Math.floor(timeout)),
-      server._handlers.ackCallback,
+      0,
       id,
     );
     if (code !== Status.OK) {
-      server._handlers.takeAck(id);
+      handlers.forget(id);
       if (isGone(code)) process.nextTick(callback, new Error("socket has been disconnected"));
       else throw statusError(code, `emit "${event}"`);
     }
@@ -181,8 +243,11 @@ class Socket extends EventEmitter {
 
   // ---- broadcasting from this socket -----------------------------------------
 
+  /** An operator excluding this socket, taking over its flags (volatile, timeout). */
   _operator() {
-    return new BroadcastOperator(this.nsp, new Set(), new Set(), this.id);
+    const flags = this.flags;
+    this.flags = {};
+    return new BroadcastOperator(this.nsp, new Set(), new Set(), [this.id], flags);
   }
 
   /** Everyone in the namespace but this socket. */
@@ -190,8 +255,9 @@ class Socket extends EventEmitter {
     return this._operator();
   }
 
+  /** Everyone on this server but this socket. */
   get local() {
-    return this._operator();
+    return this._operator().local;
   }
 
   /** The sockets in `room` (or rooms), this one excluded. */
@@ -241,6 +307,7 @@ class Socket extends EventEmitter {
 
   /** Adds a middleware for incoming events: `fn([event, ...args], next)`. */
   use(fn) {
+    this._listenAll();
     this._fns.push(fn);
     return this;
   }
@@ -248,11 +315,13 @@ class Socket extends EventEmitter {
   // ---- catch-all listeners --------------------------------------------------
 
   onAny(listener) {
+    this._listenAll();
     (this._anyListeners ||= []).push(listener);
     return this;
   }
 
   prependAny(listener) {
+    this._listenAll();
     (this._anyListeners ||= []).unshift(listener);
     return this;
   }
@@ -299,6 +368,18 @@ class Socket extends EventEmitter {
 
   // ---- what the server delivers -------------------------------------------
 
+  /**
+   * The socket recovers one that dropped: its data is what the library kept
+   * (what `_keep` stored when it dropped); its rooms are the library's.
+   */
+  _recover() {
+    this.recovered = true;
+    const handle = this.server._handle;
+    if (!handle || lib.iobus_socket_data(handle, this.id, OUT, 0) !== Status.OK) return;
+    const data = JSON.parse(takeString() || "null");
+    if (data !== null) this.data = data;
+  }
+
   /** The library accepted the connection. */
   _onconnect() {
     this._live = true;
@@ -311,18 +392,10 @@ class Socket extends EventEmitter {
       this._dispatch(event, args);
       return;
     }
-    const pending = new PendingAck(ackHandle);
-    const ack = ackFunction(pending);
-    args.push(ack);
-    try {
+    withAck(ackHandle, false, (ack) => {
+      args.push(ack);
       this._dispatch(event, args);
-    } finally {
-      // Kept for later (or never called): watch for it being dropped.
-      if (pending.handle !== 0) {
-        pending.watched = true;
-        unansweredAcks.register(ack, pending.handle, pending);
-      }
-    }
+    });
   }
 
   /** Middlewares, catch-all listeners, then the event's listeners. */
@@ -356,36 +429,36 @@ class Socket extends EventEmitter {
     this._live = false;
     this.connected = false;
     this.nsp._remove(this);
+    const recovery = this.server._recovery;
+    const recoverable = recovery !== null && RECOVERABLE_REASONS.has(reason);
+    if (!recoverable) this._release();
     fire(this, "disconnect", [reason, undefined], report);
+    if (recoverable) this._keep(recovery.maxDisconnectionDuration);
+  }
+
+  /**
+   * The socket dropped and its client may come back within `ms`
+   * (connection state recovery): the library keeps `data` as it is after the
+   * `disconnect` listeners, for the recovered socket. Its client may send as
+   * soon as it is back, before this process hears of it: what the socket
+   * listened to stays subscribed meanwhile.
+   */
+  _keep(ms) {
+    const handle = this.server._handle;
+    if (handle) {
+      let json;
+      try {
+        json = JSON.stringify(this.data === undefined ? null : this.data);
+      } catch (err) {
+        this.server._report(new Error(`iobus: socket.data of ${this.id} is not JSON, a recovery cannot restore it: ${err.message}`));
+      }
+      if (json !== undefined) settle(lib.iobus_socket_set_data(handle, this.id, json, JSON_NUL_TERMINATED), "keep data");
+    }
+    setTimeout(() => this._release(), ms).unref();
   }
 }
 
 function noop() {}
-
-/** The ack function handed to a listener: answers once, from any moment. */
-function ackFunction(pending) {
-  return (...reply) => {
-    const handle = pending.handle;
-    if (handle === 0) return;
-    // Encoded first: a reply that cannot be encoded throws and leaves the
-    // ack unanswered (and its handle watched).
-    const { json, buffers } = encodeArgs(reply);
-    pending.handle = 0;
-    if (pending.watched) unansweredAcks.unregister(pending);
-    let code;
-    if (buffers === null) {
-      code = lib.iobus_ack_send(handle, json, JSON_NUL_TERMINATED, 0, 0);
-    } else {
-      const [bufs, count] = bufArray(buffers);
-      code = lib.iobus_ack_send(handle, json, JSON_NUL_TERMINATED, bufs, count);
-    }
-    // On DISCONNECTED the library has consumed the handle; on other errors
-    // it is still ours.
-    if (code === Status.OK || code === Status.DISCONNECTED) return;
-    lib.iobus_ack_free(handle);
-    throw statusError(code, "ack");
-  };
-}
 
 function isGone(code) {
   return code === Status.UNKNOWN_SOCKET || code === Status.DISCONNECTED || code === Status.NOT_RUNNING;

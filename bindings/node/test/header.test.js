@@ -1,10 +1,10 @@
 // Every constant the binding declares (lib/native.js, lib/records.js) against
 // include/iobus.h, where they are written once: statuses, record kinds, ack
-// statuses, dispatch modes, flags, the C signatures the binding calls, the
-// callback types it registers, and the record layout — the header's offsets
-// and widths, and records built from the header's own description of each
-// kind, delivered through a Server. A change in the header fails here until
-// the binding follows it.
+// statuses, dispatch modes, selection flags, the C signatures the binding
+// calls, the layout of the structs it builds, and the record layout — the
+// header's offsets and widths, what each kind's handle holds, and records
+// built from the header's own description of each kind, delivered through a
+// Server. A change in the header fails here until the binding follows it.
 
 "use strict";
 
@@ -13,10 +13,10 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const { HEADER_PATH, WIDTHS, readHeader } = require("./iobus-header");
 const native = require("../lib/native");
-const { Kind, Header } = require("../lib/records");
+const { Kind, Handle, CONNECT_RECOVERED, Header } = require("../lib/records");
 const iobus = require("iobus");
 
-const { lib, Status, AckStatus, Dispatch, Flag, SIGNATURES, CALLBACK_SIGNATURES } = native;
+const { lib, Status, AckStatus, Dispatch, Flag, SelectionLayout, BufLayout, SIGNATURES } = native;
 const { Server } = iobus;
 
 assert.ok(fs.existsSync(HEADER_PATH), `${HEADER_PATH} is where the C ABI is declared`);
@@ -36,12 +36,45 @@ function enumValues(name, prefix) {
 
 /** The binding's name for each value of the record header, by the header's wording. */
 const HEADER_NAMES = [
-  [/^size of the record$/, "size"],
+  [/^size of the (whole )?record$/, "size"],
   [/^kind$/, "kind"],
-  [/^ack status$/, "ackStatus"],
-  [/^user data\b/, "user"],
-  [/^handle$/, "handle"],
+  [/^status$/, "status"],
+  [/^user data$/, "user"],
+  [/^handle( or number)?$/, "handle"],
 ];
+
+/** What a kind's handle holds (records.js's Handle), by the kinds table's wording. */
+const HANDLE_MEANINGS = [
+  [/^the `iobus_connect \*` to answer$/, "connect"],
+  [/^the `iobus_ack \*` to answer\b.*, or 0\b/, "ack"],
+  [/^a number: the replies expected$/, "count"],
+  [/^0$/, "none"],
+];
+
+/** Sizes and alignments of the C member types on a 64-bit (LP64) host. */
+function cType(type) {
+  if (type.endsWith("*")) return { size: 8, align: 8 };
+  const sizes = { size_t: 8, uint64_t: 8, int64_t: 8, uint32_t: 4, int32_t: 4, uint16_t: 2, uint8_t: 1, bool: 1 };
+  assert.ok(sizes[type] !== undefined, `a struct member of type ${type} this test cannot lay out`);
+  return { size: sizes[type], align: sizes[type] };
+}
+
+/** `struct name` laid out as a 64-bit C compiler does: { SIZE, member: { offset, bytes } }. */
+function structLayout(name) {
+  const members = header.structs[name];
+  assert.ok(members, `iobus.h declares struct ${name}`);
+  const out = {};
+  let offset = 0;
+  let align = 1;
+  for (const member of members) {
+    const t = cType(member.type);
+    offset = Math.ceil(offset / t.align) * t.align;
+    out[member.name] = { offset, bytes: t.size };
+    offset += t.size;
+    align = Math.max(align, t.align);
+  }
+  return { SIZE: Math.ceil(offset / align) * align, ...out };
+}
 
 function headerName(words) {
   const found = HEADER_NAMES.find(([pattern]) => pattern.test(words));
@@ -58,7 +91,7 @@ function argumentKinds(param, previous) {
   switch (type) {
     case "size_t":
       // "n" (SIZE_MAX: NUL-terminated) only for the length of JSON text.
-      return previous && /json/.test(previous.name) && /_len$/.test(name) ? ["u", "n"] : ["u"];
+      return previous && /json/.test(previous.name) && /(^|_)len$/.test(name) ? ["u", "n"] : ["u"];
     case "uint64_t":
       return ["u"];
     case "uint32_t":
@@ -134,7 +167,7 @@ function buildRecord(kind, head, values) {
   const all = {
     size: out.length,
     kind: header.enums.iobus_record_kind[`IOBUS_RECORD_${kind}`],
-    ackStatus: 0,
+    status: 0,
     user: 0,
     handle: 0,
     ...head,
@@ -159,10 +192,14 @@ describe("the binding's constants are iobus.h's", () => {
     assert.deepEqual({ ...Dispatch }, enumValues("iobus_dispatch", "IOBUS_DISPATCH_"));
   });
 
-  it("flags", () => {
-    for (const [name, value] of Object.entries(Flag)) {
-      assert.equal(header.defines[`IOBUS_${name}`], value, `IOBUS_${name}`);
-    }
+  it("selection flags: every one of the header's, with its value", () => {
+    const documented = Object.fromEntries(
+      Object.entries(header.defines)
+        .filter(([name]) => name.startsWith("IOBUS_SELECTION_"))
+        .map(([name, value]) => [name.slice("IOBUS_".length), value]),
+    );
+    assert.ok(Object.keys(documented).length > 0, "iobus.h defines IOBUS_SELECTION_* flags");
+    assert.deepEqual({ ...Flag }, documented);
   });
 
   it("the version of the library is the header's", () => {
@@ -182,13 +219,9 @@ describe("the binding's constants are iobus.h's", () => {
     assert.deepEqual(Object.keys(lib).sort(), Object.keys(SIGNATURES).sort());
   });
 
-  it("the callback types", () => {
-    for (const [name, kinds] of Object.entries(CALLBACK_SIGNATURES)) {
-      const cb = header.callbacks[name];
-      assert.ok(cb, `iobus.h declares ${name}`);
-      assert.equal(cb.returns, "void", name);
-      checkParameters(name, cb.params, kinds);
-    }
+  it("the structs the binding builds: iobus_selection and iobus_buf, member by member", () => {
+    assert.deepEqual(JSON.parse(JSON.stringify(SelectionLayout)), structLayout("iobus_selection"));
+    assert.deepEqual(JSON.parse(JSON.stringify(BufLayout)), structLayout("iobus_buf"));
   });
 
   it("the record header: size, and each value's offset and width", () => {
@@ -203,21 +236,47 @@ describe("the binding's constants are iobus.h's", () => {
     const documentedNames = named.map((f) => headerName(f.name));
     assert.deepEqual(declared.sort(), documentedNames.sort(), "the binding declares no other value");
   });
+
+  it("the status of a CONNECT that recovers a dropped socket", () => {
+    const status = header.record.header.fields.find((f) => f.name !== null && headerName(f.name) === "status");
+    const m = /\b(\d+) for a CONNECT that recovers\b/.exec(status.text);
+    assert.ok(m, `the status says what a recovering CONNECT carries: "${status.text}"`);
+    assert.equal(CONNECT_RECOVERED, Number(m[1]));
+  });
+
+  it("the kinds table: every kind's value, and what its handle holds", () => {
+    const { values, handles } = header.record.fields;
+    assert.deepEqual(values, enumValues("iobus_record_kind", "IOBUS_RECORD_"));
+    const meanings = Object.fromEntries(
+      Object.entries(handles).map(([kind, words]) => {
+        const found = HANDLE_MEANINGS.find(([pattern]) => pattern.test(words));
+        assert.ok(found, `${kind}: the handle holds something the binding does not know: "${words}"`);
+        return [kind, found[1]];
+      }),
+    );
+    assert.deepEqual({ ...Handle }, meanings);
+  });
 });
 
 describe("records laid out as iobus.h describes them", () => {
-  it("are delivered as the header says: connect, event with attachments, acks, disconnect", async (t) => {
+  it("are delivered as the header says: every kind, and one the binding does not know is skipped", async (t) => {
     const io = new Server({ serveClient: false });
-    // The connect handle below is made up: the call that answers it is
+    // The handles below are made up: the calls that answer them are
     // replaced for the test.
     const accepted = [];
-    const accept = lib.iobus_connect_accept;
+    const sent = [];
+    const { iobus_connect_accept: accept, iobus_ack_send: ackSend } = lib;
     lib.iobus_connect_accept = (handle) => {
       accepted.push(handle);
       return Status.OK;
     };
+    lib.iobus_ack_send = (handle, json, len, bufs, count) => {
+      sent.push([handle, json, count]);
+      return Status.OK;
+    };
     t.after(async () => {
       lib.iobus_connect_accept = accept;
+      lib.iobus_ack_send = ackSend;
       await io.close();
     });
     const errors = [];
@@ -229,33 +288,61 @@ describe("records laid out as iobus.h describes them", () => {
       socket.on("disconnecting", (reason) => seen.push(["disconnecting", reason, [...socket.rooms]]));
       socket.on("disconnect", (reason) => seen.push(["disconnect", reason]));
     });
-    const replies = [];
-    const okId = io._handlers.addAck((err, ...reply) => replies.push(["ok", err, ...reply]));
-    const lateId = io._handlers.addAck((err, ...reply) => replies.push(["late", err && err.message, ...reply]));
-    const goneId = io._handlers.addAck((err, ...reply) => replies.push(["gone", err && err.message, ...reply]));
+    io.on("peer news", (...args) => {
+      const reply = args.pop();
+      seen.push(["peer news", ...args]);
+      reply("noted", "only the first argument goes back");
+    });
+    const done = [];
+    const expect = (kind, label) => io._handlers.expect(Kind[kind], (...result) => done.push([label, ...result]));
+    const ok = expect("ACK", "ack ok");
+    const late = expect("ACK", "ack timeout");
+    const gone = expect("ACK", "ack disconnected");
+    const many = expect("BROADCAST_ACK", "broadcast ack");
+    const sockets = expect("SOCKETS", "sockets");
+    const rooms = expect("ROOMS", "rooms");
 
     const user = io._handlers.idOf(io.sockets);
     const ack = header.enums.iobus_ack_status;
     const sid = "AbCdEfGhIjKlMnOpQrSt";
     const common = { namespace: "/", "socket id": sid };
+    const handshake = '{"auth":{"token":"t"},"query":{"q":"1"},"headers":{},"address":"127.0.0.1","url":"/socket.io/?EIO=4","issued":1}';
+    const unknown = Buffer.alloc(header.record.header.size + 4);
+    unknown.writeUInt32LE(unknown.length, 0);
+    unknown[4] = 200;
     const bytes = Buffer.concat([
-      buildRecord("CONNECT", { user, handle: 0x7f00_1234_5678 }, {
-        ...common,
-        "handshake JSON": '{"auth":{"token":"t"},"query":{"q":"1"}}',
-      }),
+      buildRecord("CONNECT", { user, handle: 0x7f00_1234_5678 }, { ...common, "handshake JSON": handshake }),
       buildRecord("EVENT", { user }, {
         ...common,
         "event name": "m",
         "arguments JSON": '["ü",{"_placeholder":true,"num":0}]',
         attachments: [Buffer.from([1, 2, 3])],
       }),
-      buildRecord("ACK", { user: okId, ackStatus: ack.IOBUS_ACK_OK }, {
+      unknown,
+      buildRecord("ACK", { user: ok, status: ack.IOBUS_ACK_OK }, {
         ...common,
-        "arguments JSON": '[7,{"_placeholder":true,"num":0}]',
+        "arguments JSON of the reply": '[7,{"_placeholder":true,"num":0}]',
         attachments: [Buffer.from([9])],
       }),
-      buildRecord("ACK", { user: lateId, ackStatus: ack.IOBUS_ACK_TIMEOUT }, { ...common, "arguments JSON": "" }),
-      buildRecord("ACK", { user: goneId, ackStatus: ack.IOBUS_ACK_DISCONNECTED }, { ...common, "arguments JSON": "" }),
+      buildRecord("ACK", { user: late, status: ack.IOBUS_ACK_TIMEOUT }, { ...common, "arguments JSON of the reply": "" }),
+      buildRecord("ACK", { user: gone, status: ack.IOBUS_ACK_DISCONNECTED }, {
+        ...common,
+        "arguments JSON of the reply": "",
+      }),
+      buildRecord("BROADCAST_ACK", { user: many, status: ack.IOBUS_ACK_TIMEOUT, handle: 3 }, {
+        "replies JSON": '[["a",{"_placeholder":true,"num":0}],["b",{"_placeholder":true,"num":1}]]',
+        attachments: [Buffer.from([4]), Buffer.from([5])],
+      }),
+      buildRecord("SOCKETS", { user: sockets }, {
+        "sockets JSON": `[{"id":"${"z".repeat(20)}","handshake":${handshake},"rooms":["r","${"z".repeat(20)}"],"data":{"n":1}}]`,
+      }),
+      buildRecord("ROOMS", { user: rooms }, { "rooms JSON": '["r","s"]' }),
+      buildRecord("SERVER_SIDE_EMIT", { user, handle: 0x7f00_0000_0042 }, {
+        namespace: "/",
+        "socket id": "",
+        "event name": "peer news",
+        "arguments JSON": "[1,2]",
+      }),
       buildRecord("DISCONNECT", { user }, { ...common, reason: "transport close", "rooms JSON": `["${sid}","r"]` }),
     ]);
     bytes.copy(io._pump.records);
@@ -266,13 +353,21 @@ describe("records laid out as iobus.h describes them", () => {
     assert.deepEqual(seen, [
       ["connection", sid, { token: "t" }, { q: "1" }],
       ["m", "ü", Buffer.from([1, 2, 3])],
+      ["peer news", 1, 2],
       ["disconnecting", "transport close", [sid, "r"]],
       ["disconnect", "transport close"],
     ]);
-    assert.deepEqual(replies, [
-      ["ok", null, 7, Buffer.from([9])],
-      ["late", "operation has timed out"],
-      ["gone", "socket has been disconnected"],
+    assert.deepEqual(sent, [[0x7f00_0000_0042, '["noted"]', 0]]);
+    const [fetched] = done.find(([label]) => label === "sockets")[1];
+    assert.equal(fetched.id, "z".repeat(20));
+    assert.deepEqual(fetched.data, { n: 1 });
+    assert.deepEqual(done, [
+      ["ack ok", ack.IOBUS_ACK_OK, [7, Buffer.from([9])]],
+      ["ack timeout", ack.IOBUS_ACK_TIMEOUT, null],
+      ["ack disconnected", ack.IOBUS_ACK_DISCONNECTED, null],
+      ["broadcast ack", ack.IOBUS_ACK_TIMEOUT, 3, [["a", Buffer.from([4])], ["b", Buffer.from([5])]]],
+      ["sockets", [fetched]],
+      ["rooms", ["r", "s"]],
     ]);
   });
 });

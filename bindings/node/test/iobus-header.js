@@ -1,7 +1,8 @@
 // Reads include/iobus.h, the one place where the C ABI's constants and the
 // record layout are written, into plain values for header.test.js: enums,
-// numeric macros, function prototypes, callback types, and the layout of
-// iobus_server_poll_records' records from the prose above that function.
+// numeric macros, function prototypes, callback types, structs, and the
+// layout of iobus_server_poll_records' records from the tables above that
+// function.
 // Anything it does not recognise is an error, so that a change in the
 // header's wording is looked at rather than skipped.
 
@@ -15,7 +16,6 @@ const HEADER_PATH = path.resolve(__dirname, "..", "..", "..", "include", "iobus.
 
 /** Byte widths of the integer names the record layout uses. */
 const WIDTHS = { u8: 1, u16: 2, u32: 4, u64: 8 };
-const NUMBER_WORDS = { one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7 };
 
 function withoutComments(text) {
   return text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/[^\n]*/g, "");
@@ -91,24 +91,21 @@ function docComment(text, name) {
     .map((line) => line.replace(/^\s*\*\s?/, ""));
 }
 
-/** The bullets ("- …") of a doc comment, each in one line. */
-function bullets(lines) {
-  const out = [];
-  let open = false;
-  for (const line of lines) {
-    if (line.startsWith("- ")) {
-      out.push(line.slice(2));
-      open = true;
-    } else if (open && line.trim() !== "") {
-      out[out.length - 1] += ` ${line.trim()}`;
-    } else {
-      open = false;
-    }
+/** The rows of the Markdown table whose header row is `head` (cells trimmed, header and rule left out). */
+function table(lines, head) {
+  const start = lines.findIndex((line) => line.replace(/\s+/g, " ").trim() === head);
+  if (start < 0) throw new Error(`no table "${head}"`);
+  const rows = [];
+  for (let i = start + 1; i < lines.length && lines[i].trim().startsWith("|"); i++) {
+    const cells = lines[i].trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
+    if (cells.every((c) => /^-+$/.test(c))) continue;
+    rows.push(cells);
   }
-  return out.map((b) => b.replace(/\s+/g, " ").trim());
+  if (rows.length === 0) throw new Error(`table "${head}" has no rows`);
+  return rows;
 }
 
-/** Removes parenthesised remarks (they may hold commas and semicolons). */
+/** Removes parenthesised remarks (they may hold commas and colons). */
 function withoutRemarks(text) {
   let out = text;
   for (let before = null; before !== out; ) {
@@ -119,85 +116,87 @@ function withoutRemarks(text) {
 }
 
 /**
- * The record header from its bullet: "`u32` size of the record (…), `u8`
- * kind (…), …, two zero bytes, `u64` …;" → [{ name, type, offset, bytes }]
- * (padding has no name) and its total size.
+ * The record header from its table ("| offset | size | field |"): each row
+ * a value ("`u32` size of the whole record, …" → name "size of the whole
+ * record") or zero padding ("zero"). The offsets must follow one another and
+ * each size must be its type's width. → { fields: [{ name, type, offset,
+ * bytes }] (padding has no name), size }.
  */
-function recordHeader(bullet) {
-  const items = withoutRemarks(bullet).replace(/[;.]\s*$/, "").split(",");
+function recordHeader(lines) {
   const fields = [];
   let offset = 0;
-  for (const raw of items) {
-    const item = raw.trim();
-    const value = /^`(u8|u16|u32|u64)`\s+(.+)$/.exec(item);
-    const padding = /^(\w+) zero bytes?$/.exec(item);
+  for (const [at, size, text] of table(lines, "| offset | size | field |")) {
+    const bytes = Number(size);
+    if (Number(at) !== offset) throw new Error(`record header: "${text}" at ${at}, expected at ${offset}`);
+    const value = /^`(u8|u16|u32|u64)`\s+(.+)$/.exec(text);
     if (value) {
-      const bytes = WIDTHS[value[1]];
-      fields.push({ name: value[2], type: value[1], offset, bytes });
-      offset += bytes;
-    } else if (padding && NUMBER_WORDS[padding[1]] !== undefined) {
-      const bytes = NUMBER_WORDS[padding[1]];
-      fields.push({ name: null, type: "padding", offset, bytes });
-      offset += bytes;
+      if (WIDTHS[value[1]] !== bytes) throw new Error(`record header: "${text}" is ${size} bytes`);
+      const name = withoutRemarks(value[2]).split(/[:,]/)[0].trim();
+      fields.push({ name, type: value[1], offset, bytes, text: value[2] });
+    } else if (text === "zero") {
+      fields.push({ name: null, type: "padding", offset, bytes, text });
     } else {
-      throw new Error(`record header: cannot read "${item}"`);
+      throw new Error(`record header: cannot read "${text}"`);
     }
+    offset += bytes;
   }
   return { fields, size: offset };
 }
 
 /**
- * The fields of each kind from their bullet: "then fields, each a `u32`
- * length …: CONNECT namespace, socket id, handshake JSON; EVENT …, then a
- * `u32` count of attachments and each one as a field; …; ACK …, then the
- * attachments as for EVENT." → { lengthType, kinds: { CONNECT: [names or
- * { attachments: countType }] } }.
+ * The items of each kind from the kinds table ("| kind | handle / number |
+ * items |"), with the field and attachment encodings from the prose ("A
+ * field is a `u32` length …; "attachments" is a `u32` count …"). →
+ * { lengthType, kinds: { CONNECT: [names, or { attachments: countType }] },
+ * values: { CONNECT: 0 }, handles: { CONNECT: "the `iobus_connect *` to
+ * answer" } }.
  */
-function recordFields(bullet) {
-  const length = /each a `(u8|u16|u32|u64)` length/.exec(bullet);
-  if (!length) throw new Error(`record fields: no field length type in "${bullet}"`);
-  const colon = bullet.indexOf(":");
-  const clauses = withoutRemarks(bullet.slice(colon + 1)).replace(/\.\s*$/, "").split(";");
+function recordFields(lines) {
+  const prose = lines.join(" ").replace(/\s+/g, " ");
+  const length = /A field is a `(u8|u16|u32|u64)` length/.exec(prose);
+  const count = /"attachments" is a `(u8|u16|u32|u64)` count followed by that many fields/.exec(prose);
+  if (!length || !count) throw new Error("record fields: the field and attachment encodings are not described");
   const kinds = {};
-  for (const raw of clauses) {
-    const m = /^([A-Z]+)\s+(.+)$/.exec(raw.trim());
-    if (!m) throw new Error(`record fields: cannot read "${raw.trim()}"`);
-    const fields = [];
-    for (const rawItem of m[2].split(",")) {
-      const item = rawItem.trim();
-      const count = /^then a `(u8|u16|u32|u64)` count of attachments and each one as a field$/.exec(item);
-      const same = /^then the attachments as for ([A-Z]+)$/.exec(item);
-      if (count) {
-        fields.push({ attachments: count[1] });
-      } else if (same) {
-        const other = (kinds[same[1]] || []).find((f) => typeof f === "object");
-        if (!other) throw new Error(`record fields: ${m[1]} refers to the attachments of ${same[1]}, which has none`);
-        fields.push({ ...other });
-      } else if (/^then\b/.test(item)) {
-        throw new Error(`record fields: cannot read "${item}"`);
-      } else {
-        fields.push(item);
-      }
-    }
-    kinds[m[1]] = fields;
+  const values = {};
+  const handles = {};
+  for (const [kind, handle, items] of table(lines, "| kind | handle / number | items |")) {
+    const m = /^([A-Z_]+) \((\d+)\)$/.exec(kind);
+    if (!m) throw new Error(`record fields: cannot read the kind "${kind}"`);
+    values[m[1]] = Number(m[2]);
+    handles[m[1]] = handle;
+    kinds[m[1]] = withoutRemarks(items)
+      .split(",")
+      .map((item) => item.trim())
+      .map((item) => (item === "attachments" ? { attachments: count[1] } : item));
   }
-  return { lengthType: length[1], kinds };
+  return { lengthType: length[1], kinds, values, handles };
+}
+
+/** C struct definitions `typedef struct name { type member; … } name;` → { name: [{ type, name }] }. */
+function structs(code) {
+  const out = {};
+  for (const m of code.matchAll(/typedef\s+struct\s+(\w+)\s*\{([^}]*)\}\s*(\w+)\s*;/g)) {
+    out[m[1]] = m[2]
+      .split(";")
+      .map((member) => member.trim())
+      .filter((member) => member !== "")
+      .map(parameter);
+  }
+  return out;
 }
 
 /** Everything header.test.js compares, read from the header at `file`. */
 function readHeader(file = HEADER_PATH) {
   const text = fs.readFileSync(file, "utf8");
   const code = withoutComments(text);
-  const layout = bullets(docComment(text, "iobus_server_poll_records"));
-  const header = layout.find((b) => /^`u\d+` size of the record\b/.test(b));
-  const fields = layout.find((b) => /^then fields\b/.test(b));
-  if (!header || !fields) throw new Error("iobus_server_poll_records: the record layout bullets are not there");
+  const layout = docComment(text, "iobus_server_poll_records");
   return {
     enums: enums(code),
     defines: defines(code),
     functions: functions(code),
     callbacks: callbacks(code),
-    record: { header: recordHeader(header), fields: recordFields(fields) },
+    structs: structs(code),
+    record: { header: recordHeader(layout), fields: recordFields(layout) },
   };
 }
 

@@ -494,6 +494,234 @@ function defineScenarios(label, factory) {
           assert.deepEqual(partial.sort(), ["a:q3", "b:q3"]);
         });
 
+        scenario("broadcast acks to a selection: rooms, except rooms, the sender excluded, binary replies", async (w) => {
+          const io = await w.server();
+          const peers = {};
+          for (const name of ["a", "b", "c", "d"]) {
+            peers[name] = await w.connect(io);
+            answer(peers[name].client, "vote", (q) => `${name}:${q}`);
+          }
+          const { a, b, c, d } = peers;
+          a.socket.join("r");
+          b.socket.join("r");
+          c.socket.join(["r", "x"]);
+          d.client.on("blob", (ack) => ack(Buffer.from([1, 2, 3])));
+
+          const [err, responses] = await withTimeout(
+            new Promise((resolve) => io.timeout(2000).to("r").except("x").emit("vote", "q1", (...r) => resolve(r))),
+            "to(r).except(x) acks",
+          );
+          assert.equal(err, null);
+          assert.deepEqual(responses.sort(), ["a:q1", "b:q1"]);
+          const fromA = await withTimeout(a.socket.to("r").timeout(2000).emitWithAck("vote", "q2"), "socket.to(r) acks");
+          assert.deepEqual(fromA.sort(), ["b:q2", "c:q2"]);
+          const others = await withTimeout(a.socket.broadcast.timeout(2000).emitWithAck("vote", "q3"), "broadcast acks");
+          assert.deepEqual(others.sort(), ["b:q3", "c:q3", "d:q3"]);
+          const everyone = await withTimeout(io.timeout(2000).except(["x", a.socket.id]).emitWithAck("vote", "q4"), "except");
+          assert.deepEqual(everyone.sort(), ["b:q4", "d:q4"]);
+          const [blob] = await withTimeout(io.timeout(2000).to(d.socket.id).emitWithAck("blob"), "binary reply");
+          assert.ok(Buffer.isBuffer(blob), "a binary reply arrives as a Buffer");
+          assert.deepEqual([...blob], [1, 2, 3]);
+          assert.deepEqual(await withTimeout(io.timeout(500).to("nobody").emitWithAck("vote", "q5"), "nobody"), []);
+        });
+
+        scenario("broadcast acks: a silent client and one that leaves make a timeout error with the replies that came", async (w) => {
+          const io = await w.server();
+          const a = await w.connect(io);
+          const b = await w.connect(io);
+          const silent = await w.connect(io);
+          const leaving = await w.connect(io);
+          answer(a.client, "vote", (q) => `a:${q}`);
+          answer(b.client, "vote", (q) => `b:${q}`);
+          silent.client.on("vote", () => {});
+          leaving.client.on("vote", () => leaving.client.disconnect());
+          for (const peer of [a, b, silent]) peer.socket.join("quiet");
+          a.socket.join("gone");
+          leaving.socket.join("gone");
+
+          const started = Date.now();
+          const err = await withTimeout(
+            io.timeout(300).to("quiet").emitWithAck("vote", "q1").then(
+              () => assert.fail("every client answered"),
+              (e) => e,
+            ),
+            "timeout",
+          );
+          assert.equal(err.message, "operation has timed out");
+          assert.deepEqual(err.responses.sort(), ["a:q1", "b:q1"]);
+          assert.ok(Date.now() - started >= 250, "not before the timeout");
+
+          const [left, partial] = await withTimeout(
+            new Promise((resolve) => io.timeout(1000).to("gone").emit("vote", "q2", (...r) => resolve(r))),
+            "a recipient leaving",
+          );
+          assert.ok(left instanceof Error);
+          assert.equal(left.message, "operation has timed out");
+          assert.deepEqual(partial, ["a:q2"]);
+        });
+
+        scenario("fetchSockets: id, handshake, rooms, data; except rooms; from a socket; and acting on what was fetched", async (w) => {
+          const io = await w.server();
+          const a = await w.connect(io, "/", { auth: { user: "ann" }, query: { v: "1" } });
+          const b = await w.connect(io, "/", { auth: { user: "bob" } });
+          const c = await w.connect(io);
+          a.socket.data.name = "ann";
+          a.socket.join(["r", "s"]);
+          b.socket.data = { name: "bob", score: 2 };
+          b.socket.join("r");
+
+          const inR = await withTimeout(io.in("r").fetchSockets(), "in(r)");
+          assert.deepEqual(sorted(inR.map((s) => s.id)), sorted([a.socket.id, b.socket.id]));
+          const fa = inR.find((s) => s.id === a.socket.id);
+          const fb = inR.find((s) => s.id === b.socket.id);
+          assert.deepEqual(fa.data, { name: "ann" });
+          assert.deepEqual(fb.data, { name: "bob", score: 2 });
+          assert.ok(fa.rooms instanceof Set);
+          assert.deepEqual(sorted(fa.rooms), sorted([a.socket.id, "r", "s"]));
+          assert.deepEqual(fa.handshake.auth, { user: "ann" });
+          assert.equal(fa.handshake.query.v, "1");
+          assert.match(fa.handshake.address, /127\.0\.0\.1$/);
+
+          const rNotS = await withTimeout(io.in("r").except("s").fetchSockets(), "in(r).except(s)");
+          assert.deepEqual(rNotS.map((s) => s.id), [b.socket.id]);
+          const notA = await withTimeout(a.socket.broadcast.fetchSockets(), "socket.broadcast");
+          assert.deepEqual(sorted(notA.map((s) => s.id)), sorted([b.socket.id, c.socket.id]));
+          const exceptBoth = await withTimeout(io.except(["s", b.socket.id]).fetchSockets(), "except room and id");
+          assert.deepEqual(exceptBoth.map((s) => s.id), [c.socket.id]);
+
+          const hello = next(b.client, "hello");
+          fb.emit("hello", "from a fetch");
+          assert.deepEqual(await hello, ["from a fetch"]);
+          fb.join("t");
+          assert.ok(b.socket.rooms.has("t"));
+          fb.leave("t");
+          assert.ok(!b.socket.rooms.has("t"));
+          const gone = next(b.client, "disconnect");
+          fb.disconnect();
+          assert.equal((await gone)[0], "io server disconnect");
+        });
+
+        scenario("socketsJoin, socketsLeave, disconnectSockets with except rooms and from a socket", async (w) => {
+          const io = await w.server();
+          const a = await w.connect(io);
+          const b = await w.connect(io);
+          const c = await w.connect(io);
+          a.socket.join("r");
+          b.socket.join("r");
+          c.socket.join("x");
+
+          io.except("x").socketsJoin("y");
+          assert.ok(a.socket.rooms.has("y") && b.socket.rooms.has("y") && !c.socket.rooms.has("y"));
+          a.socket.to("r").socketsJoin(["z", "w"]);
+          assert.ok(b.socket.rooms.has("z") && b.socket.rooms.has("w"));
+          assert.ok(!a.socket.rooms.has("z") && !c.socket.rooms.has("z"));
+          io.in("y").except(a.socket.id).socketsLeave("r");
+          assert.ok(a.socket.rooms.has("r") && !b.socket.rooms.has("r"));
+          a.socket.broadcast.socketsLeave("y");
+          assert.ok(a.socket.rooms.has("y") && !b.socket.rooms.has("y"));
+
+          const stay = { a: record(a.client, "disconnect"), b: record(b.client, "disconnect") };
+          const cGone = next(c.client, "disconnect");
+          io.except("r").except("w").disconnectSockets();
+          assert.equal((await cGone)[0], "io server disconnect");
+          const bGone = next(b.client, "disconnect");
+          a.socket.broadcast.disconnectSockets();
+          assert.equal((await bGone)[0], "io server disconnect");
+          await sleep(QUIET_MS);
+          assert.deepEqual(stay.a.seen, []);
+          assert.equal(a.client.connected, true);
+        });
+
+        scenario("io.local and socket.local: this server's sockets, the sender excluded", async (w) => {
+          const io = await w.server();
+          const a = await w.connect(io);
+          const b = await w.connect(io);
+          const got = { a: record(a.client, "m"), b: record(b.client, "m") };
+          io.local.emit("m", "local");
+          await got.a.wait(1);
+          await got.b.wait(1);
+          a.socket.local.emit("m", "from a");
+          await got.b.wait(2);
+          io.local.to(a.socket.id).emit("m", "to a");
+          await got.a.wait(2);
+          assert.deepEqual((await withTimeout(io.local.fetchSockets(), "local fetch")).length, 2);
+          await sleep(QUIET_MS);
+          assert.deepEqual(got.a.seen, [["local"], ["to a"]]);
+          assert.deepEqual(got.b.seen, [["local"], ["from a"]]);
+        });
+
+        /**
+         * Drops `peer`'s connection at the transport (its client reconnects
+         * with the state it had) once it has received a stored packet, emits
+         * `missed` to room "r" while it is away, and resolves with the
+         * server's socket of its next connection and the packets its client
+         * got.
+         */
+        async function dropAndRecover(io, peer, missed) {
+          const got = record(peer.client, "m");
+          io.to("r").emit("m", "before");
+          await got.wait(1);
+          const dropped = next(peer.socket, "disconnect");
+          const back = next(io, "connection");
+          const reconnected = next(peer.client, "connect");
+          peer.client.io.engine.close();
+          const [reason] = await dropped;
+          assert.ok(["transport close", "transport error", "forced close"].includes(reason), reason);
+          for (const m of missed) io.to("r").emit("m", m);
+          const [socket] = await back;
+          await reconnected;
+          await got.wait(1 + missed.length);
+          return { socket, got: got.seen.map(([m]) => m) };
+        }
+
+        const RECONNECT = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 100 };
+
+        scenario("connection state recovery: the same id, rooms, data and missed packets; middlewares skipped", async (w) => {
+          const io = await w.server({ connectionStateRecovery: { maxDisconnectionDuration: 5000 } });
+          const checked = [];
+          io.use((socket, nextFn) => {
+            checked.push(socket.recovered);
+            nextFn();
+          });
+          const peer = await w.connect(io, "/", RECONNECT);
+          assert.equal(peer.socket.recovered, false);
+          assert.equal(peer.client.recovered, false);
+          peer.socket.join("r");
+          peer.socket.data.name = "ann";
+          peer.socket.on("disconnect", () => {
+            peer.socket.data.left = true;
+          });
+          const { socket, got } = await dropAndRecover(io, peer, ["missed 1", "missed 2"]);
+          assert.equal(socket.id, peer.socket.id);
+          assert.equal(socket.recovered, true);
+          assert.equal(peer.client.recovered, true);
+          assert.ok(socket.rooms.has("r"), "the rooms are back");
+          assert.deepEqual(socket.data, { name: "ann", left: true });
+          assert.deepEqual(got, ["before", "missed 1", "missed 2"]);
+          assert.deepEqual(checked, [false], "the middleware ran for the first connection only");
+          // (Stored packets carry their offset as a last argument.)
+          const echoed = next(peer.client, "m");
+          io.to("r").emit("m", "live");
+          assert.equal((await echoed)[0], "live");
+        });
+
+        scenario("connection state recovery without skipMiddlewares: they run again and see a recovered socket", async (w) => {
+          const io = await w.server({ connectionStateRecovery: { maxDisconnectionDuration: 5000, skipMiddlewares: false } });
+          const checked = [];
+          io.use((socket, nextFn) => {
+            checked.push([socket.recovered, socket.data.name]);
+            nextFn();
+          });
+          const peer = await w.connect(io, "/", RECONNECT);
+          peer.socket.join("r");
+          peer.socket.data.name = "bob";
+          const { socket, got } = await dropAndRecover(io, peer, ["missed"]);
+          assert.equal(socket.id, peer.socket.id);
+          assert.equal(socket.recovered, true);
+          assert.deepEqual(got, ["before", "missed"]);
+          assert.deepEqual(checked, [[false, undefined], [true, "bob"]]);
+        });
+
         scenario("socket.use, onAny, onAnyOutgoing, send", async (w) => {
           const io = await w.server();
           const { client, socket } = await w.connect(io);

@@ -1,7 +1,19 @@
 // Compiled (not run) by types.test.js: socket.io-style code against the declarations.
-import { Server, Socket, Namespace, BroadcastOperator, DisconnectReason, version } from "iobus";
+import { Server, Socket, Namespace, BroadcastOperator, RemoteSocket, DisconnectReason, version } from "iobus";
 
-const io = new Server({ path: "/socket.io/", pingInterval: 25000, cors: { origin: "*" }, staticDir: "public" });
+const io = new Server({
+  path: "/socket.io/",
+  pingInterval: 25000,
+  cors: { origin: "*" },
+  staticDir: "public",
+  maxBufferedBytes: 1 << 22,
+  httpHeaderTimeout: 10000,
+  httpKeepAliveTimeout: 5000,
+  writeTimeout: 20000,
+  maxHeaderBytes: 16384,
+  maxConnections: 10000,
+  connectionStateRecovery: { maxDisconnectionDuration: 120000, skipMiddlewares: true },
+});
 const other = new Server(0, { transports: ["websocket"] });
 void other;
 
@@ -16,6 +28,8 @@ io.use((socket: Socket, next) => {
 });
 
 io.on("connection", (socket: Socket) => {
+  const recovered: boolean = socket.recovered;
+  void recovered;
   const rooms: Set<string> = socket.rooms;
   socket.data.name = `${socket.handshake.address} ${rooms.size}`;
   socket.join(["a", "b"]);
@@ -41,7 +55,15 @@ io.on("connection", (socket: Socket) => {
 const admin: Namespace = io.of("/admin");
 admin.on("connection", (s) => s.emit("hi"));
 const op: BroadcastOperator = io.in("room").except("x");
-op.fetchSockets().then((sockets: Socket[]) => sockets.map((s) => s.id));
+op.fetchSockets().then((sockets: RemoteSocket[]) => sockets.map((s) => [s.id, s.data, s.rooms.has("x"), s.handshake.auth]));
+io.timeout(1000).to("room").emit("vote", (err: Error | null, responses: unknown[]) => void [err, responses]);
+io.timeout(1000).except("x").emitWithAck("vote").then((responses: unknown[]) => responses.length);
+io.local.emit("here");
+io.serverSideEmit("hello", 1);
+io.on("hello", (n: number) => void n);
+io.serverSideEmitWithAck("ping").then((responses: unknown[]) => responses);
+io.timeout(500).serverSideEmitWithAck("ping").catch((err: Error) => err);
+io.of("/").adapter.allRooms().then((rooms: Set<string>) => rooms.size);
 io.socketsJoin("all");
 io.in("all").socketsLeave("all");
 io.disconnectSockets();
