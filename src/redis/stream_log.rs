@@ -418,6 +418,62 @@ mod tests {
         assert_eq!(fields, &vec![(b"nsp".to_vec(), b"/".to_vec())]);
     }
 
+    fn id(text: &str) -> StreamId {
+        StreamId::parse(text).expect("id")
+    }
+
+    fn packet(n: u64) -> EventPacket {
+        EventPacket { event: "n".into(), payload: crate::server::Payload::new(vec![serde_json::json!(n)]), id: None }
+    }
+
+    fn to(room: &str) -> BroadcastOptions {
+        BroadcastOptions { rooms: vec![room.to_owned()], ..BroadcastOptions::default() }
+    }
+
+    /// The replay of `found` (XRANGE up to `upto`) after the reader went as
+    /// far as it did: the frames' texts.
+    fn replay(log: &Arc<StreamLog>, registration: Registration, found: &[u64], upto: &str) -> Option<Vec<String>> {
+        let nsp = Namespace::detached("/");
+        let found = found.iter().map(|n| (id(&format!("{n}-0")), packet(*n))).collect();
+        let replay = Box::new(StreamReplay { registration, rooms: vec!["r".into()], found, upto: id(upto) });
+        let mut out = None;
+        replay.replay(&nsp, &mut |frames| {
+            out = frames.map(|f| f.iter().map(|f| String::from_utf8_lossy(f.bytes()).into_owned()).collect());
+        });
+        assert!(log.delivery.lock().restores.is_empty(), "the registration ends with the replay");
+        out
+    }
+
+    #[test]
+    fn a_replay_is_what_was_delivered_before_the_socket_came_back() {
+        let nsp = Namespace::detached("/");
+        let log = StreamLog::new("s", id("10-0"));
+        // XRANGE found 11 and 12; the reader has delivered 11 only: 12 comes live.
+        let registration = log.register("/", 1 << 20);
+        log.deliver(id("11-0"), &nsp, &packet(11), &to("r"), 10);
+        let frames = replay(&log, registration, &[11, 12], "12-0").expect("replayed");
+        assert_eq!(frames, [r#"42["n",11,"11-0"]"#]);
+
+        // The reader went past what XRANGE found: what it kept after 12
+        // (for the session's rooms) is replayed too, once.
+        let registration = log.register("/", 1 << 20);
+        for (n, room) in [(12, "r"), (13, "r"), (14, "other"), (15, "r")] {
+            log.deliver(id(&format!("{n}-0")), &nsp, &packet(n), &to(room), 10);
+        }
+        log.deliver(id("16-0"), &Namespace::detached("/elsewhere"), &packet(16), &to("r"), 10);
+        let frames = replay(&log, registration, &[11, 12], "12-0").expect("replayed");
+        assert_eq!(
+            frames,
+            [r#"42["n",11,"11-0"]"#, r#"42["n",12,"12-0"]"#, r#"42["n",13,"13-0"]"#, r#"42["n",15,"15-0"]"#]
+        );
+
+        // More kept than allowed: no partial replay.
+        let registration = log.register("/", 15);
+        log.deliver(id("17-0"), &nsp, &packet(17), &to("r"), 10);
+        log.deliver(id("18-0"), &nsp, &packet(18), &to("r"), 10);
+        assert_eq!(replay(&log, registration, &[], "16-0"), None);
+    }
+
     #[test]
     fn registrations_keep_until_dropped() {
         let log = StreamLog::new("s", StreamId::default());
