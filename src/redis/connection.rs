@@ -222,6 +222,15 @@ impl Link {
         }
     }
 
+    /// Counts a message for other nodes dropped because `queue` is full
+    /// (logged once, until the count is reported).
+    pub(crate) fn queue_full(&self, queue: &str) {
+        let dropped = self.health.dropped.fetch_add(1, Ordering::AcqRel);
+        if dropped == 0 {
+            tracing::warn!(redis = %self.url, "Redis {queue} queue full: dropping messages for other nodes");
+        }
+    }
+
     /// How many clients (nodes) are subscribed to `channel`.
     pub(crate) async fn numsub(&self, channel: &str) -> RedisResult<usize> {
         let mut con = self.publisher.clone();

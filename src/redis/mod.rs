@@ -166,7 +166,10 @@ impl RedisAdapter {
 /// connection state recovery on, the packets a node stores (broadcasts and
 /// direct emits without acks that are not volatile) reach its own clients
 /// when it reads them back from the stream, so that every node delivers
-/// them in the stream's order, with their entry id as offset.
+/// them in the stream's order, with their entry id as offset. A client
+/// recovers with the offset of the last packet it received, as with the
+/// npm adapter (one that never received a stored packet starts afresh),
+/// as many times as it drops, on any node, each missed packet once.
 ///
 /// Faults: Redis unreachable when the server starts fails
 /// [`Server::start`](crate::Server::start). Redis lost while serving: every

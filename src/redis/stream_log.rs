@@ -334,7 +334,7 @@ impl Writer {
             let write = match e {
                 mpsc::error::TrySendError::Full(w) | mpsc::error::TrySendError::Closed(w) => w,
             };
-            link.report_lost(&"the command queue is full", 1);
+            link.queue_full("command");
             if let Write::Add { fallback: Some(fallback), .. } = write {
                 fallback();
             }

@@ -130,7 +130,7 @@ impl Client {
 
     fn connect(self: &Arc<Self>, packet: Packet) {
         if self.sockets.lock().contains_key(&packet.nsp) || self.restoring.lock().contains(&packet.nsp) {
-            // A second CONNECT to a namespace already joined.
+            // A second CONNECT to a namespace already joined (or joining).
             self.session.close(CloseReason::ForcedClose);
             return;
         }
@@ -149,14 +149,10 @@ impl Client {
         };
         let offset = auth.get("offset").and_then(Value::as_str).map(str::to_owned);
         self.restoring.lock().insert(packet.nsp.clone());
-        let (client, adapter, name) = (self.clone(), nsp.adapter().clone(), packet.nsp);
-        let target = nsp.clone();
-        adapter.restore_session(
-            &target,
-            &pid,
-            offset.as_deref(),
-            Box::new(move |restored| client.open(nsp, name, auth, restored)),
-        );
+        let adapter = nsp.adapter().clone();
+        let (client, target, name) = (self.clone(), nsp.clone(), packet.nsp);
+        let open = Box::new(move |restored| client.open(target, name, auth, restored));
+        adapter.restore_session(&nsp, &pid, offset.as_deref(), open);
     }
 
     /// Opens the socket of namespace `name` for this connection, restored

@@ -643,7 +643,7 @@ impl Socket {
     /// Keeps what a client needs to recover this socket, when recovery is on
     /// and the reason is one a client recovers from.
     fn save_session(&self, reason: DisconnectReason) {
-        let (Some(_), Some(pid)) = (self.nsp.recovery(), &self.pid) else {
+        let Some(pid) = self.pid.as_ref().filter(|_| self.nsp.recovery().is_some()) else {
             return;
         };
         if !reason.is_recoverable() {
