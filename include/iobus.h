@@ -154,6 +154,14 @@ typedef enum iobus_redis_mode {
    * adapter's `publishOnSpecificResponseChannel: true`).
    */
   IOBUS_REDIS_PUBSUB_OWN_RESPONSE_CHANNEL = 1,
+  /**
+   * A Redis stream, as `@socket.io/redis-streams-adapter` with its
+   * defaults (`key_prefix` names the stream and prefixes the channels;
+   * sessions under `sio:session:`). With connection state recovery on,
+   * sessions and missed packets are kept in Redis, so a client recovers
+   * on any node.
+   */
+  IOBUS_REDIS_STREAMS = 2,
 } iobus_redis_mode;
 
 /**
@@ -448,8 +456,9 @@ void iobus_string_free(char *s);
  * Joins the server to a cluster through the Redis server at `url`
  * (`"redis://host:port[/db]"`): broadcasts, room operations, socket
  * fetches and server-side emits reach every node on that Redis, iobus and
- * npm socket.io nodes alike. `key_prefix` is the channel prefix (NULL:
- * `"socket.io"`); `requests_timeout_ms` bounds how long a request waits
+ * npm socket.io nodes alike. `key_prefix` is the channel prefix (and,
+ * with `IOBUS_REDIS_STREAMS`, the stream's name; NULL: `"socket.io"`);
+ * `requests_timeout_ms` bounds how long a request waits
  * for the other nodes (0: 5000). Redis unreachable makes
  * `iobus_server_start` fail with `IOBUS_ERR_IO`; Redis lost later is
  * reconnected to by itself, each node serving its own clients meanwhile.

@@ -1,8 +1,10 @@
 # Scale-out over Redis (src/redis): Debian's redis-server for the tests (each
 # test starts and stops its own instances on free ports), the npm side of
 # the mixed-cluster tests (tests/cluster: socket.io 4.8 with
-# @socket.io/redis-adapter 8.3, @socket.io/redis-emitter), then the cluster
-# tests themselves (tests/redis_cluster.rs, ignored by a plain `cargo test`).
+# @socket.io/redis-adapter 8.3, @socket.io/redis-streams-adapter 0.3,
+# @socket.io/redis-emitter, socket.io-client), then the cluster tests
+# themselves (tests/redis_cluster.rs for pub/sub, tests/redis_streams.rs for
+# streams; ignored by a plain `cargo test`).
 #   make setup-redis   install redis-server (apt) and tests/cluster's packages
 #   make test-redis    that, then the Redis cluster tests
 
@@ -15,4 +17,4 @@ setup-redis:
 	cd tests/cluster && $(NPM_INSTALL)
 
 test-redis: setup-redis
-	$(CARGO) test --test redis_cluster -- --include-ignored
+	$(CARGO) test --test redis_cluster --test redis_streams -- --include-ignored

@@ -1,6 +1,7 @@
 //! Several nodes in one cluster, configured from C: the adapter that
 //! connects them (Redis pub/sub, wire-compatible with the npm
-//! `@socket.io/redis-adapter`).
+//! `@socket.io/redis-adapter`, or a Redis stream, wire-compatible with
+//! `@socket.io/redis-streams-adapter`).
 
 use std::ffi::c_char;
 use std::time::Duration;
@@ -19,13 +20,20 @@ pub enum iobus_redis_mode {
     /// Pub/sub, answers on the asking node's own response channel (the npm
     /// adapter's `publishOnSpecificResponseChannel: true`).
     IOBUS_REDIS_PUBSUB_OWN_RESPONSE_CHANNEL = 1,
+    /// A Redis stream, as `@socket.io/redis-streams-adapter` with its
+    /// defaults (`key_prefix` names the stream and prefixes the channels;
+    /// sessions under `sio:session:`). With connection state recovery on,
+    /// sessions and missed packets are kept in Redis, so a client recovers
+    /// on any node.
+    IOBUS_REDIS_STREAMS = 2,
 }
 
 /// Joins the server to a cluster through the Redis server at `url`
 /// (`"redis://host:port[/db]"`): broadcasts, room operations, socket
 /// fetches and server-side emits reach every node on that Redis, iobus and
-/// npm socket.io nodes alike. `key_prefix` is the channel prefix (NULL:
-/// `"socket.io"`); `requests_timeout_ms` bounds how long a request waits
+/// npm socket.io nodes alike. `key_prefix` is the channel prefix (and,
+/// with `IOBUS_REDIS_STREAMS`, the stream's name; NULL: `"socket.io"`);
+/// `requests_timeout_ms` bounds how long a request waits
 /// for the other nodes (0: 5000). Redis unreachable makes
 /// `iobus_server_start` fail with `IOBUS_ERR_IO`; Redis lost later is
 /// reconnected to by itself, each node serving its own clients meanwhile.
@@ -61,11 +69,16 @@ fn set_redis(
     mode: iobus_redis_mode,
     timeout: Duration,
 ) -> Result<(), Error> {
-    cfg.options.adapter = crate::redis::RedisAdapter::pubsub(url)
-        .key(key)
-        .requests_timeout(timeout)
-        .publish_on_specific_response_channel(mode == iobus_redis_mode::IOBUS_REDIS_PUBSUB_OWN_RESPONSE_CHANNEL)
-        .build();
+    cfg.options.adapter = match mode {
+        iobus_redis_mode::IOBUS_REDIS_STREAMS => {
+            crate::redis::RedisAdapter::streams(url).key(key).requests_timeout(timeout).build()
+        }
+        _ => crate::redis::RedisAdapter::pubsub(url)
+            .key(key)
+            .requests_timeout(timeout)
+            .publish_on_specific_response_channel(mode == iobus_redis_mode::IOBUS_REDIS_PUBSUB_OWN_RESPONSE_CHANNEL)
+            .build(),
+    };
     Ok(())
 }
 
@@ -110,6 +123,12 @@ mod tests {
             assert_eq!(status, iobus_status::IOBUS_OK);
             let adapter = format!("{:?}", unsafe { &(*cfg).options.adapter });
             assert!(adapter.contains("RedisAdapterFactory") && adapter.contains("\"app\""), "{adapter}");
+            let streams = unsafe {
+                iobus_config_set_redis(cfg, url.as_ptr(), c"app".as_ptr(), iobus_redis_mode::IOBUS_REDIS_STREAMS, 0)
+            };
+            assert_eq!(streams, iobus_status::IOBUS_OK);
+            let adapter = format!("{:?}", unsafe { &(*cfg).options.adapter });
+            assert!(adapter.contains("RedisStreamsAdapterFactory") && adapter.contains("\"app\""), "{adapter}");
         } else {
             assert_eq!(status, iobus_status::IOBUS_ERR_INVALID_ARGUMENT);
         }

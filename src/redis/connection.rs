@@ -4,7 +4,11 @@
 //! when Redis goes away and comes back.
 //!
 //! What it owns: bytes in and out of Redis. What it does not: what the
-//! messages mean (`wire`) or what a node does with them (`pubsub`).
+//! messages mean (`wire`, `streams_wire`) or what a node does with them
+//! (`pubsub`, `streams`). The streams adapter also sends its own commands
+//! on the publisher connection ([`Link::commands`]) and reads the stream on
+//! a connection of its own ([`Link::dedicated`]), since a blocking read
+//! holds the connection it runs on.
 //!
 //! Nothing here blocks a caller: publishes go through a bounded queue to
 //! one task that sends whatever has piled up as one pipeline (so messages
@@ -83,6 +87,7 @@ impl Health {
 /// The connections of one running server to one Redis server.
 pub(crate) struct Link {
     url: String,
+    client: redis::Client,
     publisher: ConnectionManager,
     subscriber: ConnectionManager,
     queue: mpsc::Sender<Outgoing>,
@@ -155,12 +160,13 @@ impl Link {
         };
         let subscriber_config = manager_config(connect_timeout).set_push_sender(on_push).set_automatic_resubscription();
         let subscriber = ConnectionManager::new_with_config(client.clone(), subscriber_config).await?;
-        let publisher = ConnectionManager::new_with_config(client, manager_config(connect_timeout)).await?;
+        let publisher = ConnectionManager::new_with_config(client.clone(), manager_config(connect_timeout)).await?;
 
         let (queue, outgoing) = mpsc::channel(QUEUE);
         let runtime = tokio::runtime::Handle::current();
         let link = Arc::new(Link {
             url: url.to_owned(),
+            client,
             publisher: publisher.clone(),
             subscriber: subscriber.clone(),
             queue,
@@ -185,6 +191,26 @@ impl Link {
         &self.runtime
     }
 
+    /// The publisher connection, for commands that need their answer
+    /// (pipelined with the publishes; it reconnects by itself).
+    pub(crate) fn commands(&self) -> ConnectionManager {
+        self.publisher.clone()
+    }
+
+    /// A connection of its own, for a command that blocks (`XREAD BLOCK`):
+    /// answers may take up to `response_timeout`. It reconnects by itself.
+    pub(crate) async fn dedicated(&self, response_timeout: Duration) -> RedisResult<ConnectionManager> {
+        let config = manager_config(Duration::from_secs(2)).set_response_timeout(Some(response_timeout));
+        ConnectionManager::new_with_config(self.client.clone(), config).await
+    }
+
+    /// Records that a command failed because Redis is unreachable (logged
+    /// once per outage); `dropped` messages for other nodes were lost.
+    pub(crate) fn report_lost(&self, why: &dyn std::fmt::Display, dropped: u64) {
+        self.health.dropped.fetch_add(dropped, Ordering::AcqRel);
+        self.health.lost(&self.url, why);
+    }
+
     /// Queues a message for `channel`; never waits. Dropped (and counted)
     /// when the queue is full.
     pub(crate) fn publish(&self, channel: String, payload: Vec<u8>) {
@@ -193,6 +219,15 @@ impl Link {
             if dropped == 0 {
                 tracing::warn!(redis = %self.url, "Redis publish queue full: dropping messages for other nodes");
             }
+        }
+    }
+
+    /// Counts a message for other nodes dropped because `queue` is full
+    /// (logged once, until the count is reported).
+    pub(crate) fn queue_full(&self, queue: &str) {
+        let dropped = self.health.dropped.fetch_add(1, Ordering::AcqRel);
+        if dropped == 0 {
+            tracing::warn!(redis = %self.url, "Redis {queue} queue full: dropping messages for other nodes");
         }
     }
 

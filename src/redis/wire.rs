@@ -709,8 +709,11 @@ mod tests {
     fn packets_other_than_events_are_refused() {
         assert!(packet_from(&json!({"type": 3, "data": [1], "nsp": "/"}), Vec::new()).is_none());
         assert!(packet_from(&json!({"type": 2, "data": [], "nsp": "/"}), Vec::new()).is_none());
-        // Placeholders without their attachments.
-        assert!(packet_from(&json!({"type": 2, "data": ["e", placeholder(0)]}), Vec::new()).is_none());
+        // Placeholders that name missing attachments.
+        let one = vec![Bytes::from_static(b"x")];
+        assert!(packet_from(&json!({"type": 2, "data": ["e", placeholder(0), placeholder(1)]}), one).is_none());
+        // Without attachments, a placeholder-shaped object is plain data (the payload rule).
+        assert!(packet_from(&json!({"type": 2, "data": ["e", placeholder(0)]}), Vec::new()).is_some());
         let (nsp, p) = packet_from(&json!({"type": 2, "data": ["e", 1]}), Vec::new()).expect("event");
         assert_eq!(nsp, "/");
         assert_eq!(p.payload.args, vec![json!(1)]);

@@ -11,6 +11,13 @@
 //!
 //! Room membership itself is the namespace's [`RoomIndex`](super::rooms::RoomIndex):
 //! joins and leaves are local in Socket.IO, on every adapter.
+//!
+//! Connection state recovery goes through the adapter too: it keeps the
+//! sessions of dropped sockets and finds what their clients missed. The
+//! provided methods use the namespace's in-memory [`RecoveryLog`](super::RecoveryLog);
+//! an adapter for several nodes keeps both in a store every node reads, so
+//! that a client recovers on any node, and gives stored packets its own
+//! offsets (see [`Adapter::keeps_recovery_log`]).
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -21,6 +28,7 @@ use serde_json::Value;
 
 use super::namespace::Namespace;
 use super::payload::Payload;
+use super::recovery::SavedSession;
 use super::socket::{Socket, event_frames};
 use crate::Sid;
 use crate::protocol::engine::Frame;
@@ -300,6 +308,69 @@ impl BroadcastAcks {
 /// answers nothing (the asking server's timeout covers it).
 pub type ServerSideReply = Box<dyn FnOnce(Payload) + Send>;
 
+/// Brings a restored socket up to date: called once, when the socket is
+/// accepted, with `enter`, which puts the socket in its rooms and sends it
+/// the frames it missed (`None`: they are not all known any more, so the
+/// socket starts afresh) before the CONNECT reply.
+///
+/// An implementation calls `enter` exactly once, while no packet that the
+/// session's rooms could receive is being delivered on this node: then each
+/// packet reaches the socket once, in the replay or live.
+pub trait SessionReplay: Send + 'static {
+    /// Runs `enter` with the missed frames of `nsp`'s socket.
+    fn replay(self: Box<Self>, nsp: &Arc<Namespace>, enter: &mut dyn FnMut(Option<Vec<Frame>>));
+}
+
+/// A dropped socket's session, found again by the adapter for a client that
+/// came back with its private id, and how to replay what it missed.
+pub struct RestoredSession {
+    /// Its id, private id, rooms and data.
+    pub session: SavedSession,
+    replay: Box<dyn SessionReplay>,
+}
+
+impl fmt::Debug for RestoredSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestoredSession").field("session", &self.session).finish()
+    }
+}
+
+impl RestoredSession {
+    /// A session and its replay.
+    pub fn new(session: SavedSession, replay: impl SessionReplay) -> RestoredSession {
+        RestoredSession { session, replay: Box::new(replay) }
+    }
+
+    /// Runs the replay (see [`SessionReplay`]).
+    pub(crate) fn replay(self, nsp: &Arc<Namespace>, enter: &mut dyn FnMut(Option<Vec<Frame>>)) {
+        self.replay.replay(nsp, enter);
+    }
+}
+
+/// The answer of [`Adapter::restore_session`].
+pub type RestoreDone = Box<dyn FnOnce(Option<RestoredSession>) + Send>;
+
+/// The in-memory log's replay: the stored packets from offset `from` on
+/// that reached the session's rooms, read under the log's lock.
+struct LogReplay {
+    from: u64,
+    rooms: Vec<String>,
+}
+
+impl SessionReplay for LogReplay {
+    fn replay(self: Box<Self>, nsp: &Arc<Namespace>, enter: &mut dyn FnMut(Option<Vec<Frame>>)) {
+        match nsp.recovery() {
+            Some(log) => {
+                // Held until the socket is in its rooms: nothing is stored
+                // or delivered meanwhile.
+                let state = log.lock();
+                enter(log.missed_since(&state, self.from, &self.rooms));
+            }
+            None => enter(None),
+        }
+    }
+}
+
 /// Every broadcast and bulk operation of one namespace.
 ///
 /// The provided methods act on this node only; that is the in-memory
@@ -370,6 +441,45 @@ pub trait Adapter: Send + Sync + 'static {
         if let Some(acks) = acks {
             acks.expect_servers(0);
         }
+    }
+
+    // ---- connection state recovery (only called when it is on) -------------
+
+    /// Whether this adapter stores recovery's packets and sessions itself,
+    /// in a store every node shares. The namespace's in-memory log then
+    /// stays unused: [`Namespace::local_broadcast`] gives no offsets, and
+    /// the adapter delivers each packet it stores with
+    /// [`Namespace::local_broadcast_with_offset`].
+    fn keeps_recovery_log(&self) -> bool {
+        false
+    }
+
+    /// Keeps the session of a socket that dropped for a recoverable reason.
+    fn persist_session(&self, nsp: &Arc<Namespace>, session: SavedSession) {
+        if let Some(log) = nsp.recovery() {
+            log.save(session);
+        }
+    }
+
+    /// Takes back the session of private id `pid` for a client that missed
+    /// what came after `offset` (none: it never received a stored packet),
+    /// and answers through `done` — now or later, on any thread — with the
+    /// session and its replay, or `None` (unknown or expired session, or
+    /// some missed packet no longer known): the client then gets a new
+    /// session.
+    fn restore_session(&self, nsp: &Arc<Namespace>, pid: &str, offset: Option<&str>, done: RestoreDone) {
+        let restored = nsp.recovery().and_then(|log| log.take_session(pid, offset)).map(|(session, from)| {
+            let rooms = session.rooms.clone();
+            RestoredSession::new(session, LogReplay { from, rooms })
+        });
+        done(restored);
+    }
+
+    /// Replaces the data kept for the dropped socket `sid`, if its session
+    /// is kept (see [`Server::set_dropped_socket_data`](super::Server::set_dropped_socket_data));
+    /// whether it was.
+    fn update_session_data(&self, nsp: &Arc<Namespace>, sid: &str, data: Value) -> bool {
+        nsp.recovery().is_some_and(|log| log.update_data(sid, data))
     }
 }
 

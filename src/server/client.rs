@@ -2,7 +2,7 @@
 //! binary attachments to their packet), routes them to the namespace
 //! sockets it multiplexes, and closes it on protocol violations.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,6 +11,8 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::ServerInner;
+use super::adapter::RestoredSession;
+use super::namespace::Namespace;
 use super::payload::Payload;
 use super::socket::{AckSender, ConnectRequest, DisconnectReason, Socket};
 use crate::engine::{CloseReason, EngineHandler, Message, Session, SessionHandler};
@@ -27,6 +29,8 @@ pub(crate) struct Client {
     pub(crate) session: Arc<Session>,
     pub(crate) runtime: tokio::runtime::Handle,
     sockets: Mutex<HashMap<String, Arc<Socket>>>,
+    /// Namespaces whose CONNECT waits for the adapter to restore a session.
+    restoring: Mutex<HashSet<String>>,
     partial: Mutex<Option<PartialPacket>>,
     joined: AtomicBool,
 }
@@ -125,8 +129,8 @@ impl Client {
     }
 
     fn connect(self: &Arc<Self>, packet: Packet) {
-        if self.sockets.lock().contains_key(&packet.nsp) {
-            // A second CONNECT to a namespace already joined.
+        if self.sockets.lock().contains_key(&packet.nsp) || self.restoring.lock().contains(&packet.nsp) {
+            // A second CONNECT to a namespace already joined (or joining).
             self.session.close(CloseReason::ForcedClose);
             return;
         }
@@ -135,14 +139,40 @@ impl Client {
             return;
         };
         let auth = packet.data.unwrap_or_else(|| Value::Object(Default::default()));
-        // A client coming back with the private id of a dropped socket.
-        let restore = nsp.recovery().and_then(|log| {
-            let pid = auth.get("pid").and_then(Value::as_str)?;
-            log.take_session(pid, auth.get("offset").and_then(Value::as_str))
-        });
+        // A client coming back with the private id of a dropped socket: the
+        // adapter takes its session back, perhaps later (from a store other
+        // nodes share), and the CONNECT is answered then.
+        let pid = nsp.recovery().and(auth.get("pid").and_then(Value::as_str)).map(str::to_owned);
+        let Some(pid) = pid else {
+            self.open(nsp, packet.nsp, auth, None);
+            return;
+        };
+        let offset = auth.get("offset").and_then(Value::as_str).map(str::to_owned);
+        self.restoring.lock().insert(packet.nsp.clone());
+        let adapter = nsp.adapter().clone();
+        let (client, target, name) = (self.clone(), nsp.clone(), packet.nsp);
+        let open = Box::new(move |restored| client.open(target, name, auth, restored));
+        adapter.restore_session(&nsp, &pid, offset.as_deref(), open);
+    }
+
+    /// Opens the socket of namespace `name` for this connection, restored
+    /// or new, and asks the connect handler (unless a restored socket skips
+    /// it).
+    fn open(self: &Arc<Self>, nsp: Arc<Namespace>, name: String, auth: Value, restore: Option<RestoredSession>) {
         let skip_middlewares = restore.is_some() && nsp.recovery().is_some_and(|log| log.options().skip_middlewares);
         let socket = Socket::new(nsp.clone(), self.clone(), auth, restore);
-        self.sockets.lock().insert(packet.nsp, socket.clone());
+        {
+            let mut sockets = self.sockets.lock();
+            self.restoring.lock().remove(&name);
+            // Closed while the session was being restored: `on_close` has
+            // drained the table already (the closed mark is set first).
+            if self.session.is_closed() {
+                drop(sockets);
+                self.server.socket_left(&nsp);
+                return;
+            }
+            sockets.insert(name, socket.clone());
+        }
         if skip_middlewares {
             if socket.accept() {
                 nsp.handlers.connection(&socket);
@@ -219,6 +249,7 @@ impl EngineHandler for SocketIoHandler {
             session: session.clone(),
             runtime: self.runtime.clone(),
             sockets: Mutex::new(HashMap::new()),
+            restoring: Mutex::new(HashSet::new()),
             partial: Mutex::new(None),
             joined: AtomicBool::new(false),
         });

@@ -41,7 +41,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use adapter::{
     Adapter, AdapterFactory, BroadcastAckResult, BroadcastAcks, BroadcastFlags, BroadcastOptions, EventPacket,
-    MemoryAdapter, MemoryAdapterFactory, ServerSideReply, SocketInfo,
+    MemoryAdapter, MemoryAdapterFactory, RestoreDone, RestoredSession, ServerSideReply, SessionReplay, SocketInfo,
 };
 pub use broadcast::BroadcastOperator;
 pub use namespace::{
@@ -309,7 +309,9 @@ impl Server {
     /// Replaces the application data kept for a socket that dropped and may
     /// still be recovered (connection state recovery); whether one was kept.
     pub fn set_dropped_socket_data(&self, sid: &str, data: serde_json::Value) -> bool {
-        self.namespaces().iter().any(|nsp| nsp.recovery().is_some_and(|log| log.update_data(sid, data.clone())))
+        self.namespaces()
+            .iter()
+            .any(|nsp| nsp.recovery().is_some() && nsp.adapter().update_session_data(nsp, sid, data.clone()))
     }
 
     /// The namespaces that exist now.

@@ -343,10 +343,12 @@ impl Namespace {
     /// With connection state recovery on, a packet without an ack id that
     /// is not volatile gets an offset as its last argument and is stored;
     /// it is delivered at once, under the log's lock, so that a recovering
-    /// socket gets it exactly once (in its replay, or live).
+    /// socket gets it exactly once (in its replay, or live). Not so when the
+    /// adapter keeps the recovery log itself: it stores the packets it means
+    /// to and delivers them with [`local_broadcast_with_offset`](Self::local_broadcast_with_offset).
     pub fn local_broadcast(self: &Arc<Self>, packet: &EventPacket, opts: &BroadcastOptions) {
         if let Some(log) = &self.recovery {
-            if packet.id.is_none() && !opts.flags.volatile {
+            if packet.id.is_none() && !opts.flags.volatile && !self.adapter.keeps_recovery_log() {
                 let mut append = log.append();
                 let mut stored = packet.clone();
                 stored.payload.args.push(serde_json::Value::String(append.offset_text()));
@@ -372,6 +374,16 @@ impl Namespace {
             },
             || Box::new(Deferred { nsp: self.clone(), opts: opts.clone(), frames: frames.take().unwrap_or_default() }),
         );
+    }
+
+    /// For an adapter that keeps the recovery log itself: emits `packet`,
+    /// stored under `offset`, to the selected sockets of this node at once,
+    /// the offset appended to its arguments (the client sends back the last
+    /// one it saw when it recovers).
+    pub fn local_broadcast_with_offset(&self, packet: &EventPacket, opts: &BroadcastOptions, offset: &str) {
+        let mut stored = packet.clone();
+        stored.payload.args.push(serde_json::Value::String(offset.to_owned()));
+        self.deliver(&stored.frames(&self.name), opts);
     }
 
     /// Emits `packet` (with its ack id) to the selected sockets of this

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::adapter::{BroadcastOptions, EventPacket};
+use super::adapter::{BroadcastOptions, EventPacket, RestoredSession};
 use super::broadcast::BroadcastOperator;
 use super::client::Client;
 use super::namespace::Namespace;
@@ -252,9 +252,9 @@ pub struct Socket {
     pid: Option<String>,
     /// The log offset the socket's session started at (recovery on).
     start: u64,
-    /// A saved session to bring back on accept, and the first offset the
-    /// client missed.
-    restore: Mutex<Option<(SavedSession, u64)>>,
+    /// A saved session to bring back on accept, with the replay of what
+    /// the client missed.
+    restore: Mutex<Option<RestoredSession>>,
     recovered: AtomicBool,
 }
 
@@ -269,9 +269,9 @@ impl Socket {
         nsp: Arc<Namespace>,
         client: Arc<Client>,
         auth: Value,
-        restore: Option<(SavedSession, u64)>,
+        restore: Option<RestoredSession>,
     ) -> Arc<Socket> {
-        let restored = restore.as_ref().map(|(s, _)| s);
+        let restored = restore.as_ref().map(|r| &r.session);
         let id = restored.and_then(|s| Sid::parse(&s.sid)).unwrap_or_default();
         let log = nsp.recovery();
         let pid = match restored {
@@ -556,18 +556,23 @@ impl Socket {
         if self.client.session.is_closed() {
             return false;
         }
-        // A recovering socket is replayed to and rejoins its rooms under the
-        // log's lock: no packet can be stored meanwhile, so each one reaches
-        // it once, in the replay or live.
-        let restore = self.restore.lock().take();
-        let log = self.nsp.recovery();
-        let log_lock = restore.as_ref().and(log).map(|l| l.lock());
-        let (missed, rooms) = match (restore, log, log_lock.as_ref()) {
-            (Some((session, from)), Some(log), Some(state)) => {
-                (log.missed_since(state, from, &session.rooms), session.rooms)
-            }
-            _ => (None, Vec::new()),
+        // A recovering socket is replayed to and rejoins its rooms inside
+        // the adapter's replay, which holds back the delivery of packets
+        // meanwhile, so each one reaches it once, in the replay or live.
+        let Some(restored) = self.restore.lock().take() else {
+            return self.enter(None, &[]);
         };
+        let rooms = restored.session.rooms.clone();
+        let mut entered = false;
+        restored.replay(&self.nsp, &mut |missed| entered = self.enter(missed, &rooms));
+        entered
+    }
+
+    /// The rest of `accept`: registers the socket, puts it in its own room
+    /// (and, when `missed` is known, back in the `rooms` of its restored
+    /// session), and sends the missed frames, the CONNECT reply and what
+    /// was emitted meanwhile.
+    fn enter(self: &Arc<Self>, missed: Option<Vec<Frame>>, rooms: &[String]) -> bool {
         self.nsp.insert(self.clone());
         let mut join: Vec<&str> = vec![self.id.as_str()];
         if missed.is_some() {
@@ -593,7 +598,6 @@ impl Socket {
         frames.append(&mut early);
         drop(early);
         self.client.session.send_frames(&frames);
-        drop(log_lock);
         true
     }
 
@@ -639,19 +643,22 @@ impl Socket {
     /// Keeps what a client needs to recover this socket, when recovery is on
     /// and the reason is one a client recovers from.
     fn save_session(&self, reason: DisconnectReason) {
-        let (Some(log), Some(pid)) = (self.nsp.recovery(), &self.pid) else {
+        let Some(pid) = self.pid.as_ref().filter(|_| self.nsp.recovery().is_some()) else {
             return;
         };
         if !reason.is_recoverable() {
             return;
         }
-        log.save(SavedSession {
-            sid: self.id.to_string(),
-            pid: pid.clone(),
-            rooms: self.rooms(),
-            data: self.data.lock().clone(),
-            start: self.start,
-        });
+        self.nsp.adapter().persist_session(
+            &self.nsp,
+            SavedSession {
+                sid: self.id.to_string(),
+                pid: pid.clone(),
+                rooms: self.rooms(),
+                data: self.data.lock().clone(),
+                start: self.start,
+            },
+        );
     }
 }
 
