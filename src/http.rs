@@ -172,6 +172,7 @@ pub(crate) async fn serve(
 ) {
     let connections = Connections::new(options);
     loop {
+        crate::sched::wake_deferred_if_late();
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,

@@ -493,6 +493,7 @@ impl Session {
                 _ = tokio::time::sleep_until(next_ping) => {}
                 _ = self.closed() => return,
             }
+            crate::sched::wake_deferred_if_late();
             self.state.lock().awaiting_pong = true;
             if !self.send(Frame::ping()) {
                 return;

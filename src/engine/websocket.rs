@@ -254,6 +254,9 @@ async fn run(session: Arc<Session>, mut ws: Ws) {
     // The frames of one write; kept between writes unless a burst made it big.
     let mut out = Vec::new();
     loop {
+        // A wake-up this thread deferred must not wait for it to run out of
+        // work (see `sched::wake_later`).
+        crate::sched::wake_deferred_if_late();
         if session.drain_frames(|f| encode_frame(&mut out, &f)) > 0 {
             session.writing(out.len());
             // Whatever the websocket layer still holds (an automatic pong)

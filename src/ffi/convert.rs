@@ -207,6 +207,22 @@ pub(crate) unsafe fn payload(
     Ok(payload)
 }
 
+/// [`payload`] with its error as status and message, for the fuzz target
+/// `fuzz/fuzz_targets/ffi_payload.rs`, which calls it the way a C host calls
+/// the emit functions. Not part of the API.
+///
+/// # Safety
+/// As [`payload`].
+#[doc(hidden)]
+pub unsafe fn fuzz_payload(
+    args: *const c_char,
+    args_len: usize,
+    binary: *const iobus_buf,
+    binary_count: usize,
+) -> Result<Payload, (iobus_status, String)> {
+    unsafe { payload(args, args_len, binary, binary_count) }.map_err(|e| (e.status, e.message))
+}
+
 /// A C string from text that may (pathologically) hold NUL characters.
 pub(crate) fn c_string(s: &str) -> CString {
     CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap_or_default())
@@ -230,4 +246,18 @@ pub(crate) unsafe fn give_string(s: String, out: *mut *mut c_char, len_out: *mut
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_numbers_as_json_parse_does() {
+        let args = b"[1234567890123456789012345671615,1890123.67890123456789]";
+        // SAFETY: `args` holds `args.len()` bytes; no attachments.
+        let read = unsafe { payload(args.as_ptr().cast(), args.len(), std::ptr::null(), 0) };
+        let payload = read.map_err(|e| e.message).unwrap();
+        assert_eq!(payload.args, vec![serde_json::json!(1.2345678901234568e30), serde_json::json!(1890123.6789012346)]);
+    }
 }

@@ -116,6 +116,9 @@ impl Dispatcher {
             Some(w) => {
                 // Signalled under the queue lock, which `rearm` holds too: a
                 // byte on the descriptor always stands for a job still queued.
+                // A wake-up this thread deferred earlier and that is now
+                // late goes out before anything else is deferred.
+                crate::sched::wake_deferred_if_late();
                 let mut queue = self.queue.lock();
                 queue.push_back(job);
                 if !w.signaled.swap(true, Ordering::AcqRel) && !crate::sched::wake_later(self.clone()) {

@@ -47,6 +47,9 @@ mod dispatch;
 #[cfg(test)]
 mod tests;
 
+#[doc(hidden)]
+pub use convert::fuzz_payload;
+
 use std::cell::RefCell;
 use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};

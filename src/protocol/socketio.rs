@@ -468,6 +468,16 @@ mod tests {
     }
 
     #[test]
+    fn relays_numbers_exactly() {
+        // Read correctly rounded (as JSON.parse reads it) and written back unchanged.
+        let p = decode("2[\"n\",1890123.67890123456789012389012345678901234567890]", 10).unwrap();
+        assert_eq!(p.data, Some(json!(["n", 1890123.6789012346])));
+        let frame = encode_event("/", "n", &[json!(1890123.6789012346)], 0, None);
+        assert_eq!(s(frame.clone()), "42[\"n\",1890123.6789012346]");
+        assert_eq!(decode(&s(frame)[1..], 10), Ok(p));
+    }
+
+    #[test]
     fn checks_placeholders_against_attachments() {
         assert!(placeholders_match(&[json!(1)], 0));
         assert!(placeholders_match(&[json!({"x": [placeholder(0)]}), placeholder(1)], 2));

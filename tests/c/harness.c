@@ -173,16 +173,19 @@ size_t h_poll_server(iobus_server *server, int readable) {
         return n;
     }
     int64_t now = h_now_ms();
-    if (now - h_last_forced_poll < 250) return 0;
+    if (now - h_last_forced_poll < T(250)) return 0;
     h_last_forced_poll = now;
-        /* A callback being queued right now makes the descriptor readable in a
-     * moment (the wake byte follows the push): look again a little later
-     * before calling it lost; under Valgrind threads can stall that long. */
+    /* A callback being queued right now makes the descriptor readable in a
+     * moment (the wake byte follows the push, or the end of the network
+     * thread's work in hand): look again a little later before calling it
+     * lost. The window scales with IOBUS_TEST_TIME_SCALE: under Valgrind,
+     * which runs one thread at a time, a network thread can stay off the
+     * CPU for hundreds of milliseconds. */
     struct pollfd pfd;
     pfd.fd = iobus_server_poll_fd(server);
     pfd.events = POLLIN;
     pfd.revents = 0;
-        if (poll(&pfd, 1, 200) > 0) {
+    if (poll(&pfd, 1, T(200)) > 0) {
         iobus_server_poll(server, 64, &n);
         h_pump_calls++;
         return n;
