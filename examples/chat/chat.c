@@ -18,6 +18,13 @@
  * ack was asked for, and ignored otherwise. A socket that disconnects
  * without `leave` still produces the `leave` notice.
  *
+ * Connection state recovery is on (env CHAT_RECOVERY_MS, default 30000; 0
+ * turns it off): a page whose connection drops keeps its user for that
+ * long. Coming back in time, it gets its id, room and every message it
+ * missed, and the others see nothing of the drop; a DM sent to it meanwhile
+ * waits for it. Only when it stays away longer does the room get its
+ * `leave` notice.
+ *
  * Usage: chat [port]   (or env PORT; default 3000). Serves the page from env
  * CHAT_PUBLIC_DIR, else ./examples/chat/public, else the one in the source
  * tree; the socket.io-client bundle under /socket.io/ (env IOBUS_CLIENT_DIR
@@ -51,8 +58,15 @@
 #define MAX_MSG 2000
 /* Chat rooms live under this prefix, apart from the per-socket rooms. */
 #define ROOM_PREFIX "chat:"
+/* How long a dropped page keeps its user, unless CHAT_RECOVERY_MS says. */
+#define RECOVERY_MS 30000
+/* How much later than the server's own recovery deadline a user that has
+ * not come back is let go: by then no recovery of it can be under way. */
+#define EXPIRY_GRACE_MS 1000
 
 static iobus_server *server;
+/* How long a dropped page keeps its user; 0: recovery is off. */
+static uint64_t recovery_ms;
 
 /* ---- JSON ----------------------------------------------------------------------- */
 
@@ -192,6 +206,9 @@ typedef struct user {
     char sid[32];
     char *name;
     char *room;
+    /* When its connection dropped (monotonic ms) while it may still
+     * recover; 0 while it is connected. */
+    int64_t away_since;
 } user;
 
 static user *users;
@@ -243,6 +260,12 @@ static json_int_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static char *room_key(const char *room) {
@@ -303,26 +326,16 @@ static int member_order(const void *a, const void *b) {
     return c ? c : strcmp(x->sid, y->sid);
 }
 
-/* {room, users, members}: the joined sockets the server has in the room. */
+/* {room, users, members}: the users in the room, those whose connection
+ * dropped a moment ago included (the others still see them there). */
 static json_t *roster(const char *room) {
-    char *key = room_key(room);
-    char *ids = NULL;
-    size_t ids_len = 0;
-    json_t *sids = NULL;
-    const char *rooms[1] = {key};
-    if (key && iobus_namespace_fetch_sockets(server, "/", rooms, 1, &ids, &ids_len) == IOBUS_OK) {
-        sids = json_loadb(ids, ids_len, 0, NULL);
-    }
     member *members = calloc(user_count + 1, sizeof *members);
     size_t count = 0, i;
-    json_t *sid;
-    json_array_foreach(sids, i, sid) {
-        user *u = members && json_is_string(sid) ? find_user(json_string_value(sid)) : NULL;
-        if (u && count < user_count) {
-            members[count].name = u->name;
-            members[count].sid = u->sid;
-            count++;
-        }
+    for (i = 0; members && i < user_count; i++) {
+        if (strcmp(users[i].room, room) != 0) continue;
+        members[count].name = users[i].name;
+        members[count].sid = users[i].sid;
+        count++;
     }
     if (count > 1) qsort(members, count, sizeof *members, member_order);
     json_t *names = json_array(), *people = json_array();
@@ -331,10 +344,19 @@ static json_t *roster(const char *room) {
         json_array_append_new(people, json_pack("{s:s, s:s}", "id", members[i].sid, "name", members[i].name));
     }
     free(members);
-    json_decref(sids);
-    iobus_string_free(ids);
-    free(key);
     return json_pack("{s:s, s:o, s:o}", "room", room, "users", names, "members", people);
+}
+
+/* Keeps {name, room} with the socket too: a recovered socket brings it back,
+ * so that it always knows who it is. Whether the socket took it (a socket
+ * that dropped takes it only while it may still recover). */
+static int keep_identity(const user *u) {
+    json_t *who = json_pack("{s:s, s:s}", "name", u->name, "room", u->room);
+    char *text = who ? json_dumps(who, JSON_COMPACT) : NULL;
+    int kept = text && iobus_socket_set_data(server, u->sid, text, SIZE_MAX) == IOBUS_OK;
+    free(text);
+    json_decref(who);
+    return kept;
 }
 
 /* Puts a socket into `room` under `name` (leaving its current room, if
@@ -358,6 +380,8 @@ static json_t *enter(const char *sid, char *name, char *room) {
     free(u->room);
     u->name = name;
     u->room = room;
+    u->away_since = 0;
+    keep_identity(u);
     char *key = room_key(room);
     if (key) iobus_socket_join(server, sid, key);
     free(key);
@@ -369,6 +393,7 @@ static json_t *enter(const char *sid, char *name, char *room) {
 static int depart(const char *sid) {
     user u;
     if (!take_user(sid, &u)) return 0;
+    iobus_socket_set_data(server, u.sid, NULL, 0); /* fails quietly once the socket is gone */
     char *key = room_key(u.room);
     if (key) iobus_socket_leave(server, sid, key); /* fails quietly once the socket is gone */
     free(key);
@@ -473,8 +498,15 @@ static void on_dm(void *ud, const iobus_event *ev) {
                                      now_ms()));
         /* An id with a NUL inside names nobody. */
         iobus_status st = IOBUS_ERR_UNKNOWN_SOCKET;
-        if (dm && strlen(json_string_value(to)) == json_string_length(to)) {
-            st = iobus_socket_emit(server, json_string_value(to), "dm", dm, strlen(dm), NULL, 0);
+        const char *to_sid = json_string_value(to);
+        if (dm && strlen(to_sid) == json_string_length(to)) {
+            st = iobus_socket_emit(server, to_sid, "dm", dm, strlen(dm), NULL, 0);
+            user *target = st == IOBUS_ERR_UNKNOWN_SOCKET ? find_user(to_sid) : NULL;
+            if (target && target->away_since) {
+                /* Away for a moment: its own room keeps the DM for its recovery. */
+                const char *own[1] = {target->sid};
+                st = iobus_namespace_emit(server, "/", own, 1, NULL, 0, NULL, 0, "dm", dm, strlen(dm), NULL, 0);
+            }
         }
         if (st == IOBUS_ERR_UNKNOWN_SOCKET) reply_error(ack, "no such user");
         else reply_ok(ack, st == IOBUS_OK);
@@ -507,12 +539,83 @@ static void on_chat_message(void *ud, const iobus_event *ev) {
     free(bufs);
 }
 
+/* Every connection is accepted; the callback is here to hear of recoveries.
+ * A recovered socket has its id, rooms and data back, so its user is simply
+ * back, and nobody is told. Should the user have been let go meanwhile, it
+ * is taken back from the socket's data, and its room (which was told it
+ * left) hears that it joined again. */
+static void on_connect(void *ud, iobus_connect *req) {
+    (void)ud;
+    char sid[sizeof users[0].sid];
+    snprintf(sid, sizeof sid, "%s", iobus_connect_socket_id(req));
+    int recovered = iobus_connect_recovered(req);
+    if (iobus_connect_accept(req) != IOBUS_OK || !recovered) return;
+    user *u = find_user(sid);
+    if (u) {
+        u->away_since = 0;
+        return;
+    }
+    char *data = NULL;
+    size_t len = 0;
+    json_t *who = NULL;
+    if (iobus_socket_data(server, sid, &data, &len) == IOBUS_OK) who = json_loadb(data, len, 0, NULL);
+    iobus_string_free(data);
+    char *name = text_arg(json_object_get(who, "name"), MAX_NAME);
+    char *room = text_arg(json_object_get(who, "room"), MAX_ROOM);
+    json_decref(who);
+    if (name && room) {
+        json_decref(enter(sid, name, room));
+    } else {
+        free(name);
+        free(room);
+    }
+}
+
 static void on_disconnect(void *ud, const char *nsp, const char *sid, const char *reason, const char *rooms) {
     (void)ud;
     (void)nsp;
     (void)reason;
     (void)rooms;
+    user *u = find_user(sid);
+    /* Kept for a recovery (the socket takes its data only then, or when it
+     * is back already): the user waits for it, away. */
+    if (u && recovery_ms && keep_identity(u)) {
+        u->away_since = monotonic_ms();
+        return;
+    }
     depart(sid);
+}
+
+/* Lets go of the users that have been away longer than a recovery can
+ * take: their rooms hear that they left. */
+static void expire_users(void) {
+    int64_t now = monotonic_ms();
+    for (size_t i = 0; i < user_count;) {
+        user *u = &users[i];
+        if (!u->away_since || now - u->away_since < (int64_t)(recovery_ms + EXPIRY_GRACE_MS)) {
+            i++;
+            continue;
+        }
+        /* Back after all (its connect callback is still to come)? */
+        const char *own[1] = {u->sid};
+        char *ids = NULL;
+        size_t len = 0;
+        json_t *found = NULL;
+        if (iobus_namespace_fetch_sockets(server, "/", own, 1, &ids, &len) == IOBUS_OK) {
+            found = json_loadb(ids, len, 0, NULL);
+        }
+        iobus_string_free(ids);
+        int back = json_array_size(found) > 0;
+        json_decref(found);
+        if (back) {
+            u->away_since = 0;
+            i++;
+        } else {
+            char sid[sizeof u->sid];
+            memcpy(sid, u->sid, sizeof sid);
+            depart(sid); /* moves the last user into slot i */
+        }
+    }
 }
 
 /* ---- main ----------------------------------------------------------------------- */
@@ -565,6 +668,18 @@ static const char *public_dir(void) {
 #endif
 }
 
+/* CHAT_RECOVERY_MS as milliseconds (0: off); RECOVERY_MS when absent or
+ * invalid. */
+static uint64_t parse_recovery_ms(void) {
+    const char *s = getenv("CHAT_RECOVERY_MS");
+    if (!s || !*s) return RECOVERY_MS;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v > 86400000ULL) return RECOVERY_MS;
+    return (uint64_t)v;
+}
+
 static int check(iobus_status st, const char *what) {
     if (st != IOBUS_OK) fprintf(stderr, "chat: %s: %s (%s)\n", what, iobus_status_str(st), iobus_last_error());
     return st == IOBUS_OK;
@@ -572,6 +687,7 @@ static int check(iobus_status st, const char *what) {
 
 int main(int argc, char **argv) {
     uint16_t port = parse_port(argc, argv);
+    recovery_ms = parse_recovery_ms();
 
     if (pipe(wake_pipe) != 0) {
         perror("chat: pipe");
@@ -592,6 +708,7 @@ int main(int argc, char **argv) {
     iobus_config *cfg = iobus_config_new();
     int ok = cfg && check(iobus_config_set_static_dir(cfg, public_dir()), "static dir") &&
              check(iobus_config_set_dispatch(cfg, IOBUS_DISPATCH_POLL), "dispatch") &&
+             check(iobus_config_set_connection_state_recovery(cfg, recovery_ms > 0, recovery_ms, true, 0), "recovery") &&
              check(iobus_server_new(cfg, &server), "new server");
     iobus_config_free(cfg);
     ok = ok && check(iobus_server_on_event(server, "/", "join", on_join, NULL), "on join") &&
@@ -601,6 +718,7 @@ int main(int argc, char **argv) {
          check(iobus_server_on_event(server, "/", "dm", on_dm, NULL), "on dm") &&
          check(iobus_server_on_event(server, "/", "leave", on_leave, NULL), "on leave") &&
          check(iobus_server_on_event(server, "/", "chat message", on_chat_message, NULL), "on chat message") &&
+         check(iobus_server_on_connect(server, "/", on_connect, NULL), "on connect") &&
          check(iobus_server_on_disconnect(server, "/", on_disconnect, NULL), "on disconnect");
     if (ok && iobus_server_start(server, "127.0.0.1", port) != IOBUS_OK) {
         fprintf(stderr, "cannot listen on 127.0.0.1:%u: %s\n", (unsigned)port, iobus_last_error());
@@ -631,6 +749,7 @@ int main(int argc, char **argv) {
             ran = 0;
             if (iobus_server_poll(server, 256, &ran) != IOBUS_OK) break;
         } while (ran == 256 && !stopping);
+        if (recovery_ms) expire_users();
     }
 
     if (server) {

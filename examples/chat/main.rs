@@ -20,13 +20,21 @@
 //! `users` is the sorted list of names in the room; `members` is
 //! `[{id, name}]` in the same order, so a page can address DMs. A socket
 //! that disconnects without `leave` still produces the `leave` notice.
+//!
+//! Connection state recovery is on (env `CHAT_RECOVERY_MS`, default 30000;
+//! 0 turns it off): a page whose connection drops keeps its user for that
+//! long. Coming back in time, it gets its id, room and every message it
+//! missed, and the others see nothing of the drop; a DM sent to it meanwhile
+//! waits for it. Only when it stays away longer does the room get its
+//! `leave` notice.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use iobus::{AckSender, Namespace, Server, ServerOptions, Sid, Socket};
+use iobus::server::RecoveryOptions;
+use iobus::{AckSender, DisconnectReason, Namespace, Server, ServerOptions, Sid, Socket};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -34,12 +42,25 @@ const LOBBY: &str = "lobby";
 const MAX_NAME: usize = 32;
 const MAX_ROOM: usize = 40;
 const MAX_MSG: usize = 2000;
+/// How long a dropped page keeps its user, unless `CHAT_RECOVERY_MS` says.
+const RECOVERY_MS: u64 = 30_000;
+/// How much later than the server's own recovery deadline a user that has
+/// not come back is let go: by then no recovery of it can be under way.
+const EXPIRY_GRACE: Duration = Duration::from_secs(1);
 
 /// What the server knows about a socket that has joined.
 #[derive(Debug, Clone)]
 struct User {
     name: String,
     room: String,
+    /// Since when its connection is gone, while it may still recover.
+    away: Option<Instant>,
+}
+
+impl User {
+    fn new(name: String, room: String) -> User {
+        User { name, room, away: None }
+    }
 }
 
 /// Joined users by socket id.
@@ -88,14 +109,15 @@ fn error(ack: Option<AckSender>, message: &str) {
     reply(ack, json!({ "ok": false, "error": message }));
 }
 
-/// `{room, users, members}` for a room: the sockets the adapter has in it,
-/// named from the user table.
-fn roster(nsp: &Arc<Namespace>, users: &Users, room: &str) -> Value {
-    let sids: Vec<Sid> = nsp.to(&room_key(room)).sockets().iter().map(|s| s.id()).collect();
-    let mut members: Vec<(String, String)> = {
-        let table = users.lock();
-        sids.iter().filter_map(|sid| table.get(sid).map(|u| (u.name.clone(), sid.to_string()))).collect()
-    };
+/// `{room, users, members}` for a room: its users, those whose connection
+/// dropped a moment ago included (the others still see them there).
+fn roster(users: &Users, room: &str) -> Value {
+    let mut members: Vec<(String, String)> = users
+        .lock()
+        .iter()
+        .filter(|(_, user)| user.room == room)
+        .map(|(sid, user)| (user.name.clone(), sid.to_string()))
+        .collect();
     members.sort();
     json!({
         "room": room,
@@ -107,23 +129,26 @@ fn roster(nsp: &Arc<Namespace>, users: &Users, room: &str) -> Value {
     })
 }
 
-fn notice(socket: &Socket, user: &User) -> Value {
-    json!({ "name": user.name, "room": user.room, "id": socket.id().as_str() })
+fn notice(sid: Sid, user: &User) -> Value {
+    json!({ "name": user.name, "room": user.room, "id": sid.as_str() })
 }
 
 /// Puts a joined socket into `room` (leaving its current one, if different)
 /// and announces the move. Returns the ack payload.
 fn enter(socket: &Arc<Socket>, users: &Users, name: String, room: String) -> Value {
     let nsp = socket.namespace();
-    let previous = users.lock().insert(socket.id(), User { name: name.clone(), room: room.clone() });
+    let sid = socket.id();
+    let previous = users.lock().insert(sid, User::new(name.clone(), room.clone()));
+    // Kept with the socket too, so that a recovered socket always knows who it is.
+    *socket.data() = json!({ "name": name, "room": room });
     if let Some(old) = previous.filter(|old| old.room != room) {
         socket.leave(&room_key(&old.room));
-        let _ = nsp.to(&room_key(&old.room)).emit("leave", vec![notice(socket, &old)]);
+        let _ = nsp.to(&room_key(&old.room)).emit("leave", vec![notice(sid, &old)]);
     }
     socket.join(&room_key(&room));
-    let user = User { name, room: room.clone() };
-    let _ = nsp.to(&room_key(&room)).emit("join", vec![notice(socket, &user)]);
-    roster(nsp, users, &room)
+    let user = User::new(name, room.clone());
+    let _ = nsp.to(&room_key(&room)).emit("join", vec![notice(sid, &user)]);
+    roster(users, &room)
 }
 
 /// Removes a socket from the chat, telling its room. Returns whether it had
@@ -132,13 +157,74 @@ fn depart(socket: &Arc<Socket>, users: &Users) -> bool {
     let Some(user) = users.lock().remove(&socket.id()) else {
         return false;
     };
+    *socket.data() = Value::Null;
     let key = room_key(&user.room);
     socket.leave(&key);
-    let _ = socket.namespace().to(&key).emit("leave", vec![notice(socket, &user)]);
+    let _ = socket.namespace().to(&key).emit("leave", vec![notice(socket.id(), &user)]);
     true
 }
 
-fn install(nsp: &Arc<Namespace>, users: &Users) {
+/// A socket whose connection dropped for a reason it may recover from: its
+/// user stays, marked away, until it comes back or `keep` has passed.
+fn away(socket: &Arc<Socket>, users: &Users, keep: Duration) {
+    let nsp = socket.namespace().clone();
+    let sid = socket.id();
+    let since = Instant::now();
+    match users.lock().get_mut(&sid) {
+        // Not if it is back already (recovered before this handler ran).
+        Some(user) if nsp.socket(sid).is_none() => user.away = Some(since),
+        _ => return,
+    }
+    let users = users.clone();
+    let Some(runtime) = nsp.runtime() else {
+        return expire(&nsp, &users, sid, since);
+    };
+    runtime.spawn(async move {
+        tokio::time::sleep(keep + EXPIRY_GRACE).await;
+        expire(&nsp, &users, sid, since);
+    });
+}
+
+/// The end of an absence that began at `since`: if the socket has not
+/// come back (and not dropped again since), its user leaves the room.
+fn expire(nsp: &Arc<Namespace>, users: &Users, sid: Sid, since: Instant) {
+    let gone = {
+        let mut table = users.lock();
+        let still_away = table.get(&sid).is_some_and(|user| user.away == Some(since));
+        if still_away && nsp.socket(sid).is_none() { table.remove(&sid) } else { None }
+    };
+    if let Some(user) = gone {
+        let _ = nsp.to(&room_key(&user.room)).emit("leave", vec![notice(sid, &user)]);
+    }
+}
+
+/// A recovered socket: the same id, rooms and data as before its drop, so
+/// its user is simply back, and nobody is told. Should the user have been
+/// let go meanwhile, it is taken back from the socket's data, and its room
+/// (which was told it left) hears that it joined again.
+fn come_back(socket: &Arc<Socket>, users: &Users) {
+    let sid = socket.id();
+    let returned = {
+        let mut table = users.lock();
+        if let Some(user) = table.get_mut(&sid) {
+            user.away = None;
+            return;
+        }
+        let data = socket.data().clone();
+        let (Some(name), Some(room)) =
+            (data.get("name").and_then(Value::as_str), data.get("room").and_then(Value::as_str))
+        else {
+            return;
+        };
+        let user = User::new(name.to_owned(), room.to_owned());
+        table.insert(sid, user.clone());
+        user
+    };
+    socket.join(&room_key(&returned.room));
+    let _ = socket.namespace().to(&room_key(&returned.room)).emit("join", vec![notice(sid, &returned)]);
+}
+
+fn install(nsp: &Arc<Namespace>, users: &Users, keep: Option<Duration>) {
     let u = users.clone();
     nsp.on("join", move |socket, args, ack| {
         let Some(name) = text_arg(args.args.first(), MAX_NAME) else {
@@ -199,16 +285,21 @@ fn install(nsp: &Arc<Namespace>, users: &Users) {
         let Some(msg) = msg_arg(first) else {
             return error(ack, "a message is required");
         };
-        let Some(target) = socket.namespace().socket_by_str(to) else {
-            return error(ack, "no such user");
-        };
         let dm = json!({
             "from": from,
             "fromId": socket.id().as_str(),
             "msg": msg,
             "ts": now_ms(),
         });
-        let ok = target.emit("dm", vec![dm]).is_ok();
+        let nsp = socket.namespace();
+        let ok = if let Some(target) = nsp.socket_by_str(to) {
+            target.emit("dm", vec![dm]).is_ok()
+        } else if u.lock().iter().any(|(sid, user)| sid.as_str() == to && user.away.is_some()) {
+            // Away for a moment: its own room keeps the DM for its recovery.
+            nsp.to(to).emit("dm", vec![dm]).is_ok()
+        } else {
+            return error(ack, "no such user");
+        };
         reply(ack, json!({ "ok": ok }));
     });
 
@@ -224,8 +315,18 @@ fn install(nsp: &Arc<Namespace>, users: &Users) {
     });
 
     let u = users.clone();
-    nsp.on_disconnect(move |socket, _reason| {
-        depart(socket, &u);
+    nsp.on_connection(move |socket| {
+        if socket.recovered() {
+            come_back(socket, &u);
+        }
+    });
+
+    let u = users.clone();
+    nsp.on_disconnect(move |socket, reason: DisconnectReason| match keep {
+        Some(keep) if reason.is_recoverable() => away(socket, &u, keep),
+        _ => {
+            depart(socket, &u);
+        }
     });
 }
 
@@ -246,12 +347,27 @@ fn public_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/chat/public"))
 }
 
+/// How long a dropped page keeps its user: `CHAT_RECOVERY_MS` (0: not at
+/// all, recovery off), else `RECOVERY_MS`.
+fn recovery_window() -> Option<Duration> {
+    let ms = std::env::var("CHAT_RECOVERY_MS").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(RECOVERY_MS);
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
 fn main() {
     let port = port();
-    let options = ServerOptions { static_dir: Some(public_dir()), ..ServerOptions::default() };
+    let keep = recovery_window();
+    let options = ServerOptions {
+        static_dir: Some(public_dir()),
+        connection_state_recovery: keep.map(|max_disconnection_duration| RecoveryOptions {
+            max_disconnection_duration,
+            ..RecoveryOptions::default()
+        }),
+        ..ServerOptions::default()
+    };
     let server = Server::new(options);
     let users: Users = Arc::default();
-    install(&server.of("/"), &users);
+    install(&server.of("/"), &users, keep);
 
     let addr = match server.start(("127.0.0.1", port)) {
         Ok(a) => a,

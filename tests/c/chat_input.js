@@ -188,15 +188,22 @@ async function main() {
     });
 
     await check('`chat message` passes any arguments on, binary included', async () => {
+      // The host has connection state recovery on: the server appends each
+      // stored packet's offset as its last argument.
+      const OFFSET = /^[0-9a-f]+-\d+$/;
       a.emit('chat message', 'plain');
-      assert.deepEqual(await next(b, 'chat message', (t) => t === 'plain'), ['plain']);
+      const plain = await next(b, 'chat message', (t) => t === 'plain');
+      assert.match(plain.pop(), OFFSET);
+      assert.deepEqual(plain, ['plain']);
       a.emit('chat message', Buffer.from([0, 1, 255]), { nested: [1, Buffer.from('hi')] }, 'tail');
       const got = await next(b, 'chat message', (x) => Buffer.isBuffer(x));
       assert.deepEqual(Buffer.from(got[0]), Buffer.from([0, 1, 255]));
       assert.deepEqual(Buffer.from(got[1].nested[1]).toString(), 'hi');
       assert.equal(got[2], 'tail');
+      assert.match(got[3], OFFSET);
+      assert.equal(got.length, 4);
       a.emit('chat message');
-      await next(b, 'chat message', (...x) => x.length === 0);
+      await next(b, 'chat message', (...x) => x.length === 1 && OFFSET.test(x[0]));
     });
 
     await check('a packet the server refuses closes that client only', async () => {

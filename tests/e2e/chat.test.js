@@ -5,8 +5,10 @@
 //
 // The host command is env IOBUS_CHAT (split on whitespace; default
 // <repo>/target/debug/examples/chat); the test appends a free port as its
-// last argument. The browser is CHROMIUM_PATH (default /usr/bin/chromium).
-// A screenshot of the main scenario goes to tests/artifacts/chat.png.
+// last argument, and runs it with CHAT_RECOVERY_MS (connection state
+// recovery) short enough to see a page outlast it. The browser is
+// CHROMIUM_PATH (default /usr/bin/chromium). A screenshot of the main
+// scenario goes to tests/artifacts/chat.png.
 
 const { describe, test, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -23,6 +25,14 @@ const REPO = path.resolve(__dirname, '..', '..');
 const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WAIT = 5000; // the timeout of any single wait, unless stated
+// How long the host keeps a dropped page's user (CHAT_RECOVERY_MS): long
+// enough for a drop of a few seconds, short enough to wait out in a test.
+const RECOVERY_MS = 6000;
+// The host lets a user go up to a second after the server's deadline.
+const EXPIRY_SLACK = 3000;
+// Hosts on a binding that cannot turn connection state recovery on yet:
+// when such a host offers none, the recovery scenarios are skipped.
+const MAY_LACK_RECOVERY = /chat\.(py|js)$/;
 const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -64,17 +74,34 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-function httpGet(url) {
+function httpRequest(url, method = 'GET', body = null) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, (res) => {
-      let body = '';
+    const req = http.request(url, { method }, (res) => {
+      let text = '';
       res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: text }));
     });
     req.setTimeout(1000, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
+    req.end(body);
   });
+}
+
+const httpGet = (url) => httpRequest(url);
+
+/** Whether the server at `base` has connection state recovery on: its
+ * CONNECT reply carries a private id (`pid`). Asked over raw polling. */
+async function offersRecovery(base) {
+  const url = `${base}/socket.io/?EIO=4&transport=polling`;
+  const open = await httpGet(url);
+  const { sid } = JSON.parse(open.body.slice(1));
+  await httpRequest(`${url}&sid=${sid}`, 'POST', '40');
+  const reply = await httpGet(`${url}&sid=${sid}`);
+  await httpRequest(`${url}&sid=${sid}`, 'POST', '1');
+  const connect = reply.body.split('\x1e').find((p) => p.startsWith('40'));
+  assert.ok(connect, `no CONNECT reply: ${reply.body}`);
+  return typeof JSON.parse(connect.slice(2)).pid === 'string';
 }
 
 const liveHosts = new Set();
@@ -92,7 +119,7 @@ class Host {
     if (!process.env.IOBUS_CHAT && !fs.existsSync(cmd)) {
       throw new Error(`${cmd} is missing: build it with \`cargo build --example chat\` or set IOBUS_CHAT`);
     }
-    const env = { ...process.env };
+    const env = { ...process.env, CHAT_RECOVERY_MS: String(RECOVERY_MS) };
     const bundled = path.join(__dirname, 'node_modules', 'socket.io-client', 'dist');
     if (!env.IOBUS_CLIENT_DIR && fs.existsSync(path.join(bundled, 'socket.io.js'))) {
       env.IOBUS_CLIENT_DIR = bundled;
@@ -211,6 +238,32 @@ async function say(page, text) {
   await page.getByTestId('send-button').click();
 }
 
+/** The texts of the entries with this testid, in the order shown. */
+function texts(page, testid) {
+  return page.evaluate((id) => Array.from(document.querySelectorAll(`#messages [data-testid="${id}"]`))
+    .map((li) => (li.querySelector('[data-testid="text"]') || li).textContent), testid);
+}
+
+async function toRoom(page, room) {
+  await page.getByTestId('room-input').fill(room);
+  await page.getByTestId('room-button').click();
+  await currentRoom(page, room);
+}
+
+/** Records the page socket's connection history in window.history_ (for asserts). */
+function watchConnection(page) {
+  return page.evaluate(() => {
+    window.history_ = [];
+    window.chat.socket.on('disconnect', (reason) => window.history_.push(['disconnect', reason]));
+    window.chat.socket.on('connect', () => window.history_.push(['connect', window.chat.socket.recovered === true]));
+  });
+}
+
+/** Script errors, minus what a page that is offline or reconnecting logs on purpose. */
+function scriptErrors(errors) {
+  return errors.filter((e) => !/console: Failed to load resource|ERR_CONNECTION_REFUSED|ERR_INTERNET_DISCONNECTED|WebSocket/.test(e));
+}
+
 // ---- plain socket.io-client sockets --------------------------------------
 
 function connectClient(base) {
@@ -266,7 +319,16 @@ describe('chat example', { timeout: 45000 }, () => {
     });
     await host.start();
     browser = await launching;
+    host.recovers = await offersRecovery(host.base);
   });
+
+  /** Skips a recovery scenario on a host that may, and does, lack it. */
+  function needsRecovery(t) {
+    if (host.recovers) return false;
+    assert.match(hostCommand().join(' '), MAY_LACK_RECOVERY, 'this host must have connection state recovery on');
+    t.skip('this host has no connection state recovery yet');
+    return true;
+  }
 
   async function closePages() {
     for (const c of contexts.splice(0)) await withTimeout(c.close(), WAIT, 'close a page').catch(() => {});
@@ -520,6 +582,124 @@ describe('chat example', { timeout: 45000 }, () => {
     }
   });
 
+  test('a page that drops for a few seconds shows every message it missed, once, in order; the room sees nothing', async (t) => {
+    if (needsRecovery(t)) return;
+    const carol = await page(`${host.base}/`, 'carol');
+    const dave = await page(`${host.base}/`, 'dave');
+    await joinAs(carol, 'carol');
+    await joinAs(dave, 'dave');
+    await toRoom(carol, 'blip');
+    await toRoom(dave, 'blip');
+    await users(carol, ['carol', 'dave']);
+    await users(dave, ['carol', 'dave']);
+    await entry(carol, 'notice', 'dave joined #blip');
+    await say(dave, 'before the drop');
+    await entry(carol, 'message', 'before the drop');
+    await watchConnection(carol);
+    const id = await carol.evaluate(() => window.chat.socket.id);
+    const daveNotices = await texts(dave, 'notice');
+
+    // Offline: the browser drops the connection and cannot reconnect.
+    await carol.context().setOffline(true);
+    await status(carol, 'reconnecting');
+    for (let i = 1; i <= 5; i += 1) {
+      await say(dave, `while away ${i}`);
+      await entry(dave, 'message', `while away ${i}`);
+    }
+    // A DM to a page that is away waits for it.
+    await dave.locator('[data-testid="user"][data-name="carol"]').click();
+    await say(dave, 'a word while you were out');
+    await entry(dave, 'dm', 'a word while you were out');
+    await dave.getByTestId('dm-cancel').click();
+    await sleep(1000); // a few seconds away in all
+    await users(dave, ['carol', 'dave']);
+
+    await carol.context().setOffline(false);
+    await status(carol, 'connected');
+    await entry(carol, 'message', 'while away 5');
+    await entry(carol, 'dm', 'a word while you were out');
+    assert.deepEqual(await carol.evaluate(() => window.history_), [['disconnect', 'transport close'], ['connect', true]]);
+    assert.equal(await carol.evaluate(() => window.chat.socket.id), id, 'the recovered socket keeps its id');
+    await waitFor(carol, () => document.getElementById('app').dataset.joined === 'true', null, 'carol joined again');
+    assert.deepEqual(await texts(carol, 'message'),
+      ['before the drop', 'while away 1', 'while away 2', 'while away 3', 'while away 4', 'while away 5']);
+    assert.deepEqual(await texts(carol, 'dm'), ['a word while you were out']);
+    await currentRoom(carol, 'blip');
+    await users(carol, ['carol', 'dave']);
+    assert.equal(await carol.evaluate(() => document.getElementById('me').textContent), 'signed in as carol');
+
+    // The host still knows her: she talks, in her room, under her name.
+    await say(carol, 'back');
+    await entry(dave, 'message', 'back');
+    const back = await dave.evaluate(() => Array.from(document.querySelectorAll('[data-testid="message"]'))
+      .filter((li) => li.textContent.includes('back')).map((li) => [li.dataset.name, li.dataset.room]));
+    assert.deepEqual(back, [['carol', 'blip']]);
+
+    // Again, the websocket closed under the page this time, while dave talks.
+    await carol.evaluate(() => window.chat.socket.io.engine.transport.ws.close());
+    for (let i = 1; i <= 3; i += 1) await say(dave, `meanwhile ${i}`);
+    await entry(carol, 'message', 'meanwhile 3');
+    await status(carol, 'connected');
+    await waitFor(carol, () => window.history_.length === 4, null, 'carol reconnected a second time');
+    assert.deepEqual(await carol.evaluate(() => window.history_.slice(2)), [['disconnect', 'transport close'], ['connect', true]]);
+    assert.deepEqual((await texts(carol, 'message')).slice(6),
+      ['back', 'meanwhile 1', 'meanwhile 2', 'meanwhile 3']);
+
+    // Through both drops, dave saw nothing: no leave, no join, no change.
+    await say(dave, 'end');
+    await entry(carol, 'message', 'end');
+    assert.deepEqual(await texts(dave, 'notice'), daveNotices);
+    assert.deepEqual((await texts(carol, 'notice')).filter((t) => /carol/.test(t)),
+      ['carol joined #lobby', 'carol joined #blip']);
+    await users(dave, ['carol', 'dave']);
+    assert.deepEqual(scriptErrors(errors), []);
+  });
+
+  test('a page away longer than the recovery window comes back as a new session; the room sees it leave and join', async (t) => {
+    if (needsRecovery(t)) return;
+    const erin = await page(`${host.base}/`, 'erin');
+    const frank = await page(`${host.base}/`, 'frank');
+    await joinAs(erin, 'erin');
+    await joinAs(frank, 'frank');
+    await toRoom(erin, 'far');
+    await toRoom(frank, 'far');
+    await users(frank, ['erin', 'frank']);
+    const id = await erin.evaluate(() => window.chat.socket.id);
+
+    await erin.context().setOffline(true);
+    await status(erin, 'reconnecting');
+    const wentAt = Date.now();
+    await entry(frank, 'notice', 'erin left #far', RECOVERY_MS + EXPIRY_SLACK + WAIT);
+    assert.ok(Date.now() - wentAt >= RECOVERY_MS - 500, 'the room heard of the drop before the recovery window ended');
+    await users(frank, ['frank']);
+    await say(frank, 'anyone?');
+
+    await erin.context().setOffline(false);
+    await status(erin, 'connected');
+    await currentRoom(erin, 'far');
+    await users(erin, ['erin', 'frank']);
+    await users(frank, ['erin', 'frank']);
+    assert.equal(await erin.evaluate(() => window.chat.socket.recovered), false);
+    assert.notEqual(await erin.evaluate(() => window.chat.socket.id), id);
+    assert.deepEqual((await texts(frank, 'notice')).filter((t) => /erin/.test(t)),
+      ['erin left #lobby', 'erin left #far', 'erin joined #far']);
+    assert.deepEqual(scriptErrors(errors), []);
+  });
+
+  test('closing a page is a leave at once, not a drop to wait out', async () => {
+    const gina = await page(`${host.base}/`, 'gina');
+    const hal = await page(`${host.base}/`, 'hal');
+    await joinAs(gina, 'gina');
+    await joinAs(hal, 'hal');
+    await toRoom(gina, 'door');
+    await toRoom(hal, 'door');
+    await users(gina, ['gina', 'hal']);
+    await hal.close();
+    await entry(gina, 'notice', 'hal left #door', RECOVERY_MS / 2);
+    await users(gina, ['gina']);
+    assert.deepEqual(scriptErrors(errors), []);
+  });
+
   test('pages reconnect by themselves and re-join after a server restart', async () => {
     const dora = await page(`${host.base}/`, 'dora');
     const eve = await page(`${host.base}/`, 'eve');
@@ -548,7 +728,7 @@ describe('chat example', { timeout: 45000 }, () => {
 
     // Reconnect attempts against a stopped server show up in the console;
     // only script errors count here.
-    assert.deepEqual(errors.filter((e) => !/console: Failed to load resource|ERR_CONNECTION_REFUSED|WebSocket/.test(e)), []);
+    assert.deepEqual(scriptErrors(errors), []);
   });
 });
 

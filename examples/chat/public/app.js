@@ -1,6 +1,12 @@
 // The chat page: joins with a name, follows one room at a time, and keeps
 // itself joined across reconnects. The server's event contract is described
 // in examples/chat/main.rs.
+//
+// The server keeps a page whose connection drops (connection state
+// recovery): coming back in time, the socket is the same one, still in its
+// room, and the messages it missed are replayed to it before `connect`. The
+// page then just carries on; only a new session (the server restarted, or
+// the page was away too long) joins again.
 (function () {
   'use strict';
 
@@ -37,6 +43,7 @@
     room: null, // the room the server last confirmed
     joined: false, // the server has acknowledged our join on this connection
     leaving: false,
+    unloading: false, // the page is being closed or put away
     members: [], // [{id, name}] of the current room
     dm: null, // {id, name} of the selected DM recipient
     typers: new Map(), // name -> timer
@@ -345,13 +352,25 @@
 
   socket.on('connect', function () {
     setStatus('connected', 'connected');
-    if (state.name) join();
+    if (!state.name) return;
+    // Recovered: the server still has us in our room under the same id, and
+    // what we missed has just been shown. Joining again would announce us to
+    // the room a second time.
+    if (socket.recovered && state.room) {
+      state.joined = true;
+      renderJoined();
+      return;
+    }
+    join();
   });
 
   socket.on('disconnect', function (reason) {
     state.joined = false;
     clearTyping();
-    if (reason === 'io server disconnect' || reason === 'io client disconnect') {
+    if (state.unloading) {
+      // Closed on purpose by `pagehide`: keep who we are for `pageshow`.
+      setStatus('disconnected', 'disconnected');
+    } else if (reason === 'io server disconnect' || reason === 'io client disconnect') {
       setStatus('disconnected', 'disconnected');
       if (state.leaving) {
         els.nameInput.value = state.name || '';
@@ -371,6 +390,27 @@
   });
 
   socket.io.on('reconnect_attempt', function () { setStatus('reconnecting', 'reconnecting…'); });
+
+  // Back online: try at once rather than at the end of the reconnection
+  // back-off, which may outlast the server's recovery window.
+  window.addEventListener('online', function () {
+    if (socket.active && !socket.connected) socket.disconnect().connect();
+  });
+
+  // Closing the page is a goodbye, not a drop: saying so lets the room hear
+  // of it now rather than when the server stops waiting for a recovery.
+  window.addEventListener('pagehide', function () {
+    if (!socket.connected) return;
+    state.unloading = true;
+    socket.disconnect();
+  });
+
+  // Restored from the back/forward cache: connect again (`connect` joins).
+  window.addEventListener('pageshow', function (e) {
+    if (!e.persisted || !state.unloading) return;
+    state.unloading = false;
+    socket.connect();
+  });
   socket.on('connect_error', function () {
     if (!socket.active) setStatus('disconnected', 'disconnected');
   });
