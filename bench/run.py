@@ -550,7 +550,7 @@ def build_report(results, meta, reg):
         for run in runs:
             scen = [s for s in SCENARIOS if any(x[1] == s for x in run["pairs"])]
             w(f"- {', '.join(SCENARIO_NAMES.get(s, s) for s in scen)}: run of {run['date']} "
-              f"({run['duration_s']:.0f} s, {run.get('reps') or '?'} repetitions)")
+              f"({run['duration_s']:.0f} s, {run.get('reps') or '?'} repetition{'' if run.get('reps') == 1 else 's'})")
     w("")
     w("## Machine")
     w("")
