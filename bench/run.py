@@ -673,6 +673,13 @@ def build_report(results, meta, reg):
                     w(f"| {name(n, 'jitter')} | n/a | | | | | | | | | | | | |")
                 continue
             total = lambda k: sum(r.get(k) or 0 for r in rows)  # noqa: E731
+
+            def own_account(rows):
+                logged = med(metric(rows, "log_bytes_per_packet"))
+                if logged is not None:
+                    return fmt(logged, 1, 0, " B (log)")
+                heap = med(metric(rows, "log_heap_per_packet_bytes"))
+                return fmt(heap, 1, 0, " B (heap)") if heap is not None else "n/a"
             offered = "on" if all(r.get("recovery_offered") for r in rows) else (
                 "off" if not any(r.get("recovery_offered") for r in rows) else "mixed")
             lo = min(r["delivered_pct"] for r in rows)
@@ -685,13 +692,16 @@ def build_report(results, meta, reg):
               f"| {fmt(med(metric(rows, 'replay_us.p99')), 1e-3, 1, ' ms')}{spread(rows, 'replay_us.p99')} "
               f"| {fmt(med(metric(rows, 'replay_us.max')), 1e-3, 0, ' ms')} "
               f"| {fmt(med(metric(rows, 'log_rss_per_packet_bytes')), 1, 0, ' B')} "
-              f"| {fmt(med(metric(rows, 'log_bytes_per_packet')), 1, 0, ' B')} "
+              f"| {own_account(rows)} "
               f"| {fmt(med(metric(rows, 'server_cpu_util')), 100, 0, ' %')} |")
         w("")
         w("Delivered and replay latency are medians over the runs; worst receiver is the lowest share one receiver "
           "got in any run; duplicates, out-of-order deliveries, reconnections and those not caught up are totals "
           "over the runs. A replay latency is only counted for a reconnection that caught up, so a server "
-          "without recovery has none, or only those of the reconnections that missed nothing.")
+          "without recovery has none, or only those of the reconnections that missed nothing. The server's own "
+          "account of the log memory: iobus's `RecoveryLog::usage()` (bytes over packets, what its `max_log_bytes` "
+          "cap counts), socket.io's V8 heap in use after a full collection (growth over the probe's packets); "
+          "without recovery the RSS column shows what the probe costs when nothing is stored.")
         w("")
     w("Medians over the runs that no other process disturbed (see Notes); ± is half the range of those runs "
       "relative to the median. † marks a row with disturbed runs only.")

@@ -1134,11 +1134,13 @@ async fn request(ws: &mut Ws, id: u64, args: &str) -> Res<Value> {
 }
 
 /// The server's recovery log as its `stats` ack tells it:
-/// `(packets, bytes)`, each null where the server does not know.
-async fn log_stats(ws: &mut Ws, id: u64) -> Res<(Value, Value)> {
+/// `(packets, bytes, heap)`, each null where the server does not know
+/// (`heap`: a garbage-collected server's heap in use after a collection).
+async fn log_stats(ws: &mut Ws, id: u64) -> Res<(Value, Value, Value)> {
     let v = request(ws, id, "\"stats\"").await?;
     let o = v.get(0).cloned().unwrap_or(Value::Null);
-    Ok((o.get("log_packets").cloned().unwrap_or(Value::Null), o.get("log_bytes").cloned().unwrap_or(Value::Null)))
+    let field = |k: &str| o.get(k).cloned().unwrap_or(Value::Null);
+    Ok((field("log_packets"), field("log_bytes"), field("heap_bytes")))
 }
 
 fn diff(a: &Value, b: &Value) -> Option<f64> {
@@ -1242,7 +1244,7 @@ async fn run_jitter(a: &Args) -> Res<Value> {
 
     // The memory a stored packet costs: `log_packets` broadcasts to a room
     // nobody is in, so that they are stored and delivered to no one.
-    let (packets_stream, bytes_stream) = log_stats(&mut sender, 2).await?;
+    let (packets_stream, bytes_stream, heap_before) = log_stats(&mut sender, 2).await?;
     let rss_before = a.pid.and_then(rss_kib);
     let void_json = serde_json::to_string(&format!("{}-void", a.room)).map_err(|e| e.to_string())?;
     for i in 0..a.log_packets {
@@ -1253,9 +1255,13 @@ async fn run_jitter(a: &Args) -> Res<Value> {
     request(&mut sender, 3, "\"echo\",\"barrier\"").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_after = a.pid.and_then(rss_kib);
-    let (packets_after, bytes_after) = log_stats(&mut sender, 4).await?;
+    let (packets_after, bytes_after, heap_after) = log_stats(&mut sender, 4).await?;
     let rss_per_packet = match (rss_before, rss_after) {
         (Some(b), Some(x)) if a.log_packets > 0 => json!(round((x as f64 - b as f64) * 1024.0 / a.log_packets as f64)),
+        _ => Value::Null,
+    };
+    let heap_per_packet = match diff(&heap_before, &heap_after) {
+        Some(h) if a.log_packets > 0 => json!(round(h / a.log_packets as f64)),
         _ => Value::Null,
     };
     let log_bytes_per_packet = match (diff(&packets_stream, &packets_after), diff(&bytes_stream, &bytes_after)) {
@@ -1308,6 +1314,7 @@ async fn run_jitter(a: &Args) -> Res<Value> {
         "log_probe_packets_stored": diff(&packets_stream, &packets_after),
         "log_rss_per_packet_bytes": rss_per_packet,
         "log_bytes_per_packet": log_bytes_per_packet,
+        "log_heap_per_packet_bytes": heap_per_packet,
         "bad_packets": st.bad_packets.get(),
     }))
 }
