@@ -683,22 +683,29 @@ def build_report(results, meta, reg):
             offered = "on" if all(r.get("recovery_offered") for r in rows) else (
                 "off" if not any(r.get("recovery_offered") for r in rows) else "mixed")
             lo = min(r["delivered_pct"] for r in rows)
+
+            def replay(q, digits=1):
+                # Latencies of the few reconnections that missed nothing say
+                # nothing about a server whose reconnections mostly never catch up.
+                if total("replays") * 2 < total("reconnects"):
+                    return "n/a"
+                return fmt(med(metric(rows, f"replay_us.{q}")), 1e-3, digits, " ms")
             w(f"| {name(n, 'jitter')} | {offered} "
               f"| {fmt(med(metric(rows, 'delivered_pct')), 1, 3, ' %')}" + (f" (min {lo:.3f} %)" if len(rows) > 1 else "") +
               f" | {fmt(min(r['worst_receiver_pct'] for r in rows), 1, 3, ' %')} "
               f"| {total('duplicates'):,} | {total('out_of_order'):,} "
               f"| {total('recovered'):,} / {total('reconnects'):,} | {total('not_caught_up'):,} "
-              f"| {fmt(med(metric(rows, 'replay_us.p50')), 1e-3, 1, ' ms')} "
-              f"| {fmt(med(metric(rows, 'replay_us.p99')), 1e-3, 1, ' ms')}{spread(rows, 'replay_us.p99')} "
-              f"| {fmt(med(metric(rows, 'replay_us.max')), 1e-3, 0, ' ms')} "
+              f"| {replay('p50')} "
+              f"| {replay('p99')}{spread(rows, 'replay_us.p99') if replay('p99') != 'n/a' else ''} "
+              f"| {replay('max', 0)} "
               f"| {fmt(med(metric(rows, 'log_rss_per_packet_bytes')), 1, 0, ' B')} "
               f"| {own_account(rows)} "
               f"| {fmt(med(metric(rows, 'server_cpu_util')), 100, 0, ' %')} |")
         w("")
         w("Delivered and replay latency are medians over the runs; worst receiver is the lowest share one receiver "
           "got in any run; duplicates, out-of-order deliveries, reconnections and those not caught up are totals "
-          "over the runs. A replay latency is only counted for a reconnection that caught up, so a server "
-          "without recovery has none, or only those of the reconnections that missed nothing. The server's own "
+          "over the runs. A replay latency is only counted for a reconnection that caught up; where fewer than half "
+          "did (a server without recovery), the few that missed nothing say nothing and none is shown. The server's own "
           "account of the log memory: iobus's `RecoveryLog::usage()` (bytes over packets, what its `max_log_bytes` "
           "cap counts), socket.io's V8 heap in use after a full collection (growth over the probe's packets); "
           "without recovery the RSS column shows what the probe costs when nothing is stored.")
