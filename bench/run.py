@@ -10,6 +10,10 @@ Each server is started pinned to CPU 0, the load generator (bench/loadgen)
 pinned to CPU 1; each (server, scenario, repetition) gets a fresh server
 process on a fresh port. Everything is on 127.0.0.1, every step has a time
 limit, and servers are stopped on exit. See bench/README.md.
+
+A run of some scenarios or servers only (`--scenarios jitter`) replaces
+those rows of bench/results/latest.jsonl and keeps the others, so
+BENCHMARKS.md still shows every table.
 """
 
 import argparse
@@ -37,7 +41,9 @@ WORK = os.path.join(BENCH, ".work")
 RESULTS = os.path.join(BENCH, "results", "latest.jsonl")
 REGISTRY = os.path.join(BENCH, "servers.toml")
 ANALYSIS = os.path.join(BENCH, "analysis.md")
-SCENARIOS = ("fanout", "echo", "idle")
+SCENARIOS = ("fanout", "echo", "idle", "jitter")
+# What a server runs unless its registry entry lists its own `scenarios`.
+DEFAULT_SCENARIOS = ["fanout", "echo", "idle"]
 SERVER_CPU, LOADGEN_CPU = 0, 1
 
 _running = []  # server processes to stop on exit
@@ -62,6 +68,10 @@ def load_registry(path=REGISTRY):
         e.setdefault("enabled", True)
         e.setdefault("targets", {})
         e.setdefault("env", {})
+        e.setdefault("scenarios", list(DEFAULT_SCENARIOS))
+        for s in e["scenarios"]:
+            if s not in SCENARIOS:
+                raise SystemExit(f"{path}: server {name} lists unknown scenario {s}")
         if "cmd" not in e:
             raise SystemExit(f"{path}: server {name} has no cmd")
     return reg
@@ -78,10 +88,17 @@ def entry_cwd(e):
     return os.path.normpath(os.path.join(ROOT, e["cwd"]))
 
 
-def entry_env(e):
+def entry_env(e, extra=None):
     env = dict(os.environ)
     env.update({k: subst(str(v)) for k, v in e.get("env", {}).items()})
+    env.update(extra or {})
     return env
+
+
+def scenario_env(scenario):
+    """The environment a scenario gives the server: the jitter scenario turns
+    connection state recovery on where the server has it (bench/README.md)."""
+    return {"BENCH_RECOVERY": "1"} if scenario == "jitter" else {}
 
 
 def shell(cmd, cwd, timeout=1800, quiet=False, env=None):
@@ -168,14 +185,14 @@ class PortPool:
         return port
 
 
-def start_server(name, e, port, pin=True, timeout=30):
+def start_server(name, e, port, pin=True, timeout=30, extra_env=None):
     os.makedirs(os.path.join(WORK, "logs"), exist_ok=True)
     logpath = os.path.join(WORK, "logs", f"{name}-{port}.log")
     argv = shlex.split(subst(e["cmd"], port))
     if pin:
         argv = ["taskset", "-c", str(SERVER_CPU)] + argv
     logf = open(logpath, "w")
-    proc = subprocess.Popen(argv, cwd=entry_cwd(e), env=entry_env(e), stdout=logf, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(argv, cwd=entry_cwd(e), env=entry_env(e, extra_env), stdout=logf, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     logf.close()
     _running.append(proc)
@@ -268,8 +285,19 @@ def loadgen_args(scenario, p):
     if scenario == "echo":
         return ["--clients", p.echo_clients, "--payload", p.echo_payload,
                 "--warmup", p.warmup, "--duration", p.duration]
+    if scenario == "jitter":
+        return ["--receivers", p.jitter_receivers, "--rate", p.jitter_rate, "--duration", p.jitter_duration,
+                "--payload", p.jitter_payload, "--drop-every", p.jitter_drop_every, "--offline", p.jitter_offline,
+                "--settle", p.jitter_settle, "--seed", p.jitter_seed, "--log-packets", p.jitter_log_packets]
     return ["--connections", p.idle_connections, "--connect-concurrency", p.idle_concurrency,
             "--hold", p.idle_hold]
+
+
+def run_limit(scenario, p):
+    """Time limit of one load generator run (s)."""
+    if scenario == "jitter":
+        return max(p.run_timeout, p.jitter_duration + p.jitter_settle + 60)
+    return p.run_timeout
 
 
 def foreign_load(r):
@@ -288,15 +316,16 @@ def foreign_load(r):
 
 def run_one(name, e, scenario, rep, p, ports):
     port = ports.take()
-    proc, logpath = start_server(name, e, port)
+    proc, logpath = start_server(name, e, port, extra_env=scenario_env(scenario))
+    limit = run_limit(scenario, p)
     try:
         time.sleep(0.3)  # let the runtime settle before reading its baseline
         argv = ["taskset", "-c", str(LOADGEN_CPU), LOADGEN, scenario, "--addr", f"127.0.0.1:{port}",
-                "--pid", str(proc.pid), "--server", name, "--timeout", str(p.run_timeout)]
+                "--pid", str(proc.pid), "--server", name, "--timeout", str(limit)]
         argv += [str(x) for x in loadgen_args(scenario, p)]
         try:
             out = subprocess.run(argv, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 timeout=p.run_timeout + 30)
+                                 timeout=limit + 30)
             lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
             r = json.loads(lines[-1]) if lines else {"error": out.stderr.strip()[-500:] or "no output"}
             if out.returncode != 0 and "error" not in r:
@@ -331,6 +360,12 @@ def summary(r):
         return (f"{r['acks_per_s']:,.0f} acks/s, {r['acks_per_cpu_s'] or 0:,.0f}/CPU-s, "
                 f"p99 {r['rtt_us']['p99'] / 1000:.2f} ms, server {r['server_cpu_util']:.0%}, "
                 f"loadgen {r['loadgen_cpu_util']:.0%}")
+    if s == "jitter":
+        replay = r.get("replay_us") or {}
+        return (f"delivered {r['delivered_pct']:.3f} %, {r['duplicates']} duplicates, {r['out_of_order']} out of order, "
+                f"{r['recovered']}/{r['reconnects']} reconnects recovered, replay p50 "
+                f"{fmt(replay.get('p50'), 1e-3, 1, ' ms')} p99 {fmt(replay.get('p99'), 1e-3, 1, ' ms')}, "
+                f"server {r['server_cpu_util']:.0%}, loadgen {r['loadgen_cpu_util']:.0%}")
     return (f"{(r['rss_per_conn_bytes'] or 0) / 1024:.1f} KiB/conn, {r['conn_per_s']:,.0f} conn/s, "
             f"loadgen {r['loadgen_cpu_util']:.0%}")
 
@@ -338,27 +373,27 @@ def summary(r):
 def run_suite(names, reg, p):
     ports = PortPool(p.port_base)
     results = []
-    total = p.reps * len(names) * len(p.scenarios)
+    plan = [(name, scenario) for name in names for scenario in p.scenarios if scenario in reg[name]["scenarios"]]
+    total = p.reps * len(plan)
     done = 0
     started = time.monotonic()
     # Repetitions on the outside: drift on the machine spreads over all servers.
     for rep in range(1, p.reps + 1):
-        for name in names:
-            for scenario in p.scenarios:
-                done += 1
-                for attempt in range(1 + p.retry_noisy):
-                    if p.quiet_wait > 0:
-                        wait_quiet(p.quiet_wait)
-                    try:
-                        r = run_one(name, reg[name], scenario, rep, p, ports)
-                    except RuntimeError as err:
-                        r = {"server": name, "scenario": scenario, "rep": rep, "error": str(err)}
-                    r["attempt"] = attempt + 1
-                    if "error" in r or not noisy(r, p.noise_limit):
-                        break
-                    log(f"  other processes used the benchmark cores ({r['foreign_load']}); again")
-                log(f"[{done}/{total}] {name} {scenario} #{rep}: {summary(r)}")
-                results.append(r)
+        for name, scenario in plan:
+            done += 1
+            for attempt in range(1 + p.retry_noisy):
+                if p.quiet_wait > 0:
+                    wait_quiet(p.quiet_wait)
+                try:
+                    r = run_one(name, reg[name], scenario, rep, p, ports)
+                except RuntimeError as err:
+                    r = {"server": name, "scenario": scenario, "rep": rep, "error": str(err)}
+                r["attempt"] = attempt + 1
+                if "error" in r or not noisy(r, p.noise_limit):
+                    break
+                log(f"  other processes used the benchmark cores ({r['foreign_load']}); again")
+            log(f"[{done}/{total}] {name} {scenario} #{rep}: {summary(r)}")
+            results.append(r)
     log(f"suite took {time.monotonic() - started:.0f} s")
     return results
 
@@ -436,6 +471,51 @@ def ratio(a, b):
     return a / b
 
 
+SCENARIO_NAMES = {"fanout": "fan-out", "echo": "echo", "idle": "idle", "jitter": "reconnect jitter"}
+
+
+def runs_of(meta, results):
+    """The runs the results come from: `meta["runs"]`, or one run made of the
+    whole file for results written before runs were recorded."""
+    if meta.get("runs"):
+        return meta["runs"]
+    pairs = sorted({(r["server"], r["scenario"]) for r in results})
+    return [{"date": meta.get("date", "?"), "duration_s": meta.get("duration_s", 0),
+             "reps": meta.get("params", {}).get("reps"), "pairs": [list(x) for x in pairs],
+             "versions": meta.get("versions", {})}]
+
+
+def merge_previous(results, meta, planned, path, reg):
+    """Adds the rows of the previous results file for the (server, scenario)
+    pairs this run did not plan, so that a run of one scenario keeps the
+    others' tables; returns (results, meta)."""
+    try:
+        with open(path) as f:
+            lines = [json.loads(ln) for ln in f if ln.strip()]
+        old_meta = next(x["meta"] for x in lines if "meta" in x)
+    except (OSError, ValueError, StopIteration):
+        return results, meta
+    old_rows = [x for x in lines if "meta" not in x]
+    kept = [r for r in old_rows if (r.get("server"), r.get("scenario")) not in planned]
+    if not kept:
+        return results, meta
+    runs = list(meta["runs"])
+    for run in runs_of(old_meta, old_rows):
+        pairs = [x for x in run["pairs"] if tuple(x) not in planned]
+        if pairs:
+            runs.append({**run, "pairs": pairs})
+    servers = {r["server"] for r in results + kept}
+    order = list(reg) + sorted(servers - set(reg))
+    versions = dict(old_meta.get("versions", {}))
+    versions.update(meta["versions"])
+    params = dict(old_meta.get("params", {}))
+    params.update(meta["params"])
+    notes = list(meta["notes"]) + [n for n in old_meta.get("notes", []) if n not in meta["notes"]]
+    meta = {**meta, "servers": [n for n in order if n in servers], "versions": versions, "params": params,
+            "notes": notes, "runs": runs}
+    return results + kept, meta
+
+
 def build_report(results, meta, reg):
     # Medians come from the runs no other process disturbed, where there are
     # any; cells resting on disturbed runs only are marked.
@@ -458,8 +538,19 @@ def build_report(results, meta, reg):
     w("")
     w("iobus against the Socket.IO servers people would otherwise use, measured side by side with one load")
     w("generator (`bench/loadgen`) and one bench contract (`join`, `broadcast`, `echo` on namespace `/`).")
-    w(f"Generated by `bench/run.py` on {meta['date']} in {meta['duration_s']:.0f} s; medians of "
-      f"{p['reps']} runs, each on a fresh server process. Raw results: `bench/results/latest.jsonl`.")
+    runs = runs_of(meta, results)
+    if len(runs) == 1:
+        w(f"Generated by `bench/run.py` on {meta['date']} in {meta['duration_s']:.0f} s; medians of "
+          f"{p['reps']} runs, each on a fresh server process. Raw results: `bench/results/latest.jsonl`.")
+    else:
+        w(f"Generated by `bench/run.py` on {meta['date']} from {len(runs)} runs of the suite (below); medians over "
+          "the repetitions of each, every repetition on a fresh server process. Raw results: "
+          "`bench/results/latest.jsonl`.")
+        w("")
+        for run in runs:
+            scen = [s for s in SCENARIOS if any(x[1] == s for x in run["pairs"])]
+            w(f"- {', '.join(SCENARIO_NAMES.get(s, s) for s in scen)}: run of {run['date']} "
+              f"({run['duration_s']:.0f} s, {run.get('reps') or '?'} repetition{'' if run.get('reps') == 1 else 's'})")
     w("")
     w("## Machine")
     w("")
@@ -469,19 +560,47 @@ def build_report(results, meta, reg):
     w(f"- Memory {m['memory_gib']} GiB; kernel {m['kernel']}; {m['os']}")
     w(f"- Toolchains: {m['rustc']}; node {m['node']}; {m['python']}")
     for n in names:
-        w(f"- {label[n]}: {meta['versions'].get(n) or '?'}")
+        seen = {}
+        for run in runs:
+            scen = [x[1] for x in run["pairs"] if x[0] == n]
+            if scen:
+                seen.setdefault(run["versions"].get(n) or meta["versions"].get(n) or "?", []).extend(scen)
+        if len(seen) > 1:
+            w(f"- {label[n]}: " + "; ".join(f"{v} ({', '.join(SCENARIO_NAMES.get(s, s) for s in sc)})"
+                                              for v, sc in seen.items()))
+        else:
+            w(f"- {label[n]}: {meta['versions'].get(n) or '?'}")
     w("- Loopback TCP (127.0.0.1), websocket transport, no compression.")
     w("")
     w("## Parameters")
     w("")
-    w(f"- fan-out: {p['fanout_receivers']} receivers in one room, one sender broadcasting {p['fanout_payload']}-byte "
-      f"payloads, closed loop with at most {p['fanout_window']} broadcasts outstanding (a broadcast is "
-      f"outstanding until every receiver has it); {p['warmup']} s warm-up, {p['duration']} s measured; latency "
-      "from the send time carried in the payload to its arrival, over every delivery")
-    w(f"- echo: {p['echo_clients']} clients, each doing emit-with-ack round trips of a {p['echo_payload']}-byte string in a loop; "
-      f"{p['warmup']} s warm-up, {p['duration']} s measured")
-    w(f"- idle: {p['idle_connections']} connections opened {p['idle_concurrency']} at a time (websocket + Socket.IO CONNECT), "
-      f"held {p['idle_hold']} s answering pings; RSS per connection = (VmRSS after − VmRSS before) / connections")
+    if "fanout_receivers" in p:
+        w(f"- fan-out: {p['fanout_receivers']} receivers in one room, one sender broadcasting {p['fanout_payload']}-byte "
+          f"payloads, closed loop with at most {p['fanout_window']} broadcasts outstanding (a broadcast is "
+          f"outstanding until every receiver has it); {p['warmup']} s warm-up, {p['duration']} s measured; latency "
+          "from the send time carried in the payload to its arrival, over every delivery")
+    if "echo_clients" in p:
+        w(f"- echo: {p['echo_clients']} clients, each doing emit-with-ack round trips of a {p['echo_payload']}-byte string in a loop; "
+          f"{p['warmup']} s warm-up, {p['duration']} s measured")
+    if "idle_connections" in p:
+        w(f"- idle: {p['idle_connections']} connections opened {p['idle_concurrency']} at a time (websocket + Socket.IO CONNECT), "
+          f"held {p['idle_hold']} s answering pings; RSS per connection = (VmRSS after − VmRSS before) / connections")
+    if "jitter_receivers" in p:
+        w(f"- reconnect jitter: {p['jitter_receivers']} receivers in one room, one sender broadcasting "
+          f"{p['jitter_rate']:g} {p['jitter_payload']}-byte payloads a second for {p['jitter_duration']:g} s, each "
+          "with its sequence number; each receiver drops its TCP connection after "
+          f"{p['jitter_drop_every'].replace(',', '–')} s online and reconnects after {p['jitter_offline'].replace(',', '–')} s "
+          f"(uniform, seed {p['jitter_seed']}, the same for every server), sending `{{pid, offset}}` where the server "
+          "offered recovery (`BENCH_RECOVERY=1`), rejoining the room when it gets a new session; at most "
+          f"{p['jitter_settle']:g} s after the stream for the last reconnections. Delivered = distinct sequence numbers "
+          "received / (receivers × broadcasts), every receiver being in the room before the first broadcast. Replay "
+          "latency of a reconnection: from the start of the reconnection (before the TCP connect) until the client "
+          "is back in the room (the CONNECT reply of a recovered session, the join ack of a new one) and holds every "
+          "sequence number above the highest it had when the reconnection started, up to the highest the sender "
+          "had emitted by then; a reconnection that never gets there counts as not caught up. Log memory per "
+          f"packet: the server's RSS growth over {p['jitter_log_packets']} broadcasts to a room with no member "
+          "(stored, delivered to no one) after the stream, and the log's own account where the server gives one "
+          "(`stats`)")
     w("- per CPU-second: deliveries (acks, connections) divided by the server's utime + stime from `/proc/<pid>/stat` "
       "over the measured window")
     w("")
@@ -541,6 +660,56 @@ def build_report(results, meta, reg):
           f"| {fmt(med(metric(rows, 'conn_per_cpu_s')))} "
           f"| {fmt(med(metric(rows, 'loadgen_cpu_util')), 100, 0, ' %')} |")
     w("")
+    if any(s == "jitter" for _, s in by) or any(s == "jitter" for _, s in disturbed):
+        w("### Reconnect jitter")
+        w("")
+        w("| server | recovery | delivered | worst receiver | duplicates | out of order | reconnects recovered "
+          "| not caught up | replay p50 | p99 | max | log memory per packet (RSS) | log's own account | server CPU |")
+        w("|---|:-:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for n in names:
+            rows = by.get((n, "jitter"), [])
+            if not rows:
+                if n in reg and "jitter" in reg[n].get("scenarios", []):
+                    w(f"| {name(n, 'jitter')} | n/a | | | | | | | | | | | | |")
+                continue
+            total = lambda k: sum(r.get(k) or 0 for r in rows)  # noqa: E731
+
+            def own_account(rows):
+                logged = med(metric(rows, "log_bytes_per_packet"))
+                if logged is not None:
+                    return fmt(logged, 1, 0, " B (log)")
+                heap = med(metric(rows, "log_heap_per_packet_bytes"))
+                return fmt(heap, 1, 0, " B (heap)") if heap is not None else "n/a"
+            offered = "on" if all(r.get("recovery_offered") for r in rows) else (
+                "off" if not any(r.get("recovery_offered") for r in rows) else "mixed")
+            lo = min(r["delivered_pct"] for r in rows)
+
+            def replay(q, digits=1):
+                # Latencies of the few reconnections that missed nothing say
+                # nothing about a server whose reconnections mostly never catch up.
+                if total("replays") * 2 < total("reconnects"):
+                    return "n/a"
+                return fmt(med(metric(rows, f"replay_us.{q}")), 1e-3, digits, " ms")
+            w(f"| {name(n, 'jitter')} | {offered} "
+              f"| {fmt(med(metric(rows, 'delivered_pct')), 1, 3, ' %')}" + (f" (min {lo:.3f} %)" if len(rows) > 1 else "") +
+              f" | {fmt(min(r['worst_receiver_pct'] for r in rows), 1, 3, ' %')} "
+              f"| {total('duplicates'):,} | {total('out_of_order'):,} "
+              f"| {total('recovered'):,} / {total('reconnects'):,} | {total('not_caught_up'):,} "
+              f"| {replay('p50')} "
+              f"| {replay('p99')}{spread(rows, 'replay_us.p99') if replay('p99') != 'n/a' else ''} "
+              f"| {replay('max', 0)} "
+              f"| {fmt(med(metric(rows, 'log_rss_per_packet_bytes')), 1, 0, ' B')} "
+              f"| {own_account(rows)} "
+              f"| {fmt(med(metric(rows, 'server_cpu_util')), 100, 0, ' %')} |")
+        w("")
+        w("Delivered and replay latency are medians over the runs; worst receiver is the lowest share one receiver "
+          "got in any run; duplicates, out-of-order deliveries, reconnections and those not caught up are totals "
+          "over the runs. A replay latency is only counted for a reconnection that caught up; where fewer than half "
+          "did (a server without recovery), the few that missed nothing say nothing and none is shown. The server's own "
+          "account of the log memory: iobus's `RecoveryLog::usage()` (bytes over packets, what its `max_log_bytes` "
+          "cap counts), socket.io's V8 heap in use after a full collection (growth over the probe's packets); "
+          "without recovery the RSS column shows what the probe costs when nothing is stored.")
+        w("")
     w("Medians over the runs that no other process disturbed (see Notes); ± is half the range of those runs "
       "relative to the median. † marks a row with disturbed runs only.")
     w("")
@@ -591,8 +760,25 @@ def build_report(results, meta, reg):
                                    r is not None and r >= goal))
             if "echo_p99_ms" in t:
                 v = mv(a, "echo", "rtt_us.p99")
-                checks.append((f"echo p99 RTT ≤ {t['echo_p99_ms']} ms at {p['echo_clients']} clients",
+                checks.append((f"echo p99 RTT ≤ {t['echo_p99_ms']} ms at {p.get('echo_clients', '?')} clients",
                                fmt(v, 1e-3, 2, " ms"), v is not None and v / 1000 <= t["echo_p99_ms"]))
+            jrows = by.get((a, "jitter"), [])
+            if "jitter_delivered_pct" in t:
+                v = min((r["delivered_pct"] for r in jrows), default=None)
+                checks.append((f"reconnect jitter: delivered ≥ {t['jitter_delivered_pct']:.3f} % in every run",
+                               fmt(v, 1, 3, " %"), v is not None and v >= t["jitter_delivered_pct"]))
+            for key, what in (("jitter_duplicates", "duplicates"), ("jitter_out_of_order", "out-of-order deliveries")):
+                if key in t:
+                    v = sum(r.get(key[len("jitter_"):]) or 0 for r in jrows) if jrows else None
+                    checks.append((f"reconnect jitter: {what} ≤ {t[key]}", fmt(v), v is not None and v <= t[key]))
+            for peer, goal in t.get("jitter_replay_p99", {}).items():
+                if peer not in names:
+                    continue
+                mine, theirs = mv(a, "jitter", "replay_us.p99"), mv(peer, "jitter", "replay_us.p99")
+                r = ratio(mine, theirs)
+                checks.append((f"reconnect jitter: replay p99 ≤ {goal}× {label[peer]}'s "
+                               f"({fmt(theirs, 1e-3, 1, ' ms')})", fmt(mine, 1e-3, 1, " ms"),
+                               r is not None and r <= goal))
             if "idle_rss_kib" in t:
                 v = mv(a, "idle", "rss_per_conn_bytes")
                 checks.append((f"idle RSS ≤ {t['idle_rss_kib']} KiB per connection", fmt(v, 1 / 1024, 1, " KiB"),
@@ -670,6 +856,19 @@ def add_params(ap):
     ap.add_argument("--idle-connections", type=int, default=8000)
     ap.add_argument("--idle-concurrency", type=int, default=100)
     ap.add_argument("--idle-hold", type=float, default=2.0)
+    ap.add_argument("--jitter-receivers", type=int, default=300, help="keep under ~2000 on a two-core machine")
+    ap.add_argument("--jitter-rate", type=float, default=100.0, help="broadcasts per second")
+    ap.add_argument("--jitter-duration", type=float, default=40.0, help="seconds of stream")
+    ap.add_argument("--jitter-payload", type=int, default=64)
+    ap.add_argument("--jitter-drop-every", default="3,8", help="LO,HI seconds online between drops")
+    ap.add_argument("--jitter-offline", default="0.5,2", help="LO,HI seconds offline")
+    ap.add_argument("--jitter-settle", type=float, default=15.0,
+                    help="most seconds waited after the stream for the last reconnections")
+    ap.add_argument("--jitter-seed", type=int, default=1)
+    ap.add_argument("--jitter-log-packets", type=int, default=20000,
+                    help="broadcasts to an empty room for the log memory probe")
+    ap.add_argument("--fresh", action="store_true",
+                    help="replace the results file instead of keeping its rows of the servers and scenarios not run")
     ap.add_argument("--run-timeout", type=float, default=90.0, help="limit for one load generator run (s)")
     ap.add_argument("--port-base", type=int, default=31000)
     ap.add_argument("--quiet-wait", type=float, default=60.0,
@@ -735,6 +934,7 @@ def main():
     if p.quick:
         p.reps, p.duration, p.warmup = 1, 2.0, 0.5
         p.fanout_receivers, p.idle_connections, p.idle_hold = 200, 1000, 1.0
+        p.jitter_receivers, p.jitter_duration, p.jitter_settle, p.jitter_log_packets = 100, 10.0, 5.0, 5000
         p.quiet_wait = min(p.quiet_wait, 5.0)
     p.scenarios = [s for s in p.scenarios.split(",") if s]
     for s in p.scenarios:
@@ -761,12 +961,23 @@ def main():
     ready, notes = prepare(names, reg, do_setup=not p.no_setup)
     versions = {n: version_of(reg[n]) for n in ready}
     results = run_suite(ready, reg, p)
-    params = {k: getattr(p, k) for k in ("reps", "warmup", "duration", "fanout_receivers", "fanout_payload",
-                                         "fanout_window", "echo_clients", "echo_payload", "idle_connections",
-                                         "idle_concurrency", "idle_hold")}
-    meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "duration_s": time.time() - started,
-            "servers": ready, "versions": versions, "machine": machine_info(), "params": params,
-            "notes": notes, "noise_limit": p.noise_limit}
+    keys = {"fanout": ("warmup", "duration", "fanout_receivers", "fanout_payload", "fanout_window"),
+            "echo": ("warmup", "duration", "echo_clients", "echo_payload"),
+            "idle": ("idle_connections", "idle_concurrency", "idle_hold"),
+            "jitter": ("jitter_receivers", "jitter_rate", "jitter_duration", "jitter_payload", "jitter_drop_every",
+                       "jitter_offline", "jitter_settle", "jitter_seed", "jitter_log_packets")}
+    params = {"reps": p.reps}
+    for s in p.scenarios:
+        params.update({k: getattr(p, k) for k in keys[s]})
+    date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    planned = {(n, s) for n in names for s in p.scenarios if s in reg[n]["scenarios"]}
+    run = {"date": date, "duration_s": time.time() - started, "reps": p.reps, "versions": versions,
+           "pairs": sorted([n, s] for n, s in planned if n in ready)}
+    meta = {"date": date, "duration_s": time.time() - started, "servers": ready, "versions": versions,
+            "machine": machine_info(), "params": params, "notes": notes, "noise_limit": p.noise_limit,
+            "runs": [run]}
+    if not p.fresh:
+        results, meta = merge_previous(results, meta, planned, p.results, reg)
     os.makedirs(os.path.dirname(p.results), exist_ok=True)
     with open(p.results, "w") as f:
         f.write(json.dumps({"meta": meta}) + "\n")

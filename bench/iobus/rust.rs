@@ -1,17 +1,30 @@
 //! The bench contract through iobus's Rust API, on namespace `/`:
 //! `join` (room, ack) → join the room and ack with no arguments;
 //! `broadcast` (room, data) → emit `msg` (data) to everyone in the room;
-//! `echo` (data, ack) → ack (data).
+//! `echo` (data, ack) → ack (data);
+//! `stats` (ack) → ack ({log_packets, log_bytes}): the recovery log's
+//! `RecoveryLog::usage()`, nulls with recovery off.
+//!
+//! With `BENCH_RECOVERY=1` in the environment (the reconnect jitter
+//! scenario), connection state recovery is on with its default settings;
+//! otherwise off, as by default.
 //!
 //! One worker thread, so the server fits the single core the benchmark
 //! gives it. Usage: `bench_rust <port>`; prints a ready line once listening.
 
+use iobus::server::RecoveryOptions;
 use iobus::{Payload, Server, ServerOptions};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn main() {
     let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(3100);
-    let options = ServerOptions { worker_threads: 1, serve_client: false, ..ServerOptions::default() };
+    let recovery = std::env::var("BENCH_RECOVERY").is_ok_and(|v| v == "1");
+    let options = ServerOptions {
+        worker_threads: 1,
+        serve_client: false,
+        connection_state_recovery: recovery.then(RecoveryOptions::default),
+        ..ServerOptions::default()
+    };
     let server = Server::new(options);
     let nsp = server.of("/");
 
@@ -35,8 +48,18 @@ fn main() {
         }
     });
 
+    nsp.on("stats", |socket, _args, ack| {
+        let (bytes, packets) = match socket.namespace().recovery().map(|log| log.usage()) {
+            Some((bytes, packets)) => (json!(bytes), json!(packets)),
+            None => (Value::Null, Value::Null),
+        };
+        if let Some(ack) = ack {
+            let _ = ack.send(Payload::new(vec![json!({ "log_packets": packets, "log_bytes": bytes })]));
+        }
+    });
+
     match server.start(("127.0.0.1", port)) {
-        Ok(addr) => println!("bench_rust ready on {addr}"),
+        Ok(addr) => println!("bench_rust ready on {addr} (recovery {})", if recovery { "on" } else { "off" }),
         Err(e) => {
             eprintln!("bench_rust: cannot listen on port {port}: {e}");
             std::process::exit(1);

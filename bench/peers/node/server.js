@@ -1,7 +1,15 @@
 // The bench contract served by the npm socket.io server, on namespace `/`:
 // `join` (room, ack) → join the room and ack with no arguments;
 // `broadcast` (room, data) → emit `msg` (data) to everyone in the room;
-// `echo` (data, ack) → ack (data).
+// `echo` (data, ack) → ack (data);
+// `stats` (ack) → ack ({log_packets, log_bytes, heap_bytes}): the packets the
+// in-memory adapter keeps for connection state recovery (it does not count
+// bytes), and the V8 heap in use after a full collection (with recovery on),
+// since the RSS of a garbage-collected heap says little about what it holds.
+//
+// With BENCH_RECOVERY=1 in the environment (the reconnect jitter scenario),
+// `connectionStateRecovery` is on with socket.io's defaults; otherwise off,
+// as by default.
 //
 // Usage: node server.js <port>; prints a ready line once listening.
 "use strict";
@@ -11,7 +19,18 @@ const { Server } = require("socket.io");
 
 const port = Number(process.argv[2] || 3100);
 const httpServer = http.createServer();
-const io = new Server(httpServer, { serveClient: false });
+const recovery = process.env.BENCH_RECOVERY === "1";
+// A full collection before `stats` reads the heap; only in the jitter
+// scenario, so that the other scenarios run node as it is by default.
+let collect = null;
+if (recovery) {
+  require("node:v8").setFlagsFromString("--expose-gc");
+  collect = require("node:vm").runInNewContext("gc");
+}
+const io = new Server(httpServer, {
+  serveClient: false,
+  ...(recovery ? { connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } } : {}),
+});
 
 io.on("connection", (socket) => {
   socket.on("join", (room, ack) => {
@@ -24,10 +43,21 @@ io.on("connection", (socket) => {
   socket.on("echo", (data, ack) => {
     if (typeof ack === "function") ack(data);
   });
+  socket.on("stats", (ack) => {
+    if (collect) collect();
+    const packets = io.of("/").adapter.packets;
+    if (typeof ack === "function") {
+      ack({
+        log_packets: Array.isArray(packets) ? packets.length : null,
+        log_bytes: null,
+        heap_bytes: collect ? process.memoryUsage().heapUsed : null,
+      });
+    }
+  });
 });
 
 httpServer.listen(port, "127.0.0.1", () => {
-  console.log(`socket.io ready on 127.0.0.1:${port}`);
+  console.log(`socket.io ready on 127.0.0.1:${port} (recovery ${recovery ? "on" : "off"})`);
 });
 
 for (const sig of ["SIGINT", "SIGTERM"]) {

@@ -1,7 +1,10 @@
 //! The bench contract served by socketioxide (axum + hyper), on namespace `/`:
 //! `join` (room, ack) → join the room and ack with no arguments;
 //! `broadcast` (room, data) → emit `msg` (data) to everyone in the room;
-//! `echo` (data, ack) → ack (data).
+//! `echo` (data, ack) → ack (data);
+//! `stats` (ack) → ack ({log_packets: null, log_bytes: null}): socketioxide
+//! has no connection state recovery, so no log (and `BENCH_RECOVERY` changes
+//! nothing: its clients reconnect as new sessions).
 //!
 //! A current-thread runtime, so the server fits the single core the
 //! benchmark gives it. Usage: `bench-socketioxide <port>`; prints a ready
@@ -22,6 +25,9 @@ fn on_connect(s: SocketRef) {
     });
     s.on("echo", async |Data(data): Data<Value>, ack: AckSender| {
         let _ = ack.send(&data);
+    });
+    s.on("stats", async |ack: AckSender| {
+        let _ = ack.send(&serde_json::json!({ "log_packets": null, "log_bytes": null }));
     });
 }
 
