@@ -482,7 +482,7 @@ def runs_of(meta, results):
     pairs = sorted({(r["server"], r["scenario"]) for r in results})
     return [{"date": meta.get("date", "?"), "duration_s": meta.get("duration_s", 0),
              "reps": meta.get("params", {}).get("reps"), "pairs": [list(x) for x in pairs],
-             "versions": meta.get("versions", {})}]
+             "versions": meta.get("versions", {}), "machine": meta.get("machine")}]
 
 
 def merge_previous(results, meta, planned, path, reg):
@@ -559,6 +559,11 @@ def build_report(results, meta, reg):
     w(f"- CPU: {m['cpu']}, {m['cores']} cores; the server pinned to CPU {SERVER_CPU}, the load generator "
       f"to CPU {LOADGEN_CPU} (`taskset`), so every server has exactly one core")
     w(f"- Memory {m['memory_gib']} GiB; kernel {m['kernel']}; {m['os']}")
+    for run in runs:
+        rm = run.get("machine")
+        if rm and (rm.get("cpu"), rm.get("kernel")) != (m.get("cpu"), m.get("kernel")):
+            w(f"- the run of {run['date']} was on another machine of the same kind: {rm.get('cpu')}, "
+              f"kernel {rm.get('kernel')}")
     w(f"- Toolchains: {m['rustc']}; node {m['node']}; {m['python']}")
     for n in names:
         seen = {}
@@ -974,8 +979,10 @@ def main():
     planned = {(n, s) for n in names for s in p.scenarios if s in reg[n]["scenarios"]}
     run = {"date": date, "duration_s": time.time() - started, "reps": p.reps, "versions": versions,
            "pairs": sorted([n, s] for n, s in planned if n in ready)}
+    machine = machine_info()
+    run["machine"] = machine
     meta = {"date": date, "duration_s": time.time() - started, "servers": ready, "versions": versions,
-            "machine": machine_info(), "params": params, "notes": notes, "noise_limit": p.noise_limit,
+            "machine": machine, "params": params, "notes": notes, "noise_limit": p.noise_limit,
             "runs": [run]}
     if not p.fresh:
         results, meta = merge_previous(results, meta, planned, p.results, reg)
