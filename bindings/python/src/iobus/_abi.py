@@ -43,11 +43,6 @@ ERR_WRONG_STATE = 11
 ERR_DISCONNECTED = 12
 ERR_PANIC = 13
 
-# ---- iobus_redis_mode: how nodes talk through Redis ---------------------------------
-
-REDIS_PUBSUB = 0
-REDIS_PUBSUB_OWN_RESPONSE_CHANNEL = 1
-
 # ---- iobus_ack_status: how an emit-with-ack ended ----------------------------------
 
 ACK_OK = 0
@@ -63,6 +58,7 @@ DISPATCH_POLL = 1
 
 REDIS_PUBSUB = 0
 REDIS_PUBSUB_OWN_RESPONSE_CHANNEL = 1
+REDIS_STREAMS = 2
 
 # ---- iobus_record_kind: what a record describes -------------------------------------
 
