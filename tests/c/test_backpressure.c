@@ -401,7 +401,10 @@ static void test_free(int poll_mode) {
     peer_cmd(p, "{\"op\":\"flood\",\"c\":\"f\",\"event\":\"n\",\"count\":%d,\"size\":1024}", count);
     size_t want = load_percent == 100 ? (size_t)2 << 20 : (size_t)count * 1024 / 4;
     size_t max = wait_backlog(s, p, want, 10000);
-    CHECK(max >= want);
+    /* At reduced load (under Valgrind, where the sender is as slow as the
+     * host) a dispatcher thread may keep up: the backlog is only certain at
+     * full load, or when nobody polls. */
+    if (load_percent == 100 || poll_mode) CHECK(max >= want);
     if (poll_mode) {
         /* Nobody polls: the queue stops at its bound, the sender waits. */
         max = watch(s, p, 500);
@@ -423,7 +426,7 @@ static void test_free(int poll_mode) {
     /* Bounded by the free timeout and the stop (about 0.5 s), not by the
      * backlog (over a second of callbacks). */
     CHECK(took < T(2000));
-    CHECK(ran < (long)queued);
+    if (queued > 0) CHECK(ran < (long)queued);
     /* What the host is owed still came, exactly once. */
     pthread_mutex_lock(&lock);
     CHECK(owed.calls == 1);
