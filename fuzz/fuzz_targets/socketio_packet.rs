@@ -1,7 +1,7 @@
 //! One Socket.IO packet and the binary frames that follow it, read the way
 //! the server's client does (`src/server/client.rs`): decode with the default
-//! attachment cap, collect one frame per announced attachment, then accept
-//! the packet only if every placeholder points at an attachment.
+//! attachment cap, collect one frame per announced attachment, then pair
+//! placeholders and attachments (`bind_attachments`).
 //!
 //! An input is the packet text (without the Engine.IO `4`), then `0xFF`
 //! before each binary frame. Nothing panics; a decoded packet has the shape
@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use iobus::ServerOptions;
 use iobus::protocol::socketio::{
-    self, Packet, PacketKind, RESERVED_EVENTS, encode_ack, encode_disconnect, encode_event, placeholders_in_range,
+    self, Packet, PacketKind, RESERVED_EVENTS, bind_attachments, encode_ack, encode_disconnect, encode_event,
     placeholders_match,
 };
 use iobus_fuzz::{nums_in_range, nums_match, placeholder_nums, split_frames};
@@ -99,7 +99,6 @@ fuzz_target!(|data: &[u8]| {
     let args: &[Value] = packet.data.as_ref().and_then(Value::as_array).map_or(&[], Vec::as_slice);
     let nums = placeholder_nums(args);
     for n in 0..=max_attachments {
-        assert_eq!(placeholders_in_range(args, n), nums_in_range(&nums, n), "in range of {n}");
         assert_eq!(placeholders_match(args, n), nums_match(&nums, n), "matching {n}");
     }
 
@@ -113,13 +112,28 @@ fuzz_target!(|data: &[u8]| {
         // Still waiting: the next text packet would close the session.
         return;
     }
-    if !placeholders_in_range(args, binary.len()) {
-        // The session closes rather than hand the host a dangling placeholder.
+    // The session closes unless every placeholder takes an attachment of its
+    // own; otherwise the host gets them paired one to one, renumbered in the
+    // order they are met, and the attachments nobody named are dropped.
+    let mut bound_args = args.to_vec();
+    let bound = bind_attachments(&mut bound_args, binary.clone());
+    let distinct = {
+        let mut seen: Vec<u64> = nums.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() == nums.len()
+    };
+    let expect_bound = nums_in_range(&nums, binary.len()) && distinct;
+    assert_eq!(bound.is_some(), expect_bound, "binding {nums:?} to {} attachments", binary.len());
+    let Some(kept) = bound else {
         return;
+    };
+    assert_eq!(kept.len(), nums.len());
+    for (i, n) in nums.iter().enumerate() {
+        let n = n.expect("a bound placeholder has a number") as usize;
+        assert_eq!(kept[i], binary[n]);
     }
-    // What the host is handed: its placeholders all resolve, and it counts
-    // as consistent exactly when each attachment is named once.
-    let payload = iobus::Payload::with_binary(args.to_vec(), binary);
-    assert!(nums_in_range(&placeholder_nums(&payload.args), payload.binary.len()));
-    assert_eq!(payload.is_consistent(), nums_match(&nums, payload.binary.len()));
+    let payload = iobus::Payload::with_binary(bound_args, kept);
+    assert!(nums_match(&placeholder_nums(&payload.args), payload.binary.len()));
+    assert!(payload.is_consistent());
 });

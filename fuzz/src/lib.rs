@@ -35,14 +35,14 @@ pub fn engine_frame(packet: &Packet) -> Frame {
 }
 
 /// The `num` of every placeholder object in `values`, depth first; `None`
-/// for a placeholder whose `num` is not a non-negative integer. A placeholder
-/// is an object with `"_placeholder": true` and a `num` key; its other members
-/// are not searched.
+/// for a placeholder whose `num` is missing or not a non-negative integer. A
+/// placeholder is an object with `"_placeholder": true` (as Socket.IO's
+/// parsers read it); its other members are not searched.
 pub fn placeholder_nums(values: &[Value]) -> Vec<Option<u64>> {
     fn walk(v: &Value, out: &mut Vec<Option<u64>>) {
         match v {
             Value::Object(m) => {
-                if m.get("_placeholder") == Some(&Value::Bool(true)) && m.contains_key("num") {
+                if m.get("_placeholder") == Some(&Value::Bool(true)) {
                     out.push(m.get("num").and_then(Value::as_u64));
                 } else {
                     m.values().for_each(|x| walk(x, out));

@@ -190,7 +190,7 @@ pub fn placeholder(num: usize) -> Value {
 /// Whether `v` is a binary placeholder object.
 pub fn is_placeholder(v: &Value) -> bool {
     match v {
-        Value::Object(m) => m.get("_placeholder") == Some(&Value::Bool(true)) && m.contains_key("num"),
+        Value::Object(m) => m.get("_placeholder") == Some(&Value::Bool(true)),
         _ => false,
     }
 }
@@ -485,6 +485,8 @@ mod tests {
         assert!(!placeholders_match(&[placeholder(0), placeholder(0)], 1));
         assert!(!placeholders_match(&[json!(1)], 1));
         assert!(!placeholders_match(&[json!({"_placeholder": true, "num": "a"})], 1));
+        // A marked object without a number is a placeholder a client cannot resolve.
+        assert!(!placeholders_match(&[json!({"_placeholder": true}), placeholder(0)], 1));
     }
 
     #[test]
