@@ -94,9 +94,21 @@ pub(crate) struct LogState {
     evicted_below: u64,
     bytes: usize,
     sessions: HashMap<String, (SavedSession, Instant)>,
+    /// The pid of each kept session, by socket id.
+    pids: HashMap<String, String>,
     /// Pids in the order they expire (a session saved again is found in
     /// `sessions` with a later time and skipped here).
     expiry: VecDeque<(Instant, String)>,
+}
+
+impl LogState {
+    fn remove_session(&mut self, pid: &str) -> Option<(SavedSession, Instant)> {
+        let removed = self.sessions.remove(pid)?;
+        if self.pids.get(&removed.0.sid).is_some_and(|p| p == pid) {
+            self.pids.remove(&removed.0.sid);
+        }
+        Some(removed)
+    }
 }
 
 /// The packet log and saved sessions of one namespace.
@@ -196,7 +208,7 @@ impl RecoveryLog {
             }
             if let Some((at, pid)) = state.expiry.pop_front() {
                 if state.sessions.get(&pid).is_some_and(|(_, saved_at)| *saved_at == at) {
-                    state.sessions.remove(&pid);
+                    state.remove_session(&pid);
                 }
             }
         }
@@ -207,6 +219,7 @@ impl RecoveryLog {
         let now = Instant::now();
         let mut state = self.state.lock();
         state.expiry.push_back((now, session.pid.clone()));
+        state.pids.insert(session.sid.clone(), session.pid.clone());
         state.sessions.insert(session.pid.clone(), (session, now));
         self.evict(&mut state, now);
     }
@@ -216,7 +229,8 @@ impl RecoveryLog {
     /// disconnect handler ran stores it here. Whether it was found.
     pub fn update_data(&self, sid: &str, data: serde_json::Value) -> bool {
         let mut state = self.state.lock();
-        match state.sessions.values_mut().find(|(s, _)| s.sid == sid) {
+        let LogState { sessions, pids, .. } = &mut *state;
+        match pids.get(sid).and_then(|pid| sessions.get_mut(pid)) {
             Some((session, _)) => {
                 session.data = data;
                 true
@@ -233,7 +247,7 @@ impl RecoveryLog {
         let now = Instant::now();
         let mut state = self.state.lock();
         self.evict(&mut state, now);
-        let (session, saved_at) = state.sessions.remove(pid)?;
+        let (session, saved_at) = state.remove_session(pid)?;
         if now.duration_since(saved_at) > self.options.max_disconnection_duration {
             return None;
         }
@@ -324,6 +338,18 @@ mod tests {
                 .map(|f| String::from_utf8_lossy(f.bytes()).split('|').next().unwrap_or("").to_owned())
                 .collect(),
         )
+    }
+
+    #[test]
+    fn updates_the_data_of_a_kept_session_by_socket_id() {
+        let log = RecoveryLog::new(RecoveryOptions::default());
+        let start = log.next_offset();
+        assert!(!log.update_data("s", Value::from(1)), "nothing kept yet");
+        session(&log, "p", &[], start);
+        assert!(log.update_data("s", Value::from(2)));
+        let (kept, _) = log.take_session("p", None).expect("restored");
+        assert_eq!(kept.data, Value::from(2));
+        assert!(!log.update_data("s", Value::from(3)), "a taken session is no longer kept");
     }
 
     #[test]
