@@ -18,6 +18,7 @@
 //! were evicted gets an ordinary new session, never a partial replay.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -66,20 +67,44 @@ pub struct SavedSession {
     pub start: u64,
 }
 
+/// The recipients of stored packets: shared by consecutive packets sent to
+/// the same selection, as a stream to one room is.
+#[derive(PartialEq)]
+struct Target {
+    rooms: Vec<String>,
+    except: Vec<String>,
+}
+
+impl Target {
+    fn bytes(&self) -> usize {
+        let list = |l: &[String]| l.iter().map(|r| r.len() + ALLOCATION_BYTES).sum::<usize>();
+        std::mem::size_of::<Target>() + list(&self.rooms) + list(&self.except) + 2 * ALLOCATION_BYTES
+    }
+}
+
 struct StoredPacket {
     offset: u64,
     at: Instant,
-    rooms: Vec<String>,
-    except: Vec<String>,
-    frames: Vec<Frame>,
+    target: Arc<Target>,
+    frames: Box<[Frame]>,
     bytes: usize,
 }
+
+/// What one heap allocation costs beyond its bytes (allocator header and
+/// rounding), as charged against `max_log_bytes`.
+const ALLOCATION_BYTES: usize = 16;
+
+/// What a stored packet costs beyond its frames' bytes: its slot in the
+/// log (counted twice: a deque has up to as much again unused after it
+/// grows), its frame list, and each frame's shared buffer header and text.
+const PACKET_BYTES: usize = 2 * std::mem::size_of::<StoredPacket>() + 3 * ALLOCATION_BYTES + 32;
 
 impl StoredPacket {
     /// Whether a socket in `rooms` was a recipient (Socket.IO's rule).
     fn reaches(&self, rooms: &[String]) -> bool {
-        let included = self.rooms.is_empty() || rooms.iter().any(|r| self.rooms.contains(r));
-        included && !rooms.iter().any(|r| self.except.contains(r))
+        let t = &self.target;
+        let included = t.rooms.is_empty() || rooms.iter().any(|r| t.rooms.contains(r));
+        included && !rooms.iter().any(|r| t.except.contains(r))
     }
 }
 
@@ -139,14 +164,25 @@ impl Append<'_> {
 
     /// Stores the packet's frames; the lock is held until `self` drops.
     pub(crate) fn store(&mut self, opts: &BroadcastOptions, frames: &[Frame]) {
-        let bytes = frames.iter().map(Frame::len).sum::<usize>() + 64;
+        let mut bytes = frames.iter().map(|f| f.len() + ALLOCATION_BYTES).sum::<usize>() + PACKET_BYTES;
+        let except = opts.except_rooms_and_sids();
+        let shared =
+            self.state.packets.back().map(|p| &p.target).filter(|t| t.rooms == opts.rooms && t.except == except);
+        let target = match shared {
+            Some(t) => Arc::clone(t),
+            None => {
+                let t = Target { rooms: opts.rooms.clone(), except };
+                // Charged once, to the first packet that holds it.
+                bytes += t.bytes();
+                Arc::new(t)
+            }
+        };
         let now = Instant::now();
         self.state.packets.push_back(StoredPacket {
             offset: self.offset,
             at: now,
-            rooms: opts.rooms.clone(),
-            except: opts.except_rooms_and_sids(),
-            frames: frames.to_vec(),
+            target,
+            frames: frames.into(),
             bytes,
         });
         self.state.bytes += bytes;
