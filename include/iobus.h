@@ -54,12 +54,6 @@
 #define IOBUS_VERSION_PATCH 0
 
 /**
- * Flag for `iobus_namespace_emit`: drop the packet for clients that cannot
- * take it right now.
- */
-#define IOBUS_EMIT_VOLATILE 1
-
-/**
  * Selection flag (`iobus_selection.flags`): drop the packet for clients
  * that cannot take it right now (emits only).
  */
@@ -1242,88 +1236,15 @@ enum iobus_status iobus_selection_disconnect(struct iobus_server *server,
                                              bool close);
 
 /**
- * Emits `event` to the sockets of namespace `nsp` (NULL: `"/"`) that are in
- * any of `rooms` (none: every socket; each socket receives it once), minus
- * those in any of `except_rooms`, minus the socket `except_sid` (NULL: none;
- * use the sender's id for "broadcast from a socket"). `flags`:
- * `IOBUS_EMIT_VOLATILE`. Arguments as in `iobus_socket_emit`. The packet is
- * encoded once for all recipients. Superseded by `iobus_selection_emit`.
- */
-enum iobus_status iobus_namespace_emit(struct iobus_server *server,
-                                       const char *nsp,
-                                       const char *const *rooms,
-                                       size_t room_count,
-                                       const char *const *except_rooms,
-                                       size_t except_count,
-                                       const char *except_sid,
-                                       uint32_t flags,
-                                       const char *event,
-                                       const char *args_json,
-                                       size_t args_len,
-                                       const struct iobus_buf *binary,
-                                       size_t binary_count);
-
-/**
- * The ids of the sockets of `nsp` in any of `rooms` (none: all), as a JSON
- * array of strings (sorted), written to `*json_out` (free with
- * `iobus_string_free`). This server's sockets only; superseded by
- * `iobus_selection_fetch_sockets`.
- */
-enum iobus_status iobus_namespace_fetch_sockets(struct iobus_server *server,
-                                                const char *nsp,
-                                                const char *const *rooms,
-                                                size_t room_count,
-                                                char **json_out,
-                                                size_t *len_out);
-
-/**
- * Makes the sockets of `nsp` in any of `rooms` (none: all) join `room`.
- * Superseded by `iobus_selection_join`.
- */
-enum iobus_status iobus_namespace_sockets_join(struct iobus_server *server,
-                                               const char *nsp,
-                                               const char *const *rooms,
-                                               size_t room_count,
-                                               const char *room);
-
-/**
- * Makes the sockets of `nsp` in any of `rooms` (none: all) leave `room`.
- * Superseded by `iobus_selection_leave`.
- */
-enum iobus_status iobus_namespace_sockets_leave(struct iobus_server *server,
-                                                const char *nsp,
-                                                const char *const *rooms,
-                                                size_t room_count,
-                                                const char *room);
-
-/**
- * Disconnects the sockets of `nsp` in any of `rooms` (none: all); with
- * `close`, their whole connections. Superseded by
- * `iobus_selection_disconnect`.
- */
-enum iobus_status iobus_namespace_disconnect_sockets(struct iobus_server *server,
-                                                     const char *nsp,
-                                                     const char *const *rooms,
-                                                     size_t room_count,
-                                                     bool close);
-
-/**
- * The rooms of `nsp` that have members, as a JSON array (sorted), written
- * to `*json_out` (free with `iobus_string_free`). This server's rooms
- * only; `iobus_namespace_all_rooms` asks every server.
- */
-enum iobus_status iobus_namespace_rooms(struct iobus_server *server,
-                                        const char *nsp,
-                                        char **json_out,
-                                        size_t *len_out);
-
-/**
  * Every room that has members in namespace `nsp` (NULL: `"/"`), on every
  * server (through the adapter), sockets' own rooms included. `cb` is
  * called exactly once (see `iobus_json_cb`) with a sorted JSON array of
  * the names (`[]` for a namespace that does not exist). On error `cb` is
  * never called. In `IOBUS_DISPATCH_POLL` mode `cb` may be NULL: the answer
- * is then only an `IOBUS_RECORD_ROOMS` record carrying `user_data`.
+ * is then only an `IOBUS_RECORD_ROOMS` record carrying `user_data`. The
+ * rooms of this server alone are those of the sockets that
+ * `iobus_selection_fetch_sockets` gives for a selection with
+ * `IOBUS_SELECTION_LOCAL`; those of one socket, `iobus_socket_rooms`.
  */
 enum iobus_status iobus_namespace_all_rooms(struct iobus_server *server,
                                             const char *nsp,

@@ -78,7 +78,10 @@ static void on_broadcast(void *ud, const iobus_event *ev) {
         data[n++] = ']';
     }
     const char *rooms[1] = {room};
-    iobus_namespace_emit(server, "/", rooms, 1, NULL, 0, NULL, 0, "msg", data, n, NULL, 0);
+    iobus_selection sel = {0};
+    sel.rooms = rooms;
+    sel.room_count = 1;
+    iobus_selection_emit(server, &sel, "msg", data, n, NULL, 0);
     if (data != stack) free(data);
 }
 

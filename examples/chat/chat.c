@@ -281,9 +281,15 @@ static void emit_to_room(const char *room, const char *except_sid, uint32_t flag
     char *key = room_key(room);
     char *args = one_arg(arg);
     const char *rooms[1] = {key};
+    const char *except[1] = {except_sid};
+    iobus_selection sel = {0};
+    sel.rooms = rooms;
+    sel.room_count = 1;
+    sel.except_sids = except;
+    sel.except_sid_count = except_sid ? 1 : 0;
+    sel.flags = flags;
     if (key && args) {
-        iobus_status st =
-            iobus_namespace_emit(server, "/", rooms, 1, NULL, 0, except_sid, flags, event, args, strlen(args), NULL, 0);
+        iobus_status st = iobus_selection_emit(server, &sel, event, args, strlen(args), NULL, 0);
         if (st != IOBUS_OK) fprintf(stderr, "chat: emit %s: %s\n", event, iobus_last_error());
     }
     free(args);
@@ -472,7 +478,7 @@ static void on_typing(void *ud, const iobus_event *ev) {
     (void)ud;
     const char *sid = iobus_event_socket_id(ev);
     user *u = find_user(sid);
-    if (u) emit_to_room(u->room, sid, IOBUS_EMIT_VOLATILE, "typing", json_pack("{s:s}", "name", u->name));
+    if (u) emit_to_room(u->room, sid, IOBUS_SELECTION_VOLATILE, "typing", json_pack("{s:s}", "name", u->name));
 }
 
 static void on_dm(void *ud, const iobus_event *ev) {
@@ -505,7 +511,10 @@ static void on_dm(void *ud, const iobus_event *ev) {
             if (target && target->away_since) {
                 /* Away for a moment: its own room keeps the DM for its recovery. */
                 const char *own[1] = {target->sid};
-                st = iobus_namespace_emit(server, "/", own, 1, NULL, 0, NULL, 0, "dm", dm, strlen(dm), NULL, 0);
+                iobus_selection to_own = {0};
+                to_own.rooms = own;
+                to_own.room_count = 1;
+                st = iobus_selection_emit(server, &to_own, "dm", dm, strlen(dm), NULL, 0);
             }
         }
         if (st == IOBUS_ERR_UNKNOWN_SOCKET) reply_error(ack, "no such user");
@@ -533,7 +542,8 @@ static void on_chat_message(void *ud, const iobus_event *ev) {
     iobus_buf *bufs = n ? calloc(n, sizeof *bufs) : NULL;
     if (n && !bufs) return;
     for (size_t i = 0; i < n; i++) bufs[i].data = iobus_event_binary(ev, i, &bufs[i].len);
-    if (iobus_namespace_emit(server, "/", NULL, 0, NULL, 0, NULL, 0, "chat message", args, len, bufs, n) != IOBUS_OK) {
+    iobus_selection everyone = {0};
+    if (iobus_selection_emit(server, &everyone, "chat message", args, len, bufs, n) != IOBUS_OK) {
         fprintf(stderr, "chat: chat message: %s\n", iobus_last_error());
     }
     free(bufs);
@@ -597,16 +607,9 @@ static void expire_users(void) {
             continue;
         }
         /* Back after all (its connect callback is still to come)? */
-        const char *own[1] = {u->sid};
-        char *ids = NULL;
-        size_t len = 0;
-        json_t *found = NULL;
-        if (iobus_namespace_fetch_sockets(server, "/", own, 1, &ids, &len) == IOBUS_OK) {
-            found = json_loadb(ids, len, 0, NULL);
-        }
-        iobus_string_free(ids);
-        int back = json_array_size(found) > 0;
-        json_decref(found);
+        char *rooms = NULL;
+        int back = iobus_socket_rooms(server, u->sid, &rooms, NULL) == IOBUS_OK;
+        iobus_string_free(rooms);
         if (back) {
             u->away_since = 0;
             i++;

@@ -32,10 +32,6 @@ pub enum iobus_ack_status {
     IOBUS_ACK_DISCONNECTED = 2,
 }
 
-/// Flag for `iobus_namespace_emit`: drop the packet for clients that cannot
-/// take it right now.
-pub const IOBUS_EMIT_VOLATILE: u32 = 1;
-
 /// Selection flag (`iobus_selection.flags`): drop the packet for clients
 /// that cannot take it right now (emits only).
 pub const IOBUS_SELECTION_VOLATILE: u32 = 1;

@@ -280,6 +280,38 @@ void h_log_clear(void) {
     pthread_mutex_unlock(&h_log_lock);
 }
 
+/* ---- answers to queries ----------------------------------------------------------- */
+
+void h_on_json(void *ud, const char *json, size_t len) {
+    h_answer *a = ud;
+    a->calls++;
+    h_check(json != NULL && strlen(json) == len, "a query's answer is NUL-terminated at len", __FILE__, __LINE__);
+    snprintf(a->json, sizeof a->json, "%s", json ? json : "");
+    h_log_add("json %s", a->name);
+}
+
+/* Waits for the answer of a query that `st` says was issued. */
+static const char *h_answered(int st, h_answer *a, const char *what, const char *file, int line) {
+    char needle[256];
+    if (!h_check_status(st, IOBUS_OK, what, file, line)) {
+        a->json[0] = '\0';
+        return a->json;
+    }
+    snprintf(needle, sizeof needle, "json %s", a->name);
+    if (h_log_wait(needle, 3000, file, line) < 0) a->json[0] = '\0';
+    return a->json;
+}
+
+const char *h_fetch_sockets(iobus_server *server, const iobus_selection *sel, h_answer *a, const char *file, int line) {
+    return h_answered(iobus_selection_fetch_sockets(server, sel, h_on_json, a), a, "iobus_selection_fetch_sockets",
+                      file, line);
+}
+
+const char *h_all_rooms(iobus_server *server, const char *nsp, h_answer *a, const char *file, int line) {
+    return h_answered(iobus_namespace_all_rooms(server, nsp, h_on_json, a), a, "iobus_namespace_all_rooms", file,
+                      line);
+}
+
 /* ---- socket.io-client peers ------------------------------------------------------- */
 
 peer *h_current_peer;

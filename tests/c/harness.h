@@ -91,6 +91,24 @@ int h_log_wait(const char *needle, int ms, const char *file, int line);
 void h_settle(int ms);
 void h_idle(int ms);
 
+/* ---- answers to queries (iobus_json_cb) ---- */
+
+typedef struct h_answer {
+    const char *name; /* unique: the record below is waited for by name */
+    int calls;
+    char json[16384];
+} h_answer;
+/* An iobus_json_cb whose user_data is an h_answer: counts the call, keeps
+ * the JSON (checking its length) and records "json <name>". */
+void h_on_json(void *ud, const char *json, size_t len);
+/* Asks for the sockets `sel` selects (iobus_selection_fetch_sockets), or
+ * every room of `nsp` (iobus_namespace_all_rooms), waits for the answer and
+ * returns it (a->json; "" after a failure). */
+#define FETCH_SOCKETS(server, sel, a) h_fetch_sockets((server), (sel), (a), __FILE__, __LINE__)
+#define ALL_ROOMS(server, nsp, a) h_all_rooms((server), (nsp), (a), __FILE__, __LINE__)
+const char *h_fetch_sockets(iobus_server *server, const iobus_selection *sel, h_answer *a, const char *file, int line);
+const char *h_all_rooms(iobus_server *server, const char *nsp, h_answer *a, const char *file, int line);
+
 /* ---- socket.io-client peers (tests/c/peer.js) ---- */
 
 #define PEER_MAX_LINES 16384

@@ -428,11 +428,21 @@ static void noop_ack(void *ud, iobus_ack_status st, const iobus_event *reply) {
     (void)reply;
     CHECK(0 && "an ack completion ran for an emit that failed");
 }
+static void noop_json(void *ud, const char *json, size_t len) {
+    (void)ud;
+    (void)json;
+    (void)len;
+    CHECK(0 && "a query's completion ran for a call that failed");
+}
 
-/* Every socket- and namespace-level call, on a server that is not running. */
+/* Every socket-, selection- and namespace-level call, on a server that is
+ * not running. */
 static void check_not_running(iobus_server *s) {
     char *out = (char *)"sentinel";
     const char *rooms[] = {"r"};
+    iobus_selection in_r = {0};
+    in_r.rooms = rooms;
+    in_r.room_count = 1;
     CHECK_ST(iobus_socket_emit(s, SOME_SID, "e", "[]", SIZE_MAX, NULL, 0), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_socket_emit_volatile(s, SOME_SID, "e", "[]", SIZE_MAX, NULL, 0), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_socket_emit_with_ack(s, SOME_SID, "e", "[]", SIZE_MAX, NULL, 0, 100, noop_ack, NULL),
@@ -442,13 +452,12 @@ static void check_not_running(iobus_server *s) {
     CHECK_ST(iobus_socket_disconnect(s, SOME_SID, false), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_socket_rooms(s, SOME_SID, &out, NULL), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_socket_handshake(s, SOME_SID, &out, NULL), IOBUS_ERR_NOT_RUNNING);
-    CHECK_ST(iobus_namespace_emit(s, NULL, rooms, 1, NULL, 0, NULL, 0, "e", "[1]", SIZE_MAX, NULL, 0),
-             IOBUS_ERR_NOT_RUNNING);
-    CHECK_ST(iobus_namespace_fetch_sockets(s, NULL, NULL, 0, &out, NULL), IOBUS_ERR_NOT_RUNNING);
-    CHECK_ST(iobus_namespace_sockets_join(s, NULL, NULL, 0, "r"), IOBUS_ERR_NOT_RUNNING);
-    CHECK_ST(iobus_namespace_sockets_leave(s, NULL, NULL, 0, "r"), IOBUS_ERR_NOT_RUNNING);
-    CHECK_ST(iobus_namespace_disconnect_sockets(s, NULL, NULL, 0, true), IOBUS_ERR_NOT_RUNNING);
-    CHECK_ST(iobus_namespace_rooms(s, NULL, &out, NULL), IOBUS_ERR_NOT_RUNNING);
+    CHECK_ST(iobus_selection_emit(s, &in_r, "e", "[1]", SIZE_MAX, NULL, 0), IOBUS_ERR_NOT_RUNNING);
+    CHECK_ST(iobus_selection_fetch_sockets(s, &in_r, noop_json, NULL), IOBUS_ERR_NOT_RUNNING);
+    CHECK_ST(iobus_selection_join(s, &in_r, rooms, 1), IOBUS_ERR_NOT_RUNNING);
+    CHECK_ST(iobus_selection_leave(s, &in_r, rooms, 1), IOBUS_ERR_NOT_RUNNING);
+    CHECK_ST(iobus_selection_disconnect(s, &in_r, true), IOBUS_ERR_NOT_RUNNING);
+    CHECK_ST(iobus_namespace_all_rooms(s, NULL, noop_json, NULL), IOBUS_ERR_NOT_RUNNING);
     CHECK_STR(out, "sentinel");
 }
 
@@ -550,120 +559,104 @@ static void test_bad_input(void) {
     CHECK_STR(out, "sentinel");
     CHECK(len == 77);
 
-    SECTION("bad input: namespace calls");
-    CHECK_ST(iobus_namespace_emit(NULL, NULL, NULL, 0, NULL, 0, NULL, 0, "e", NULL, 0, NULL, 0),
-             IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_OK(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", NULL, 0, NULL, 0));
-    CHECK_OK(iobus_namespace_emit(s, "/", rooms, 1, rooms, 1, SOME_SID, IOBUS_EMIT_VOLATILE, "e", "[1,{}]",
-                                  SIZE_MAX, NULL, 0));
-    /* An except_sid that is no socket id excludes nobody. */
-    CHECK_OK(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, "whatever", 0, "e", "[]", SIZE_MAX, NULL, 0));
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, NULL, NULL, 0, NULL, 0),
-             IOBUS_ERR_NULL_ARGUMENT);
+    SECTION("bad input: selection calls");
+    /* The selection's own fields, NULL and invalid UTF-8 in each, are
+     * tests/c/test_selection.c's; here: the arguments of emits, fetches,
+     * joins, leaves and disconnects on a server without clients. */
+    iobus_selection all = {0};
+    iobus_selection sel = {0};
+    sel.nsp = "/";
+    sel.rooms = rooms;
+    sel.room_count = 1;
+    sel.except_rooms = rooms;
+    sel.except_room_count = 1;
+    const char *except_sid[] = {SOME_SID};
+    sel.except_sids = except_sid;
+    sel.except_sid_count = 1;
+    sel.flags = IOBUS_SELECTION_VOLATILE;
+    CHECK_OK(iobus_selection_emit(s, &all, "e", NULL, 0, NULL, 0));
+    CHECK_OK(iobus_selection_emit(s, &sel, "e", "[1,{}]", SIZE_MAX, NULL, 0));
+    CHECK_ST(iobus_selection_emit(s, &all, NULL, NULL, 0, NULL, 0), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_HAS(iobus_last_error(), "event");
-    CHECK_ST(iobus_namespace_emit(s, BAD_UTF8, NULL, 0, NULL, 0, NULL, 0, "e", NULL, 0, NULL, 0),
-             IOBUS_ERR_INVALID_UTF8);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, BAD_UTF8, NULL, 0, NULL, 0),
-             IOBUS_ERR_INVALID_UTF8);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 1, NULL, 0, NULL, 0, "e", NULL, 0, NULL, 0),
-             IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_emit(s, NULL, null_room, 1, NULL, 0, NULL, 0, "e", NULL, 0, NULL, 0),
-             IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_emit(s, NULL, bad_room, 1, NULL, 0, NULL, 0, "e", NULL, 0, NULL, 0),
-             IOBUS_ERR_INVALID_UTF8);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 2, NULL, 0, "e", NULL, 0, NULL, 0),
-             IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, null_room, 1, NULL, 0, "e", NULL, 0, NULL, 0),
-             IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, bad_room, 1, NULL, 0, "e", NULL, 0, NULL, 0),
-             IOBUS_ERR_INVALID_UTF8);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, BAD_UTF8, 0, "e", NULL, 0, NULL, 0),
-             IOBUS_ERR_INVALID_UTF8);
+    iobus_selection odd = {0};
+    odd.except_room_count = 2; /* except_rooms NULL */
+    CHECK_ST(iobus_selection_emit(s, &odd, "e", NULL, 0, NULL, 0), IOBUS_ERR_NULL_ARGUMENT);
+    odd.except_rooms = null_room;
+    odd.except_room_count = 1;
+    CHECK_ST(iobus_selection_emit(s, &odd, "e", NULL, 0, NULL, 0), IOBUS_ERR_NULL_ARGUMENT);
     /* Arguments: JSON that is invalid, not an array, not UTF-8, or cut short. */
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[1,", SIZE_MAX, NULL, 0),
-             IOBUS_ERR_INVALID_JSON);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "{\"a\":1}", SIZE_MAX, NULL, 0),
-             IOBUS_ERR_INVALID_JSON);
+    CHECK_ST(iobus_selection_emit(s, &all, "e", "{\"a\":1}", SIZE_MAX, NULL, 0), IOBUS_ERR_INVALID_JSON);
     CHECK_HAS(iobus_last_error(), "array");
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "42", SIZE_MAX, NULL, 0),
-             IOBUS_ERR_INVALID_JSON);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "", SIZE_MAX, NULL, 0),
-             IOBUS_ERR_INVALID_JSON);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[\"" BAD_UTF8 "\"]", SIZE_MAX, NULL, 0),
-             IOBUS_ERR_INVALID_UTF8);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[1,2]", 3, NULL, 0),
-             IOBUS_ERR_INVALID_JSON);
-    CHECK_OK(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[1]xxxx", 3, NULL, 0));
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", NULL, 5, NULL, 0),
-             IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_selection_emit(s, &all, "e", "42", SIZE_MAX, NULL, 0), IOBUS_ERR_INVALID_JSON);
+    CHECK_ST(iobus_selection_emit(s, &all, "e", "", SIZE_MAX, NULL, 0), IOBUS_ERR_INVALID_JSON);
+    CHECK_ST(iobus_selection_emit(s, &all, "e", "[1,2]", 3, NULL, 0), IOBUS_ERR_INVALID_JSON);
+    CHECK_OK(iobus_selection_emit(s, &all, "e", "[1]xxxx", 3, NULL, 0));
+    CHECK_ST(iobus_selection_emit(s, &all, "e", NULL, 5, NULL, 0), IOBUS_ERR_NULL_ARGUMENT);
     /* Reserved event names. */
     const char *reserved[] = {"connect", "connect_error", "disconnect", "disconnecting", "newListener",
                               "removeListener"};
     for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++) {
-        CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, reserved[i], "[]", SIZE_MAX, NULL, 0),
-                 IOBUS_ERR_RESERVED_EVENT);
+        CHECK_ST(iobus_selection_emit(s, &all, reserved[i], "[]", SIZE_MAX, NULL, 0), IOBUS_ERR_RESERVED_EVENT);
     }
     /* Attachments and placeholders must match. */
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[1]", SIZE_MAX, &buf, 1),
-             IOBUS_ERR_INVALID_BINARY);
+    CHECK_ST(iobus_selection_emit(s, &all, "e", "[1]", SIZE_MAX, &buf, 1), IOBUS_ERR_INVALID_BINARY);
     /* Without attachments the JSON is plain data: a placeholder-shaped
      * object travels as is (as Socket.IO sends it in a plain EVENT). */
-    CHECK_OK(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[{\"_placeholder\":true,\"num\":0}]",
-                                  SIZE_MAX, NULL, 0));
+    CHECK_OK(iobus_selection_emit(s, &all, "e", "[{\"_placeholder\":true,\"num\":0}]", SIZE_MAX, NULL, 0));
     /* Two placeholders may not name the same attachment. */
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e",
-                                  "[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":0}]",
+    CHECK_ST(iobus_selection_emit(s, &all, "e", "[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":0}]",
                                   SIZE_MAX, &buf, 1),
              IOBUS_ERR_INVALID_BINARY);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[{\"_placeholder\":true,\"num\":1}]",
-                                  SIZE_MAX, &buf, 1),
+    CHECK_ST(iobus_selection_emit(s, &all, "e", "[{\"_placeholder\":true,\"num\":1}]", SIZE_MAX, &buf, 1),
              IOBUS_ERR_INVALID_BINARY);
-    CHECK_OK(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[{\"_placeholder\":true,\"num\":0}]",
-                                  SIZE_MAX, &buf, 1));
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[{\"_placeholder\":true,\"num\":0}]",
-                                  SIZE_MAX, NULL, 1),
-             IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_emit(s, NULL, NULL, 0, NULL, 0, NULL, 0, "e", "[{\"_placeholder\":true,\"num\":0}]",
-                                  SIZE_MAX, &null_data, 1),
+    CHECK_OK(iobus_selection_emit(s, &all, "e", "[{\"_placeholder\":true,\"num\":0}]", SIZE_MAX, &buf, 1));
+    CHECK_ST(iobus_selection_emit(s, &all, "e", "[{\"_placeholder\":true,\"num\":0}]", SIZE_MAX, &null_data, 1),
              IOBUS_ERR_NULL_ARGUMENT);
 
-    CHECK_ST(iobus_namespace_fetch_sockets(NULL, NULL, NULL, 0, &out, &len), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_fetch_sockets(s, NULL, NULL, 0, NULL, &len), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_fetch_sockets(s, NULL, NULL, 1, &out, &len), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_fetch_sockets(s, NULL, null_room, 1, &out, &len), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_fetch_sockets(s, BAD_UTF8, NULL, 0, &out, &len), IOBUS_ERR_INVALID_UTF8);
-    CHECK_STR(out, "sentinel");
-    char *list = NULL;
-    CHECK_OK(iobus_namespace_fetch_sockets(s, NULL, NULL, 0, &list, &len));
-    CHECK_STR(list, "[]");
-    CHECK(len == 2);
-    iobus_string_free(list);
-    list = NULL;
-    CHECK_OK(iobus_namespace_fetch_sockets(s, "/nobody", rooms, 1, &list, NULL));
-    CHECK_STR(list, "[]");
-    iobus_string_free(list);
+    CHECK_ST(iobus_selection_fetch_sockets(NULL, &all, noop_json, NULL), IOBUS_ERR_NULL_ARGUMENT);
+    odd = all;
+    odd.room_count = 1; /* rooms NULL */
+    CHECK_ST(iobus_selection_fetch_sockets(s, &odd, noop_json, NULL), IOBUS_ERR_NULL_ARGUMENT);
+    odd.rooms = null_room;
+    CHECK_ST(iobus_selection_fetch_sockets(s, &odd, noop_json, NULL), IOBUS_ERR_NULL_ARGUMENT);
+    odd = all;
+    odd.nsp = BAD_UTF8;
+    CHECK_ST(iobus_selection_fetch_sockets(s, &odd, noop_json, NULL), IOBUS_ERR_INVALID_UTF8);
+    static h_answer nobody = {"nobody", 0, ""};
+    CHECK_STR(FETCH_SOCKETS(s, &all, &nobody), "[]");
+    static h_answer nobody_elsewhere = {"nobody elsewhere", 0, ""};
+    odd = all;
+    odd.nsp = "/nobody";
+    odd.rooms = rooms;
+    odd.room_count = 1;
+    CHECK_STR(FETCH_SOCKETS(s, &odd, &nobody_elsewhere), "[]");
 
-    CHECK_ST(iobus_namespace_sockets_join(NULL, NULL, NULL, 0, "r"), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_sockets_join(s, NULL, NULL, 0, NULL), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_sockets_join(s, NULL, NULL, 0, BAD_UTF8), IOBUS_ERR_INVALID_UTF8);
-    CHECK_ST(iobus_namespace_sockets_join(s, NULL, null_room, 1, "r"), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_OK(iobus_namespace_sockets_join(s, NULL, rooms, 1, "r2"));
-    CHECK_ST(iobus_namespace_sockets_leave(NULL, NULL, NULL, 0, "r"), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_sockets_leave(s, NULL, NULL, 0, NULL), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_sockets_leave(s, NULL, bad_room, 1, "r"), IOBUS_ERR_INVALID_UTF8);
-    CHECK_OK(iobus_namespace_sockets_leave(s, NULL, NULL, 0, "r2"));
-    CHECK_ST(iobus_namespace_disconnect_sockets(NULL, NULL, NULL, 0, false), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_disconnect_sockets(s, NULL, NULL, 3, false), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_disconnect_sockets(s, BAD_UTF8, NULL, 0, false), IOBUS_ERR_INVALID_UTF8);
-    CHECK_OK(iobus_namespace_disconnect_sockets(s, NULL, NULL, 0, false));
-    CHECK_ST(iobus_namespace_rooms(NULL, NULL, &out, &len), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_rooms(s, NULL, NULL, &len), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_rooms(s, BAD_UTF8, &out, &len), IOBUS_ERR_INVALID_UTF8);
-    CHECK_STR(out, "sentinel");
-    list = NULL;
-    CHECK_OK(iobus_namespace_rooms(s, "/", &list, NULL));
-    CHECK_STR(list, "[]");
-    iobus_string_free(list);
+    const char *bad_rooms[] = {"r", BAD_UTF8};
+    CHECK_ST(iobus_selection_join(NULL, &all, rooms, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_selection_join(s, &all, null_room, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_selection_join(s, &all, bad_rooms, 2), IOBUS_ERR_INVALID_UTF8);
+    odd = all;
+    odd.rooms = null_room;
+    odd.room_count = 1;
+    CHECK_ST(iobus_selection_join(s, &odd, rooms, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_OK(iobus_selection_join(s, &sel, rooms, 1));
+    CHECK_ST(iobus_selection_leave(NULL, &all, rooms, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_selection_leave(s, &all, NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_selection_leave(s, NULL, rooms, 1), IOBUS_ERR_NULL_ARGUMENT);
+    odd.rooms = bad_room;
+    CHECK_ST(iobus_selection_leave(s, &odd, rooms, 1), IOBUS_ERR_INVALID_UTF8);
+    CHECK_OK(iobus_selection_leave(s, &all, rooms, 1));
+    odd = all;
+    odd.room_count = 3; /* rooms NULL */
+    CHECK_ST(iobus_selection_disconnect(s, &odd, false), IOBUS_ERR_NULL_ARGUMENT);
+    odd = all;
+    odd.nsp = BAD_UTF8;
+    CHECK_ST(iobus_selection_disconnect(s, &odd, false), IOBUS_ERR_INVALID_UTF8);
+    CHECK_OK(iobus_selection_disconnect(s, &all, false));
+    CHECK_ST(iobus_namespace_all_rooms(NULL, NULL, noop_json, NULL), IOBUS_ERR_NULL_ARGUMENT);
+    static h_answer no_rooms = {"no rooms", 0, ""};
+    CHECK_STR(ALL_ROOMS(s, "/", &no_rooms), "[]");
+    CHECK(nobody.calls == 1 && nobody_elsewhere.calls == 1 && no_rooms.calls == 1);
 
     SECTION("bad input: event, ack and connect handles");
     size_t blen = 5;
@@ -694,9 +687,8 @@ static void test_bad_input(void) {
     /* Registration still works on a stopped server, and it starts again. */
     CHECK_OK(iobus_server_on_event(s, NULL, "e", noop_event, NULL));
     CHECK_OK(iobus_server_start(s, NULL, 0));
-    list = NULL;
-    CHECK_OK(iobus_namespace_rooms(s, NULL, &list, NULL));
-    iobus_string_free(list);
+    static h_answer restarted = {"rooms after restart", 0, ""};
+    CHECK_STR(ALL_ROOMS(s, NULL, &restarted), "[]");
     iobus_server_free(s);
 }
 

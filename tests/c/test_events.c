@@ -340,7 +340,10 @@ static void on_emit_inside(void *ud, const iobus_event *ev) {
     CHECK_HAS(rooms, "\"inside-room\"");
     iobus_string_free(rooms);
     const char *to[] = {"inside-room"};
-    CHECK_OK(iobus_namespace_emit(server, "/", to, 1, NULL, 0, NULL, 0, "inside", "[\"room\"]", SIZE_MAX, NULL, 0));
+    iobus_selection in_room = {0};
+    in_room.rooms = to;
+    in_room.room_count = 1;
+    CHECK_OK(iobus_selection_emit(server, &in_room, "inside", "[\"room\"]", SIZE_MAX, NULL, 0));
     CHECK_OK(iobus_socket_emit(server, sid, "inside", "[\"direct\"]", SIZE_MAX, NULL, 0));
     CHECK_OK(iobus_socket_emit_with_ack(server, sid, "inside-ask", "[5]", SIZE_MAX, NULL, 0, T(5000), on_completion,
                                         &inside_completion));
@@ -366,6 +369,22 @@ static int count_sids(const char *json) {
     int n = 0;
     for (const char *p = json; p && *p; p++) n += *p == '"';
     return n / 2;
+}
+
+/* How many sockets an iobus_selection_fetch_sockets answer lists. */
+static int count_sockets(const char *json) {
+    int n = 0;
+    for (const char *p = json; p && (p = strstr(p, "{\"id\":\"")); p++) n++;
+    return n;
+}
+
+/* The selection of the sockets of `nsp` in any of `rooms` (count n). */
+static iobus_selection in_rooms(const char *nsp, const char **rooms, size_t n) {
+    iobus_selection s = {0};
+    s.nsp = nsp;
+    s.rooms = rooms;
+    s.room_count = n;
+    return s;
 }
 
 /* Waits until client `c` has an event line holding `needle` after `"event":`. */
@@ -663,38 +682,51 @@ static void test_rooms(peer *p, const char *sid_a) {
     CHECK(json && strstr(json, "\"blue\"") < strstr(json, "\"red\"")); /* sorted */
     iobus_string_free(json);
 
-    CHECK_OK(iobus_namespace_rooms(server, "/", &json, &len));
-    CHECK_HAS(json, "\"red\"");
-    CHECK_HAS(json, "\"blue\"");
-    CHECK(json && strstr(json, "t\xc3\xa9") == NULL);
-    iobus_string_free(json);
+    static h_answer rooms = {"rooms", 0, ""};
+    ALL_ROOMS(server, "/", &rooms);
+    CHECK_HAS(rooms.json, "\"red\"");
+    CHECK_HAS(rooms.json, "\"blue\"");
+    CHECK(strstr(rooms.json, "t\xc3\xa9") == NULL);
 
     const char *red[] = {"red"};
     const char *blue[] = {"blue"};
     const char *red_blue[] = {"red", "blue"};
-    CHECK_OK(iobus_namespace_fetch_sockets(server, "/", red, 1, &json, &len));
-    CHECK(count_sids(json) == 2);
-    CHECK_HAS(json, sid_a);
-    CHECK_HAS(json, sid_b);
-    iobus_string_free(json);
-    CHECK_OK(iobus_namespace_fetch_sockets(server, NULL, red_blue, 2, &json, NULL));
-    CHECK(count_sids(json) == 3);
-    iobus_string_free(json);
-    CHECK_OK(iobus_namespace_fetch_sockets(server, NULL, NULL, 0, &json, NULL));
-    CHECK(count_sids(json) == 3);
-    iobus_string_free(json);
+    iobus_selection sel = in_rooms("/", red, 1);
+    static h_answer in_red = {"in red", 0, ""};
+    FETCH_SOCKETS(server, &sel, &in_red);
+    CHECK(count_sockets(in_red.json) == 2);
+    CHECK_HAS(in_red.json, sid_a);
+    CHECK_HAS(in_red.json, sid_b);
+    sel = in_rooms(NULL, red_blue, 2);
+    static h_answer in_red_blue = {"in red or blue", 0, ""};
+    CHECK(count_sockets(FETCH_SOCKETS(server, &sel, &in_red_blue)) == 3);
+    sel = in_rooms(NULL, NULL, 0);
+    static h_answer in_all = {"in the namespace", 0, ""};
+    CHECK(count_sockets(FETCH_SOCKETS(server, &sel, &in_all)) == 3);
 
-    SECTION("namespace emit: rooms, except rooms, except sid, volatile");
+    SECTION("selection emit: rooms, except rooms, except sid, volatile");
     /* Each emit is followed by a barrier to all, so that what did not arrive can be counted. */
-    CHECK_OK(iobus_namespace_emit(server, "/", red, 1, NULL, 0, NULL, 0, "n1", "[\"red\"]", SIZE_MAX, NULL, 0));
-    CHECK_OK(iobus_namespace_emit(server, "/", red_blue, 2, NULL, 0, NULL, 0, "n2", "[\"red or blue\"]", SIZE_MAX, NULL,
-                                  0));
-    CHECK_OK(iobus_namespace_emit(server, "/", NULL, 0, blue, 1, NULL, 0, "n3", "[\"not blue\"]", SIZE_MAX, NULL, 0));
-    CHECK_OK(iobus_namespace_emit(server, "/", red, 1, NULL, 0, sid_a, 0, "n4", "[\"red but a\"]", SIZE_MAX, NULL, 0));
+    iobus_selection all = {0};
+    sel = in_rooms("/", red, 1);
+    CHECK_OK(iobus_selection_emit(server, &sel, "n1", "[\"red\"]", SIZE_MAX, NULL, 0));
+    sel = in_rooms("/", red_blue, 2);
+    CHECK_OK(iobus_selection_emit(server, &sel, "n2", "[\"red or blue\"]", SIZE_MAX, NULL, 0));
+    sel = in_rooms("/", NULL, 0);
+    sel.except_rooms = blue;
+    sel.except_room_count = 1;
+    CHECK_OK(iobus_selection_emit(server, &sel, "n3", "[\"not blue\"]", SIZE_MAX, NULL, 0));
+    const char *not_a[] = {sid_a};
+    const char *not_b[] = {sid_b};
+    sel = in_rooms("/", red, 1);
+    sel.except_sids = not_a;
+    sel.except_sid_count = 1;
+    CHECK_OK(iobus_selection_emit(server, &sel, "n4", "[\"red but a\"]", SIZE_MAX, NULL, 0));
     iobus_buf b = {(const uint8_t *)"bin", 3};
-    CHECK_OK(iobus_namespace_emit(server, NULL, blue, 1, red, 1, NULL, 0, "n6",
-                                  "[{\"_placeholder\":true,\"num\":0}]", SIZE_MAX, &b, 1));
-    CHECK_OK(iobus_namespace_emit(server, NULL, NULL, 0, NULL, 0, NULL, 0, "barrier", NULL, 0, NULL, 0));
+    sel = in_rooms(NULL, blue, 1);
+    sel.except_rooms = red;
+    sel.except_room_count = 1;
+    CHECK_OK(iobus_selection_emit(server, &sel, "n6", "[{\"_placeholder\":true,\"num\":0}]", SIZE_MAX, &b, 1));
+    CHECK_OK(iobus_selection_emit(server, &all, "barrier", NULL, 0, NULL, 0));
     wait_event(p, "a", "\"barrier\"");
     wait_event(p, "b", "\"barrier\"");
     wait_event(p, "c", "\"barrier\"");
@@ -704,9 +736,12 @@ static void test_rooms(peer *p, const char *sid_a) {
     CHECK(event_count(p, "a", "\"n4\"") == 0 && event_count(p, "b", "\"n4\"") == 1 && event_count(p, "c", "\"n4\"") == 0);
     /* Volatile packets are dropped while a connection still has packets queued:
      * sent once the barrier shows the queues are drained. */
-    CHECK_OK(iobus_namespace_emit(server, NULL, NULL, 0, NULL, 0, sid_b, IOBUS_EMIT_VOLATILE, "n5", "[\"volatile\"]",
-                                  SIZE_MAX, NULL, 0));
-    CHECK_OK(iobus_namespace_emit(server, NULL, NULL, 0, NULL, 0, NULL, 0, "barrier2", NULL, 0, NULL, 0));
+    sel = in_rooms(NULL, NULL, 0);
+    sel.except_sids = not_b;
+    sel.except_sid_count = 1;
+    sel.flags = IOBUS_SELECTION_VOLATILE;
+    CHECK_OK(iobus_selection_emit(server, &sel, "n5", "[\"volatile\"]", SIZE_MAX, NULL, 0));
+    CHECK_OK(iobus_selection_emit(server, &all, "barrier2", NULL, 0, NULL, 0));
     wait_event(p, "a", "\"barrier2\"");
     wait_event(p, "b", "\"barrier2\"");
     wait_event(p, "c", "\"barrier2\"");
@@ -719,33 +754,40 @@ static void test_rooms(peer *p, const char *sid_a) {
     CHECK(event_count(p, "a", "\"n6\"") == 0 && event_count(p, "b", "\"n6\"") == 0 && event_count(p, "c", "\"n6\"") == 1);
     CHECK(event_count(p, "c", "\"n6\",\"args\":[{\"$bin\":\"Ymlu\"}]") == 1);
 
-    SECTION("namespace: sockets join / leave / disconnect");
-    CHECK_OK(iobus_namespace_sockets_join(server, "/", red, 1, "green"));
-    CHECK_OK(iobus_namespace_fetch_sockets(server, "/", (const char *[]){"green"}, 1, &json, NULL));
-    CHECK(count_sids(json) == 2);
-    CHECK(json && strstr(json, sid_c) == NULL);
-    iobus_string_free(json);
-    CHECK_OK(iobus_namespace_sockets_join(server, "/", NULL, 0, "everyone"));
-    CHECK_OK(iobus_namespace_fetch_sockets(server, "/", (const char *[]){"everyone"}, 1, &json, NULL));
-    CHECK(count_sids(json) == 3);
-    iobus_string_free(json);
-    CHECK_OK(iobus_namespace_sockets_leave(server, "/", blue, 1, "everyone"));
-    CHECK_OK(iobus_namespace_fetch_sockets(server, "/", (const char *[]){"everyone"}, 1, &json, NULL));
-    CHECK(count_sids(json) == 1);
-    CHECK_HAS(json, sid_b);
-    iobus_string_free(json);
-    CHECK_OK(iobus_namespace_sockets_leave(server, "/", NULL, 0, "green"));
-    CHECK_OK(iobus_namespace_rooms(server, NULL, &json, NULL));
-    CHECK(json && strstr(json, "\"green\"") == NULL);
-    iobus_string_free(json);
+    SECTION("selection: join / leave / disconnect");
+    const char *green[] = {"green"};
+    const char *everyone[] = {"everyone"};
+    sel = in_rooms("/", red, 1);
+    CHECK_OK(iobus_selection_join(server, &sel, green, 1));
+    sel = in_rooms("/", green, 1);
+    static h_answer in_green = {"in green", 0, ""};
+    CHECK(count_sockets(FETCH_SOCKETS(server, &sel, &in_green)) == 2);
+    CHECK(strstr(in_green.json, sid_c) == NULL);
+    sel = in_rooms("/", NULL, 0);
+    CHECK_OK(iobus_selection_join(server, &sel, everyone, 1));
+    sel = in_rooms("/", everyone, 1);
+    static h_answer in_everyone = {"in everyone", 0, ""};
+    CHECK(count_sockets(FETCH_SOCKETS(server, &sel, &in_everyone)) == 3);
+    sel = in_rooms("/", blue, 1);
+    CHECK_OK(iobus_selection_leave(server, &sel, everyone, 1));
+    sel = in_rooms("/", everyone, 1);
+    static h_answer in_everyone_left = {"in everyone, blue left", 0, ""};
+    CHECK(count_sockets(FETCH_SOCKETS(server, &sel, &in_everyone_left)) == 1);
+    CHECK_HAS(in_everyone_left.json, sid_b);
+    sel = in_rooms("/", NULL, 0);
+    CHECK_OK(iobus_selection_leave(server, &sel, green, 1));
+    static h_answer rooms_left = {"rooms, green left", 0, ""};
+    CHECK(strstr(ALL_ROOMS(server, NULL, &rooms_left), "\"green\"") == NULL);
+    CHECK_HAS(rooms_left.json, "\"everyone\"");
     CHECK_OK(iobus_socket_leave(server, sid_b, "red"));
-    CHECK_OK(iobus_namespace_fetch_sockets(server, "/", red, 1, &json, NULL));
-    CHECK(count_sids(json) == 1);
-    CHECK_HAS(json, sid_a);
-    iobus_string_free(json);
+    sel = in_rooms("/", red, 1);
+    static h_answer in_red_b_left = {"in red, b left", 0, ""};
+    CHECK(count_sockets(FETCH_SOCKETS(server, &sel, &in_red_b_left)) == 1);
+    CHECK_HAS(in_red_b_left.json, sid_a);
 
     /* c (in blue) is disconnected through its room; it was in these rooms. */
-    CHECK_OK(iobus_namespace_disconnect_sockets(server, "/", (const char *[]){"blue"}, 1, false));
+    sel = in_rooms("/", blue, 1);
+    CHECK_OK(iobus_selection_disconnect(server, &sel, false));
     PEER_WAIT(p, "{\"t\":\"disconnect\",\"c\":\"c\",\"reason\":\"io server disconnect\"}", 5000);
     PEER_WAIT(p, "{\"t\":\"disconnect\",\"c\":\"a\",\"reason\":\"io server disconnect\"}", 5000);
     char needle[256];
@@ -774,14 +816,13 @@ static void test_rooms(peer *p, const char *sid_a) {
     PEER_WAIT(p, "{\"t\":\"disconnect\",\"c\":\"b\"", 5000);
     snprintf(needle, sizeof needle, "disconnect nsp=/ sid=%s reason=", sid_b);
     LOG_WAIT(needle, 3000);
-    CHECK_OK(iobus_namespace_fetch_sockets(server, "/", NULL, 0, &json, NULL));
-    CHECK_STR(json, "[]");
-    iobus_string_free(json);
+    sel = in_rooms("/", NULL, 0);
+    static h_answer none_left = {"nobody left", 0, ""};
+    CHECK_STR(FETCH_SOCKETS(server, &sel, &none_left), "[]");
 }
 
 static void test_patterns(peer *p) {
     char sid[32];
-    char *json = NULL;
     char needle[256];
     SECTION("namespace patterns");
     CHECK(peer_connect(p, "dyn", "\"nsp\":\"/room-42\",\"auth\":{\"token\":\"d\"}", sid, sizeof sid));
@@ -790,14 +831,14 @@ static void test_patterns(peer *p) {
     peer_cmd(p, "{\"op\":\"emit\",\"c\":\"dyn\",\"event\":\"hi\",\"args\":[\"there\"]}");
     snprintf(needle, sizeof needle, "dyn-event nsp=/room-42 sid=%s name=hi args=[\"there\"]", sid);
     LOG_WAIT(needle, 3000);
-    CHECK_OK(iobus_namespace_emit(server, "/room-42", NULL, 0, NULL, 0, NULL, 0, "to-dyn", "[42]", SIZE_MAX, NULL, 0));
+    iobus_selection dyn = in_rooms("/room-42", NULL, 0);
+    CHECK_OK(iobus_selection_emit(server, &dyn, "to-dyn", "[42]", SIZE_MAX, NULL, 0));
     wait_event(p, "dyn", "\"to-dyn\",\"args\":[42]");
-    CHECK_OK(iobus_namespace_fetch_sockets(server, "/room-42", NULL, 0, &json, NULL));
-    CHECK_HAS(json, sid);
-    iobus_string_free(json);
-    CHECK_OK(iobus_namespace_fetch_sockets(server, "/", NULL, 0, &json, NULL));
-    CHECK(json && strstr(json, sid) == NULL);
-    iobus_string_free(json);
+    static h_answer in_dyn = {"in /room-42", 0, ""};
+    CHECK_HAS(FETCH_SOCKETS(server, &dyn, &in_dyn), sid);
+    iobus_selection root = in_rooms("/", NULL, 0);
+    static h_answer in_root = {"in / (no dyn)", 0, ""};
+    CHECK(strstr(FETCH_SOCKETS(server, &root, &in_root), sid) == NULL);
     peer_cmd(p, "{\"op\":\"connect\",\"c\":\"nodyn\",\"nsp\":\"/roo-1\"}");
     PEER_WAIT(p, "{\"t\":\"connect_error\",\"c\":\"nodyn\",\"message\":\"Invalid namespace\"}", 5000);
     peer_cmd(p, "{\"op\":\"disconnect\",\"c\":\"dyn\"}");
@@ -805,10 +846,10 @@ static void test_patterns(peer *p) {
     LOG_WAIT(needle, 3000);
 
     SECTION("queries about a namespace nobody registered do not open it");
-    CHECK_OK(iobus_namespace_rooms(server, "/ghost", &json, NULL));
-    CHECK_STR(json, "[]");
-    iobus_string_free(json);
-    CHECK_OK(iobus_namespace_emit(server, "/ghost", NULL, 0, NULL, 0, NULL, 0, "boo", NULL, 0, NULL, 0));
+    static h_answer ghost_rooms = {"rooms of /ghost", 0, ""};
+    CHECK_STR(ALL_ROOMS(server, "/ghost", &ghost_rooms), "[]");
+    iobus_selection ghost = in_rooms("/ghost", NULL, 0);
+    CHECK_OK(iobus_selection_emit(server, &ghost, "boo", NULL, 0, NULL, 0));
     peer_cmd(p, "{\"op\":\"connect\",\"c\":\"ghost\",\"nsp\":\"/ghost\"}");
     const char *l = PEER_WAIT(p, "\"c\":\"ghost\"", 5000);
     /* Queries do not create the namespace: a client still cannot join it. */

@@ -62,20 +62,6 @@ static void on_acks(void *ud, iobus_ack_status status, size_t expected, const ch
     h_log_add("acks %s status=%d expected=%zu replies=%s bin=[%s]", a->name, a->status, expected, a->replies, a->bins);
 }
 
-typedef struct answer {
-    const char *name;
-    int calls;
-    char json[16384];
-} answer;
-
-static void on_json(void *ud, const char *json, size_t len) {
-    answer *a = ud;
-    a->calls++;
-    CHECK(json != NULL && strlen(json) == len);
-    snprintf(a->json, sizeof a->json, "%s", json ? json : "");
-    h_log_add("json %s", a->name);
-}
-
 typedef struct one_ack {
     const char *name;
     int calls;
@@ -163,7 +149,7 @@ static void test_bad_arguments(const char *sid_a) {
     const char *sids[] = {sid_a, SOME_SID};
     iobus_buf one = {(const uint8_t *)"x", 1};
     acks never = {"never", 0, -1, 0, "", 0, ""};
-    answer never_json = {"never", 0, ""};
+    h_answer never_json = {"never", 0, ""};
 
     CHECK_ST(iobus_selection_emit(NULL, &all, "e", NULL, 0, NULL, 0), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_selection_emit(server, NULL, "e", NULL, 0, NULL, 0), IOBUS_ERR_NULL_ARGUMENT);
@@ -204,7 +190,7 @@ static void test_bad_arguments(const char *sid_a) {
     CHECK_ST(iobus_selection_emit(server, &s, "e", NULL, 0, NULL, 0), IOBUS_ERR_INVALID_ARGUMENT);
     CHECK_HAS(iobus_last_error(), "flags");
     s.flags = IOBUS_SELECTION_VOLATILE | IOBUS_SELECTION_LOCAL | 0x80000000u;
-    CHECK_ST(iobus_selection_fetch_sockets(server, &s, on_json, &never_json), IOBUS_ERR_INVALID_ARGUMENT);
+    CHECK_ST(iobus_selection_fetch_sockets(server, &s, h_on_json, &never_json), IOBUS_ERR_INVALID_ARGUMENT);
 
     CHECK_ST(iobus_selection_emit(server, &all, BAD_UTF8, NULL, 0, NULL, 0), IOBUS_ERR_INVALID_UTF8);
     CHECK_ST(iobus_selection_emit(server, &all, "e", "[1,", SIZE_MAX, NULL, 0), IOBUS_ERR_INVALID_JSON);
@@ -227,9 +213,9 @@ static void test_bad_arguments(const char *sid_a) {
     CHECK_ST(iobus_selection_emit_with_ack(server, NULL, "e", NULL, 0, NULL, 0, on_acks, &never),
              IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_selection_fetch_sockets(server, &all, NULL, NULL), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_selection_fetch_sockets(server, NULL, on_json, &never_json), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_selection_fetch_sockets(server, NULL, h_on_json, &never_json), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_namespace_all_rooms(server, NULL, NULL, NULL), IOBUS_ERR_NULL_ARGUMENT);
-    CHECK_ST(iobus_namespace_all_rooms(server, BAD_UTF8, on_json, &never_json), IOBUS_ERR_INVALID_UTF8);
+    CHECK_ST(iobus_namespace_all_rooms(server, BAD_UTF8, h_on_json, &never_json), IOBUS_ERR_INVALID_UTF8);
 
     CHECK_ST(iobus_selection_join(server, &all, NULL, 1), IOBUS_ERR_NULL_ARGUMENT);
     CHECK_ST(iobus_selection_join(server, &all, with_null, 2), IOBUS_ERR_NULL_ARGUMENT);
@@ -344,12 +330,12 @@ static void test_unknown_namespace(peer *p) {
     iobus_selection s = {0};
     s.nsp = "/nowhere";
     static acks none = {"nowhere", 0, -1, 0, "", 0, ""};
-    static answer fetched = {"nowhere-fetch", 0, ""};
-    static answer rooms = {"nowhere-rooms", 0, ""};
+    static h_answer fetched = {"nowhere-fetch", 0, ""};
+    static h_answer rooms = {"nowhere-rooms", 0, ""};
     CHECK_OK(iobus_selection_emit(server, &s, "boo", NULL, 0, NULL, 0));
     CHECK_OK(iobus_selection_emit_with_ack(server, &s, "boo", NULL, 0, NULL, 0, on_acks, &none));
-    CHECK_OK(iobus_selection_fetch_sockets(server, &s, on_json, &fetched));
-    CHECK_OK(iobus_namespace_all_rooms(server, "/nowhere", on_json, &rooms));
+    CHECK_OK(iobus_selection_fetch_sockets(server, &s, h_on_json, &fetched));
+    CHECK_OK(iobus_namespace_all_rooms(server, "/nowhere", h_on_json, &rooms));
     const char *r[] = {"x"};
     CHECK_OK(iobus_selection_join(server, &s, r, 1));
     CHECK_OK(iobus_selection_leave(server, &s, r, 1));
@@ -449,12 +435,12 @@ static void test_fetch_and_data(char sids[4][32]) {
     iobus_string_free(json);
     CHECK_OK(iobus_socket_set_data(server, sids[1], "\"bob\"", SIZE_MAX));
 
-    static answer red = {"red", 0, ""};
+    static h_answer red = {"red", 0, ""};
     const char *rooms[] = {"red"};
     iobus_selection s = {0};
     s.rooms = rooms;
     s.room_count = 1;
-    CHECK_OK(iobus_selection_fetch_sockets(server, &s, on_json, &red));
+    CHECK_OK(iobus_selection_fetch_sockets(server, &s, h_on_json, &red));
     LOG_WAIT("json red", 3000);
     /* Sorted by id; each socket once. */
     const char *first = strcmp(sids[0], sids[1]) < 0 ? sids[0] : sids[1];
@@ -476,12 +462,12 @@ static void test_fetch_and_data(char sids[4][32]) {
     CHECK_HAS(red.json, want);
     CHECK(strstr(red.json, sids[2]) == NULL && strstr(red.json, sids[3]) == NULL);
 
-    static answer but_a = {"all but a", 0, ""};
+    static h_answer but_a = {"all but a", 0, ""};
     memset(&s, 0, sizeof s);
     const char *not_a[] = {sids[0]};
     s.except_sids = not_a;
     s.except_sid_count = 1;
-    CHECK_OK(iobus_selection_fetch_sockets(server, &s, on_json, &but_a));
+    CHECK_OK(iobus_selection_fetch_sockets(server, &s, h_on_json, &but_a));
     LOG_WAIT("json all but a", 3000);
     CHECK(strstr(but_a.json, sids[0]) == NULL);
     CHECK(strstr(but_a.json, sids[1]) && strstr(but_a.json, sids[2]) && strstr(but_a.json, sids[3]));
@@ -509,8 +495,8 @@ static void test_join_leave_rooms(char sids[4][32]) {
     CHECK(json && strstr(json, "\"j1\"") == NULL);
     iobus_string_free(json);
 
-    static answer all = {"all rooms", 0, ""};
-    CHECK_OK(iobus_namespace_all_rooms(server, NULL, on_json, &all));
+    static h_answer all = {"all rooms", 0, ""};
+    CHECK_OK(iobus_namespace_all_rooms(server, NULL, h_on_json, &all));
     LOG_WAIT("json all rooms", 3000);
     CHECK_HAS(all.json, "\"blue\"");
     CHECK_HAS(all.json, "\"j1\"");
@@ -585,11 +571,11 @@ int main(void) {
     SECTION("before start: not running");
     iobus_selection all = {0};
     static acks early = {"early", 0, -1, 0, "", 0, ""};
-    static answer early_json = {"early", 0, ""};
+    static h_answer early_json = {"early", 0, ""};
     CHECK_ST(iobus_selection_emit(server, &all, "e", NULL, 0, NULL, 0), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_selection_emit_with_ack(server, &all, "e", NULL, 0, NULL, 0, on_acks, &early), IOBUS_ERR_NOT_RUNNING);
-    CHECK_ST(iobus_selection_fetch_sockets(server, &all, on_json, &early_json), IOBUS_ERR_NOT_RUNNING);
-    CHECK_ST(iobus_namespace_all_rooms(server, NULL, on_json, &early_json), IOBUS_ERR_NOT_RUNNING);
+    CHECK_ST(iobus_selection_fetch_sockets(server, &all, h_on_json, &early_json), IOBUS_ERR_NOT_RUNNING);
+    CHECK_ST(iobus_namespace_all_rooms(server, NULL, h_on_json, &early_json), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_namespace_server_side_emit(server, NULL, "e", NULL, 0, NULL, 0), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_selection_disconnect(server, &all, false), IOBUS_ERR_NOT_RUNNING);
 
