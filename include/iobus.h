@@ -1236,6 +1236,21 @@ enum iobus_status iobus_selection_disconnect(struct iobus_server *server,
                                              bool close);
 
 /**
+ * The ids of this server's sockets of `nsp` (NULL: `"/"`) in any of
+ * `rooms` (none: every socket), now, as a sorted JSON array of strings
+ * written to `*json_out` (free with `iobus_string_free`). Synchronous, so a
+ * handler can ask it and get the answer before it returns; other servers
+ * of a cluster are not asked (for those, and for exceptions and socket
+ * details, `iobus_selection_fetch_sockets`).
+ */
+enum iobus_status iobus_namespace_fetch_sockets(struct iobus_server *server,
+                                                const char *nsp,
+                                                const char *const *rooms,
+                                                size_t room_count,
+                                                char **json_out,
+                                                size_t *len_out);
+
+/**
  * Every room that has members in namespace `nsp` (NULL: `"/"`), on every
  * server (through the adapter), sockets' own rooms included. `cb` is
  * called exactly once (see `iobus_json_cb`) with a sorted JSON array of

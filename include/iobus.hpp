@@ -424,11 +424,9 @@ public:
         emit_with_ack(event, args_json, Buffers{}, std::move(done));
     }
     /// The selected sockets as a JSON array of {id, handshake, rooms, data}
-    /// (iobus_selection_fetch_sockets); `done` is called exactly once.
+    /// (iobus_selection_fetch_sockets); `done` is called exactly once. With
+    /// local_(), this server's sockets only (their rooms are this server's).
     inline void fetch_sockets(JsonHandler done) const;
-    /// The ids of the sockets in the rooms as a JSON array, now (rooms only:
-    /// exceptions are not applied; prefer fetch_sockets(JsonHandler)).
-    inline std::string fetch_sockets() const;
     inline void join(const std::vector<std::string> &rooms) const;
     inline void leave(const std::vector<std::string> &rooms) const;
     /// Disconnects the selected sockets (with `close`, their connections).
@@ -633,13 +631,6 @@ public:
 
     /// A broadcast to namespace `nsp`: .to(room), .except(room), .emit(…).
     Broadcast of(std::string_view nsp = "/") { return Broadcast(*this, nsp); }
-    /// The rooms of `nsp` that have members, as a JSON array.
-    std::string namespace_rooms(std::string_view nsp = "/") {
-        char *json = nullptr;
-        std::size_t len = 0;
-        detail::check(iobus_namespace_rooms(raw(), detail::cstr(nsp).c_str(), &json, &len));
-        return detail::take_string(json, len);
-    }
     /// Every room of `nsp` on every server, as a sorted JSON array; `done` is called exactly once.
     void all_rooms(std::string_view nsp, JsonHandler done) {
         PendingAck *pending = add_pending(std::make_unique<PendingAck>(state_.get(), std::move(done)));
@@ -904,14 +895,6 @@ inline void Broadcast::fetch_sockets(JsonHandler done) const {
         server_->add_pending(std::make_unique<Server::PendingAck>(server_->state_.get(), std::move(done)));
     server_->finish_pending(pending,
                             iobus_selection_fetch_sockets(server_->raw(), &s.sel, &Server::json_trampoline, pending));
-}
-
-inline std::string Broadcast::fetch_sockets() const {
-    detail::CStrings rooms(rooms_);
-    char *json = nullptr;
-    std::size_t len = 0;
-    detail::check(iobus_namespace_fetch_sockets(server_->raw(), nsp_.c_str(), rooms.data(), rooms.size(), &json, &len));
-    return detail::take_string(json, len);
 }
 
 inline void Broadcast::join(const std::vector<std::string> &rooms) const {

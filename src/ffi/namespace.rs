@@ -6,13 +6,42 @@ use std::ffi::{c_char, c_void};
 use std::time::Duration;
 
 use super::completion::Owed;
-use super::convert::{self, c_string, opt_text, text};
+use super::convert::{self, c_string, opt_text, text, texts};
 use super::dispatch::Job;
 use super::records::{JsonJob, UserData, iobus_record_kind};
 use super::selection::broadcast_ack_job;
 use super::server::{emit_error, iobus_server, server_ref};
 use super::types::{iobus_broadcast_ack_cb, iobus_buf, iobus_json_cb};
 use super::{guard, iobus_status};
+use crate::server::BroadcastOptions;
+
+/// The ids of this server's sockets of `nsp` (NULL: `"/"`) in any of
+/// `rooms` (none: every socket), now, as a sorted JSON array of strings
+/// written to `*json_out` (free with `iobus_string_free`). Synchronous, so a
+/// handler can ask it and get the answer before it returns; other servers
+/// of a cluster are not asked (for those, and for exceptions and socket
+/// details, `iobus_selection_fetch_sockets`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iobus_namespace_fetch_sockets(
+    server: *mut iobus_server,
+    nsp: *const c_char,
+    rooms: *const *const c_char,
+    room_count: usize,
+    json_out: *mut *mut c_char,
+    len_out: *mut usize,
+) -> iobus_status {
+    guard(|| {
+        let s = server_ref(server)?;
+        let nsp = unsafe { opt_text(nsp, "nsp") }?.unwrap_or("/").to_owned();
+        let rooms = unsafe { texts(rooms, room_count, "rooms") }?;
+        s.running()?;
+        let op = s.existing(&nsp).select(BroadcastOptions { rooms, ..BroadcastOptions::default() });
+        let mut ids: Vec<String> = op.sockets().iter().map(|s| s.id().to_string()).collect();
+        ids.sort();
+        let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        unsafe { convert::give_string(json, json_out, len_out) }
+    })
+}
 
 /// Every room that has members in namespace `nsp` (NULL: `"/"`), on every
 /// server (through the adapter), sockets' own rooms included. `cb` is

@@ -454,6 +454,7 @@ static void check_not_running(iobus_server *s) {
     CHECK_ST(iobus_socket_handshake(s, SOME_SID, &out, NULL), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_selection_emit(s, &in_r, "e", "[1]", SIZE_MAX, NULL, 0), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_selection_fetch_sockets(s, &in_r, noop_json, NULL), IOBUS_ERR_NOT_RUNNING);
+    CHECK_ST(iobus_namespace_fetch_sockets(s, NULL, rooms, 1, &out, NULL), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_selection_join(s, &in_r, rooms, 1), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_selection_leave(s, &in_r, rooms, 1), IOBUS_ERR_NOT_RUNNING);
     CHECK_ST(iobus_selection_disconnect(s, &in_r, true), IOBUS_ERR_NOT_RUNNING);
@@ -630,6 +631,24 @@ static void test_bad_input(void) {
     odd.rooms = rooms;
     odd.room_count = 1;
     CHECK_STR(FETCH_SOCKETS(s, &odd, &nobody_elsewhere), "[]");
+
+    /* This server's sockets, now (synchronous). */
+    size_t ids_len = 0;
+    CHECK_ST(iobus_namespace_fetch_sockets(NULL, NULL, NULL, 0, &out, &ids_len), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_namespace_fetch_sockets(s, NULL, NULL, 0, NULL, &ids_len), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_namespace_fetch_sockets(s, NULL, NULL, 1, &out, &ids_len), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_namespace_fetch_sockets(s, NULL, null_room, 1, &out, &ids_len), IOBUS_ERR_NULL_ARGUMENT);
+    CHECK_ST(iobus_namespace_fetch_sockets(s, BAD_UTF8, NULL, 0, &out, &ids_len), IOBUS_ERR_INVALID_UTF8);
+    CHECK_STR(out, "sentinel");
+    char *ids = NULL;
+    CHECK_OK(iobus_namespace_fetch_sockets(s, NULL, NULL, 0, &ids, &ids_len));
+    CHECK_STR(ids, "[]");
+    CHECK(ids_len == 2);
+    iobus_string_free(ids);
+    ids = NULL;
+    CHECK_OK(iobus_namespace_fetch_sockets(s, "/nobody", rooms, 1, &ids, NULL));
+    CHECK_STR(ids, "[]");
+    iobus_string_free(ids);
 
     const char *bad_rooms[] = {"r", BAD_UTF8};
     CHECK_ST(iobus_selection_join(NULL, &all, rooms, 1), IOBUS_ERR_NULL_ARGUMENT);

@@ -50,6 +50,19 @@ iobus_status status_of(F &&f) {
     return IOBUS_OK;
 }
 
+// The answer of a query (fetch_sockets, all_rooms) that `ask` issues with
+// the handler it is given, waited for; `name` tells the queries apart.
+template <typename Ask>
+std::string answer_of(const char *name, Ask ask) {
+    std::string got;
+    ask([&got, name](std::string_view json) {
+        got = std::string(json);
+        h_log_add("answer %s", name);
+    });
+    LOG_WAIT((std::string("answer ") + name).c_str(), 5000);
+    return got;
+}
+
 std::string event_line(const char *c, const std::string &rest) {
     return std::string("{\"t\":\"event\",\"c\":\"") + c + "\",\"event\":" + rest;
 }
@@ -96,7 +109,12 @@ void test_config_and_errors() {
     CHECK(status_of([&] { server.add_namespace_pattern("x"); }) == IOBUS_ERR_INVALID_ARGUMENT);
     server.stop();
     server.stop();
-    CHECK(status_of([&] { server.of("/").fetch_sockets(); }) == IOBUS_ERR_NOT_RUNNING);
+    CHECK(status_of([&] {
+              server.of("/").fetch_sockets([](std::string_view) { CHECK(!"never called for a failed fetch"); });
+          }) == IOBUS_ERR_NOT_RUNNING);
+    CHECK(status_of([&] {
+              server.all_rooms("/", [](std::string_view) { CHECK(!"never called for a failed query"); });
+          }) == IOBUS_ERR_NOT_RUNNING);
     iobus::Server moved_server(std::move(server));
     CHECK(moved_server.get() != nullptr && server.get() == nullptr);
     CHECK(status_of([&] { server.start(); }) == IOBUS_ERR_NULL_ARGUMENT);
@@ -257,8 +275,11 @@ void test_server_with_peers() {
     io.join(c, "blue");
     CHECK_HAS(io.rooms(a).c_str(), "\"red\"");
     CHECK_HAS(io.handshake(a).c_str(), "\"auth\":{\"k\":\"v\"}");
-    CHECK_HAS(io.namespace_rooms().c_str(), "\"blue\"");
-    std::string red = io.of("/").to("red").fetch_sockets();
+    CHECK_HAS(answer_of("rooms", [&](iobus::JsonHandler done) { io.all_rooms("/", std::move(done)); }).c_str(),
+              "\"blue\"");
+    std::string red = answer_of("red", [&](iobus::JsonHandler done) {
+        io.of("/").to("red").local_().fetch_sockets(std::move(done));
+    });
     CHECK(red.find(a) != std::string::npos && red.find(b) != std::string::npos && red.find(c) == std::string::npos);
     io.of("/").to("red").except_socket(a).emit("m1", R"(["red minus a"])");
     io.of("/").except("red").emit("m2", R"(["not red"])");
@@ -277,9 +298,10 @@ void test_server_with_peers() {
     io.emit_volatile(c, "v2", "[2]");
     PEER_WAIT(p, event_line("c", "\"v2\"").c_str(), 5000);
     io.of("/").to("red").sockets_join("green");
-    CHECK(io.of("/").to("green").fetch_sockets().find(b) != std::string::npos);
+    auto in_green = [&](iobus::JsonHandler done) { io.of("/").to("green").fetch_sockets(std::move(done)); };
+    CHECK(answer_of("green", in_green).find(b) != std::string::npos);
     io.of("/").sockets_leave("green");
-    CHECK(io.of("/").to("green").fetch_sockets() == "[]");
+    CHECK(answer_of("green left", in_green) == "[]");
 
     SECTION("selections: several except sids, emit with acks, fetch, join / leave, data, all rooms, server-side");
     io.of("/").except_socket(a).except_socket(c).emit("m4", R"(["b only"])");

@@ -700,6 +700,15 @@ static void test_rooms(peer *p, const char *sid_a) {
     sel = in_rooms(NULL, red_blue, 2);
     static h_answer in_red_blue = {"in red or blue", 0, ""};
     CHECK(count_sockets(FETCH_SOCKETS(server, &sel, &in_red_blue)) == 3);
+    /* The same, synchronously, from this server alone: sorted ids. */
+    char *ids = NULL;
+    CHECK_OK(iobus_namespace_fetch_sockets(server, NULL, red_blue, 2, &ids, NULL));
+    CHECK(ids && count_sids(ids) == 3);
+    if (ids) {
+        CHECK_HAS(ids, sid_a);
+        CHECK_HAS(ids, sid_b);
+    }
+    iobus_string_free(ids);
     sel = in_rooms(NULL, NULL, 0);
     static h_answer in_all = {"in the namespace", 0, ""};
     CHECK(count_sockets(FETCH_SOCKETS(server, &sel, &in_all)) == 3);

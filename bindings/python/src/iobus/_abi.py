@@ -73,7 +73,6 @@ RECORD_SERVER_SIDE_EMIT = 7
 
 # ---- flags (#define) --------------------------------------------------------------------
 
-EMIT_VOLATILE = 1
 SELECTION_VOLATILE = 1
 SELECTION_LOCAL = 2
 
