@@ -17,6 +17,12 @@
 // | `dm` | {to, msg} | `dm` {from, fromId, msg, ts} to socket `to` | {ok} |
 // | `leave` | – | `leave` {name, room, id} to the room, then disconnects | {ok} |
 // | `chat message` | text | `chat message` text to everyone | – |
+//
+// Connection state recovery is on (env CHAT_RECOVERY_MS, default 30000; 0
+// turns it off): a page whose connection drops keeps its user for that long.
+// Coming back in time, it gets its id, room and every message it missed, and
+// the others see nothing of the drop; a DM sent to it meanwhile waits for it.
+// Only when it stays away longer does the room get its `leave` notice.
 
 "use strict";
 
@@ -25,12 +31,31 @@ const { Server } = require("iobus"); // server
 
 const port = Number(process.argv[2] || process.env.PORT || 3000);
 const publicDir = process.env.CHAT_PUBLIC_DIR || path.join(__dirname, "public");
-const io = new Server({ staticDir: publicDir }); // server: the page and /socket.io/ from one port
+const envMs = Number.parseInt(process.env.CHAT_RECOVERY_MS ?? "", 10);
+const keepMs = Number.isFinite(envMs) && envMs >= 0 ? envMs : 30000;
+const io = new Server({
+  staticDir: publicDir, // server: the page and /socket.io/ from one port
+  ...(keepMs > 0 && { connectionStateRecovery: { maxDisconnectionDuration: keepMs } }),
+});
 
 const LOBBY = "lobby";
 const MAX_NAME = 32;
 const MAX_ROOM = 40;
 const MAX_MSG = 2000;
+// How much later than the server's own recovery deadline a user that has not
+// come back is let go: by then no recovery of it can be under way.
+const EXPIRY_GRACE_MS = 1000;
+// Why a socket may come back (socket.io's list).
+const RECOVERABLE = new Set([
+  "transport error",
+  "transport close",
+  "forced close",
+  "ping timeout",
+  "server shutting down",
+  "forced server close",
+]);
+// Users whose connection dropped and may still recover: id -> {user, timer}.
+const away = new Map();
 
 // Chat rooms live under a prefix, apart from the per-socket rooms named after ids.
 const roomKey = (room) => `chat:${room}`;
@@ -82,6 +107,7 @@ async function roster(room) {
   const members = sockets
     .filter((s) => s.data.user)
     .map((s) => ({ id: s.id, name: s.data.user.name }))
+    .concat([...away].filter(([, a]) => a.user.room === room).map(([id, a]) => ({ id, name: a.user.name })))
     .sort(byNameThenId);
   return { room, users: members.map((m) => m.name), members };
 }
@@ -112,7 +138,36 @@ function depart(socket) {
   return true;
 }
 
+/** A dropped socket that may recover: its user stays until it is back or the window has passed. */
+function keep(socket) {
+  const user = socket.data.user;
+  if (!user) return;
+  const timer = setTimeout(() => {
+    if (away.get(socket.id)?.timer !== timer) return;
+    away.delete(socket.id);
+    io.to(roomKey(user.room)).emit("leave", notice(socket, user));
+  }, keepMs + EXPIRY_GRACE_MS);
+  timer.unref(); // a closing server does not wait for it
+  away.set(socket.id, { user, timer });
+}
+
+/** A recovered socket: same id, rooms and data. If its user was let go meanwhile, its room hears it join again. */
+function comeBack(socket) {
+  const kept = away.get(socket.id);
+  if (kept) {
+    clearTimeout(kept.timer);
+    away.delete(socket.id);
+    return;
+  }
+  const user = socket.data.user;
+  if (!user) return;
+  socket.join(roomKey(user.room));
+  io.to(roomKey(user.room)).emit("join", notice(socket, user));
+}
+
 io.on("connection", (socket) => {
+  if (socket.recovered) comeBack(socket);
+
   socket.on("join", async (...args) => {
     const ack = takeAck(args);
     const [name] = args;
@@ -156,9 +211,12 @@ io.on("connection", (socket) => {
     if (typeof to !== "string") return fail(ack, "a recipient is required");
     const msg = msgArg(payload);
     if (!msg) return fail(ack, "a message is required");
+    const dm = { from: user.name, fromId: socket.id, msg, ts: Date.now() };
     const target = io.sockets.sockets.get(to);
-    if (!target) return fail(ack, "no such user");
-    target.emit("dm", { from: user.name, fromId: socket.id, msg, ts: Date.now() });
+    if (target) target.emit("dm", dm);
+    // Away for a moment: its own room keeps the DM for its recovery.
+    else if (away.has(to)) io.to(to).emit("dm", dm);
+    else return fail(ack, "no such user");
     reply(ack, { ok: true });
   });
 
@@ -174,7 +232,10 @@ io.on("connection", (socket) => {
     io.emit("chat message", ...args);
   });
 
-  socket.on("disconnect", () => depart(socket));
+  socket.on("disconnect", (reason) => {
+    if (keepMs > 0 && RECOVERABLE.has(reason)) keep(socket);
+    else depart(socket);
+  });
 });
 
 try {

@@ -21,6 +21,12 @@ Events (client → server, then what the server sends):
 ``users`` is the sorted list of names in the room; ``members`` is
 ``[{id, name}]`` in the same order. A socket that disconnects without
 ``leave`` still produces the ``leave`` notice.
+
+Connection state recovery is on (env ``CHAT_RECOVERY_MS``, default 30000; 0
+turns it off): a page whose connection drops keeps its user for that long.
+Coming back in time, it gets its id, room and every message it missed, and
+the others see nothing of the drop; a DM sent to it meanwhile waits for it.
+Only when it stays away longer does the room get its ``leave`` notice.
 """
 
 from __future__ import annotations
@@ -41,6 +47,24 @@ LOBBY = "lobby"
 MAX_NAME = 32
 MAX_ROOM = 40
 MAX_MSG = 2000
+# How much later than the server's own recovery deadline a user that has not
+# come back is let go: by then no recovery of it can be under way.
+EXPIRY_GRACE = 1.0
+# Why a socket may come back (Socket.IO's list).
+RECOVERABLE = {
+    "transport error",
+    "transport close",
+    "forced close",
+    "ping timeout",
+    "server shutting down",
+    "forced server close",
+}
+
+
+def recovery_window() -> float:
+    """How long a dropped page keeps its user, in seconds (0: recovery off)."""
+    raw = os.environ.get("CHAT_RECOVERY_MS", "").strip()
+    return int(raw) / 1000 if raw.isdigit() else 30.0
 
 
 @dataclass
@@ -49,9 +73,15 @@ class User:
     room: str
 
 
-sio = iobus.Server(static_dir=os.environ.get("CHAT_PUBLIC_DIR") or str(Path(__file__).resolve().parent / "public"))
+KEEP = recovery_window()
+sio = iobus.Server(
+    static_dir=os.environ.get("CHAT_PUBLIC_DIR") or str(Path(__file__).resolve().parent / "public"),
+    connection_state_recovery={"max_disconnection_duration": KEEP} if KEEP else None,
+)
 users: Dict[str, User] = {}
 connected: Set[str] = set()
+# Users whose connection dropped and may still recover, with their expiry.
+away: Dict[str, threading.Timer] = {}
 lock = threading.Lock()
 
 
@@ -134,6 +164,10 @@ def depart(sid: str) -> bool:
 def connect(sid: str, environ: Dict[str, Any], auth: Any) -> None:
     with lock:
         connected.add(sid)
+        # A recovered socket has its id and rooms back: its user simply is too.
+        timer = away.pop(sid, None) if environ.get("iobus.recovered") else None
+    if timer is not None:
+        timer.cancel()
 
 
 @sio.on("join")
@@ -191,7 +225,8 @@ def on_dm(sid: str, payload: Any = None, *_: Any) -> Dict[str, Any]:
     if msg is None:
         return error("a message is required")
     with lock:
-        known = to in connected
+        # Away for a moment: its own room keeps the DM for its recovery.
+        known = to in connected or to in away
     if not known:
         return error("no such user")
     sio.emit("dm", {"from": sender.name, "fromId": sid, "msg": msg, "ts": now_ms()}, to=to)
@@ -215,7 +250,25 @@ def on_chat_message(sid: str, *args: Any) -> None:
 def disconnect(sid: str, reason: str) -> None:
     with lock:
         connected.discard(sid)
+        if KEEP and reason in RECOVERABLE and sid in users:
+            # It may come back: its user stays until then, or until expiry.
+            timer = threading.Timer(KEEP + EXPIRY_GRACE, expire, (sid,))
+            timer.daemon = True
+            away[sid] = timer
+            timer.start()
+            return
     depart(sid)
+
+
+def expire(sid: str) -> None:
+    """The end of an absence: a user that has not come back leaves its room."""
+    with lock:
+        if away.get(sid) is not threading.current_thread():
+            return
+        del away[sid]
+        user = users.pop(sid, None)
+    if user is not None:
+        sio.emit("leave", notice(sid, user), to=room_key(user.room))
 
 
 def port() -> int:

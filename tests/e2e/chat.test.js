@@ -30,9 +30,6 @@ const WAIT = 5000; // the timeout of any single wait, unless stated
 const RECOVERY_MS = 6000;
 // The host lets a user go up to a second after the server's deadline.
 const EXPIRY_SLACK = 3000;
-// Hosts on a binding that cannot turn connection state recovery on yet:
-// when such a host offers none, the recovery scenarios are skipped.
-const MAY_LACK_RECOVERY = /chat\.(py|js)$/;
 const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -319,16 +316,8 @@ describe('chat example', { timeout: 45000 }, () => {
     });
     await host.start();
     browser = await launching;
-    host.recovers = await offersRecovery(host.base);
+    assert.ok(await offersRecovery(host.base), 'the chat host must have connection state recovery on');
   });
-
-  /** Skips a recovery scenario on a host that may, and does, lack it. */
-  function needsRecovery(t) {
-    if (host.recovers) return false;
-    assert.match(hostCommand().join(' '), MAY_LACK_RECOVERY, 'this host must have connection state recovery on');
-    t.skip('this host has no connection state recovery yet');
-    return true;
-  }
 
   async function closePages() {
     for (const c of contexts.splice(0)) await withTimeout(c.close(), WAIT, 'close a page').catch(() => {});
@@ -582,8 +571,7 @@ describe('chat example', { timeout: 45000 }, () => {
     }
   });
 
-  test('a page that drops for a few seconds shows every message it missed, once, in order; the room sees nothing', async (t) => {
-    if (needsRecovery(t)) return;
+  test('a page that drops for a few seconds shows every message it missed, once, in order; the room sees nothing', async () => {
     const carol = await page(`${host.base}/`, 'carol');
     const dave = await page(`${host.base}/`, 'dave');
     await joinAs(carol, 'carol');
@@ -655,8 +643,7 @@ describe('chat example', { timeout: 45000 }, () => {
     assert.deepEqual(scriptErrors(errors), []);
   });
 
-  test('a page away longer than the recovery window comes back as a new session; the room sees it leave and join', async (t) => {
-    if (needsRecovery(t)) return;
+  test('a page away longer than the recovery window comes back as a new session; the room sees it leave and join', async () => {
     const erin = await page(`${host.base}/`, 'erin');
     const frank = await page(`${host.base}/`, 'frank');
     await joinAs(erin, 'erin');
