@@ -293,7 +293,7 @@ function nextEvent(socket, event, pred = () => true) {
 
 // ---- the tests -------------------------------------------------------------
 
-describe('chat example', { timeout: 45000 }, () => {
+describe('chat example', { timeout: 90000 }, () => {
   let host;
   let browser;
   const errors = [];
