@@ -105,6 +105,10 @@ function onConnection(socket) {
     if (typeof cb === "function") cb(sortedRooms(socket));
   });
 
+  socket.on("node", (cb) => {
+    if (typeof cb === "function") cb(process.env.FIXTURE_NODE ?? null);
+  });
+
   socket.on("broadcast", (spec, event, ...args) => {
     const cb = popCallback(args);
     const s = spec && typeof spec === "object" ? spec : {};
