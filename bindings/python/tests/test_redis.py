@@ -1,7 +1,8 @@
 """The Redis adapter (``adapter=iobus.RedisAdapter(...)``) and the host
 backpressure options: two servers on one real Redis (Debian's
 redis-server, started here on a free port in a temporary directory), with
-python-socketio clients on each."""
+python-socketio clients on each, and the npm socket.io-client recovering its
+session on the other server in streams mode."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Tuple
@@ -17,7 +19,7 @@ import pytest
 import socketio
 
 import iobus
-from conftest import wait_for
+from conftest import NodeDriver, wait_for
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (make setup-redis)")
@@ -121,6 +123,80 @@ def test_server_side_emit_reaches_the_other_node(cluster: Callable[..., Pair]) -
     wait_for(lambda: replies, 5, "b's reply")
     assert heard == [1]
     assert replies == [["pong 1"]]
+
+
+class Balancer:
+    """A TCP port in front of the servers, as a load balancer: each new
+    connection goes to ``target`` once ``open`` is set; a connection closed
+    on one side is closed on the other."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.open = threading.Event()
+        self.open.set()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._forward, args=(down,), daemon=True).start()
+
+    def _forward(self, down: socket.socket) -> None:
+        self.open.wait(10)
+        up = socket.create_connection(("127.0.0.1", self.target))
+        for a, b in ((down, up), (up, down)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_streams_recovery_on_the_other_node(cluster: Callable[..., Pair], node: NodeDriver) -> None:
+    a, b, *_ = cluster("streams", connection_state_recovery={"max_disconnection_duration": 10})
+    left: List[str] = []
+    a.on("disconnect", lambda sid, reason: left.append(reason))
+    balancer = Balancer(a.port or 0)
+    try:
+        sid = node.connect("c", balancer.port, reconnection=True)["sid"]
+        wait_for(lambda: len(b.fetch_sockets(to="r")) == 3, 5, "the client in r, seen from b")
+        # A first packet gives the client an offset to recover from.
+        b.emit("news", "before", to=sid)
+        wait_for(lambda: ["news", "before"] in [e[:2] for e in node.request("events", c="c")["events"]], 5, "before")
+        # The next connection goes to b, once a has seen the drop.
+        balancer.open.clear()
+        balancer.target = b.port or 0
+        node.request("drop", c="c")
+        wait_for(lambda: left, 5, "a sees the drop")
+        assert left == ["transport close"]
+        a.emit("news", "while away", to=sid)
+        balancer.open.set()
+        assert node.request("connected", c="c", count=2) == {"sid": sid, "recovered": True}
+        wait_for(
+            lambda: ["news", "while away"] in [e[:2] for e in node.request("events", c="c")["events"]],
+            5,
+            "the packet missed while away",
+        )
+        assert "r" in b.rooms(sid)
+    finally:
+        balancer.close()
 
 
 def test_redis_down_at_start_is_a_clear_error(make_server: Callable[..., iobus.Server]) -> None:
