@@ -99,6 +99,13 @@ def test_room_broadcast_and_fetch_reach_the_other_node(cluster: Callable[..., Pa
     time.sleep(0.2)
     assert got_b == [{"from": "a"}]
     assert "r" in b.all_rooms()
+    # A broadcast with acks gets one reply from each node's client.
+    for client in (ca, cb):
+        client.on("ask", lambda n: n + 1)
+    replies: List[Any] = []
+    a.emit("ask", 1, to="r", callback=lambda *args: replies.append(args))
+    wait_for(lambda: len(replies) == 2, 5, "both replies")
+    assert replies == [(2,), (2,)]
 
 
 def test_room_operations_reach_remote_sockets(cluster: Callable[..., Pair]) -> None:
