@@ -45,7 +45,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     workdir: Path = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [str(REDIS_SERVER), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "", "--appendonly", "no"],
+        [str(REDIS_SERVER), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)]
+        + ["--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -61,12 +62,15 @@ Pair = Tuple[iobus.Server, iobus.Server, socketio.Client, socketio.Client, List[
 
 
 @pytest.fixture
-def cluster(redis_url: str, make_server: Callable[..., iobus.Server], make_client: Callable[..., socketio.Client]) -> Callable[..., Pair]:
+def cluster(
+    redis_url: str, make_server: Callable[..., iobus.Server], make_client: Callable[..., socketio.Client]
+) -> Callable[..., Pair]:
     """``cluster(mode)`` → two started servers on one Redis (keys of their
     own), each with a client in room "r" recording its "news" events."""
 
     def make(mode: str, **options: Any) -> Pair:
-        adapter = iobus.RedisAdapter(redis_url, key=f"t{time.monotonic_ns()}", mode=mode, request_timeout=2.0)  # type: ignore[arg-type]
+        key = f"t{time.monotonic_ns()}"
+        adapter = iobus.RedisAdapter(redis_url, key=key, mode=mode, request_timeout=2.0)  # type: ignore[arg-type]
         servers = [make_server(adapter=adapter, **options) for _ in range(2)]
         for server in servers:
             server.on("connect", lambda sid, environ, auth=None, server=server: server.enter_room(sid, "r"))
@@ -249,7 +253,9 @@ def test_async_server_takes_the_adapter(redis_url: str) -> None:
     assert len(sids) == 2 and sids[0] == sids[1]
 
 
-def test_host_backpressure_options_are_checked(make_server: Callable[..., iobus.Server], make_client: Callable[..., socketio.Client]) -> None:
+def test_host_backpressure_options_are_checked(
+    make_server: Callable[..., iobus.Server], make_client: Callable[..., socketio.Client]
+) -> None:
     with pytest.raises(iobus.IobusError, match="host_queue_limit"):
         iobus.Server(host_queue_limit=1)
     with pytest.raises(iobus.IobusError, match="host_queue_limit"):
@@ -258,6 +264,8 @@ def test_host_backpressure_options_are_checked(make_server: Callable[..., iobus.
         iobus.Server(free_timeout=3600)
     with pytest.raises(ValueError):
         iobus.Server(free_timeout=-1)
+    with pytest.raises(ValueError):
+        iobus.Server(host_queue_limit=-1)
     server = make_server(host_queue_limit=64 << 10, free_timeout=0.5)
     server.on("echo", lambda sid, x: x)
     server.start()

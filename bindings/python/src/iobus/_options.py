@@ -240,6 +240,8 @@ def configure(
             raise TypeError("adapter is an iobus.RedisAdapter")
         adapter._apply(cfg)
     if host_queue_limit is not None:
+        if int(host_queue_limit) < 0:
+            raise ValueError("host_queue_limit must be a number of bytes")
         n.check(lib.iobus_config_set_host_queue_limit(cfg, int(host_queue_limit)), "host_queue_limit")
     if free_timeout is not None:
         if float(free_timeout) < 0:
