@@ -42,7 +42,8 @@ class RedisAdapter {
     if (opts === null || typeof opts !== "object") throw new TypeError("iobus: redisAdapter takes an options object");
     const mode = opts.mode !== undefined ? opts.mode : opts.streams ? "streams" : "pubsub";
     if (!Object.hasOwn(REDIS_MODES, mode)) {
-      throw new TypeError(`iobus: redisAdapter mode is one of ${Object.keys(REDIS_MODES).join(", ")}, got ${String(mode)}`);
+      const modes = Object.keys(REDIS_MODES).join(", ");
+      throw new TypeError(`iobus: redisAdapter mode is one of ${modes}, got ${String(mode)}`);
     }
     if (opts.streams !== undefined && !!opts.streams !== (mode === "streams")) {
       throw new TypeError(`iobus: redisAdapter streams: ${String(opts.streams)} contradicts mode ${mode}`);

@@ -97,7 +97,8 @@ let keys = 0;
 /** Two listening servers on one Redis key; closed after the test. */
 function cluster(t, redis, adapterOpts = {}, opts = {}) {
   const key = `t${process.pid}-${++keys}`;
-  const servers = [0, 1].map(() => new Server({ ...opts, adapter: redisAdapter({ url: redis.url, key, requestsTimeout: 2000, ...adapterOpts }) }));
+  const adapter = () => redisAdapter({ url: redis.url, key, requestsTimeout: 2000, ...adapterOpts });
+  const servers = [0, 1].map(() => new Server({ ...opts, adapter: adapter() }));
   for (const io of servers) io.listen(0);
   t.after(() => Promise.all(servers.map((io) => withTimeout(io.close(), "close"))));
   return servers;
@@ -172,7 +173,11 @@ describe("redis adapter", { skip: HAVE_REDIS ? false : "redis-server is not inst
   it("recovers a session on the other server (streams)", async (t) => {
     const [a, b] = cluster(t, redis, { streams: true }, { connectionStateRecovery: { maxDisconnectionDuration: 10000 } });
     const onA = [];
-    for (const io of [a, b]) io.on("connection", (socket) => { if (!socket.recovered) socket.join("r"); });
+    for (const io of [a, b]) {
+      io.on("connection", (socket) => {
+        if (!socket.recovered) socket.join("r");
+      });
+    }
     a.on("connection", (socket) => onA.push(socket));
     // The client reaches the servers through one port, as behind a load
     // balancer: first a, then, once its connection is cut, b.
@@ -256,7 +261,8 @@ describe("adapter and backpressure options", () => {
     io.on("connection", (socket) => socket.on("echo", (x, ack) => ack(x)));
     const client = await connect(t, urlOf(io));
     const big = "x".repeat(4096);
-    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => client.timeout(WAIT_MS).emitWithAck("echo", big + i)));
+    const asks = Array.from({ length: 50 }, (_, i) => client.timeout(WAIT_MS).emitWithAck("echo", big + i));
+    const replies = await Promise.all(asks);
     assert.deepEqual(replies, Array.from({ length: 50 }, (_, i) => big + i));
   });
 });
