@@ -16,6 +16,6 @@ node-binding: setup-npm
 	cd $(NODE_BINDING) && $(NPM_INSTALL)
 	$(NPM_INSTALL) --no-save ./$(NODE_BINDING)
 
-test-node-binding: node-binding setup-browser
+test-node-binding: node-binding setup-browser setup-redis
 	cd $(NODE_BINDING) && npm test
 	cd tests/e2e && IOBUS_CHAT="node $(CURDIR)/examples/chat/chat.js" npm test

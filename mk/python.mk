@@ -13,7 +13,7 @@ PY_PIP := $(PYTHON) -m pip --disable-pip-version-check
 python-binding:
 	$(PY_PIP) install -q --force-reinstall --no-deps ./$(PY_BINDING)
 
-test-python-binding: python-binding setup-browser
+test-python-binding: python-binding setup-browser setup-redis
 	$(PY_PIP) install -q -r $(PY_BINDING)/tests/requirements.txt
 	cd $(PY_BINDING)/tests/node && $(NPM_INSTALL)
 	$(PYTHON) -m pytest $(PY_BINDING)/tests -q

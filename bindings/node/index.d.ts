@@ -90,7 +90,61 @@ export interface ServerOptions {
    * connection idle the longest is closed. Default 0: no cap.
    */
   maxConnections?: number;
+  /**
+   * iobus: a cluster of servers through Redis (`redisAdapter({ url })`).
+   * Default: in memory, this server alone.
+   */
+  adapter?: RedisAdapter;
+  /**
+   * iobus: bytes of callbacks (connections, events, acks, …) waiting for
+   * JavaScript; over it the library stops reading from the clients that send
+   * them until the queue falls to half. Nothing is dropped. 16 KiB to 64 GiB;
+   * default: no bound.
+   */
+  hostQueueLimit?: number;
+  /**
+   * iobus: milliseconds `close()` keeps delivering callbacks still queued
+   * (at most 600000; 0 delivers none). Default 1000.
+   */
+  freeTimeout?: number;
 }
+
+export type RedisAdapterMode = "pubsub" | "pubsub-own-response-channel" | "streams";
+
+export interface RedisAdapterOptions {
+  /** `"redis://host:port[/db]"`. Default `"redis://127.0.0.1:6379"`. */
+  url?: string;
+  /** The channel prefix (in streams mode, the stream's name). Default `"socket.io"`. */
+  key?: string;
+  /**
+   * "pubsub" (as @socket.io/redis-adapter), "pubsub-own-response-channel"
+   * (its publishOnSpecificResponseChannel) or "streams" (as
+   * @socket.io/redis-streams-adapter). Default "pubsub".
+   */
+  mode?: RedisAdapterMode;
+  /** The same as `mode: "streams"`. */
+  streams?: boolean;
+  /** Milliseconds a request (fetchSockets, acks, …) waits for the other servers. Default 5000. */
+  requestsTimeout?: number;
+}
+
+/** The `adapter` option's value, made by `redisAdapter()`. */
+export class RedisAdapter {
+  private constructor();
+  readonly url: string;
+  readonly key: string;
+  readonly mode: RedisAdapterMode;
+  readonly requestsTimeout: number;
+}
+
+/**
+ * A cluster of servers through Redis: broadcasts, room operations,
+ * fetchSockets and serverSideEmit reach every server on it, iobus and npm
+ * socket.io alike. `new Server({ adapter: redisAdapter({ url }) })`.
+ */
+export function redisAdapter(opts?: RedisAdapterOptions): RedisAdapter;
+/** The same as `redisAdapter`. */
+export const createAdapter: typeof redisAdapter;
 
 export interface Handshake {
   headers: Record<string, string>;
@@ -299,6 +353,11 @@ export class Server {
   readonly sockets: Namespace;
   readonly httpServer: ListeningAddress;
 
+  /**
+   * The `adapter` option's value (undefined: in memory). The adapter is set
+   * when the server is made; passing one here throws.
+   */
+  adapter(): RedisAdapter | undefined;
   /** Starts listening (port 0: any free port). Throws if the address cannot be bound. */
   listen(port: number | string, callback?: () => void): this;
   listen(port: number | string, host: string | { host?: string }, callback?: () => void): this;

@@ -9,6 +9,7 @@ const { Server } = require("./lib/server");
 const { Namespace, ParentNamespace } = require("./lib/namespace");
 const { Socket } = require("./lib/socket");
 const { BroadcastOperator, RemoteSocket } = require("./lib/broadcast");
+const { redisAdapter, RedisAdapter } = require("./lib/options");
 
 /** The iobus library's version ("MAJOR.MINOR.PATCH"). */
 const version = lib.iobus_version();
@@ -20,6 +21,9 @@ module.exports = {
   Socket,
   BroadcastOperator,
   RemoteSocket,
+  RedisAdapter,
+  redisAdapter,
+  createAdapter: redisAdapter,
   version,
   libraryPath: LIBRARY_PATH,
 };

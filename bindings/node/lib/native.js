@@ -343,6 +343,9 @@ const SIGNATURES = Object.freeze({
   iobus_config_set_client_dir: ["i", "ps"],
   iobus_config_set_static_dir: ["i", "ps"],
   iobus_config_set_dispatch: ["i", "pi"],
+  iobus_config_set_redis: ["i", "pssiu"],
+  iobus_config_set_host_queue_limit: ["i", "pu"],
+  iobus_config_set_free_timeout: ["i", "pu"],
   iobus_config_set_connection_state_recovery: ["i", "pbubu"],
 
   iobus_ack_send: ["i", "psnpu"],
@@ -432,6 +435,8 @@ const AckStatus = Object.freeze({ OK: 0, TIMEOUT: 1, DISCONNECTED: 2 });
 
 /** iobus_dispatch values (IOBUS_DISPATCH_<name>). */
 const Dispatch = Object.freeze({ THREAD: 0, POLL: 1 });
+/** `iobus_redis_mode`. */
+const RedisMode = Object.freeze({ PUBSUB: 0, PUBSUB_OWN_RESPONSE_CHANNEL: 1, STREAMS: 2 });
 
 /** Flag macros (IOBUS_<name>): the bits of `iobus_selection.flags`. */
 const Flag = Object.freeze({ SELECTION_VOLATILE: 1, SELECTION_LOCAL: 2 });
@@ -515,6 +520,7 @@ module.exports = {
   Status,
   AckStatus,
   Dispatch,
+  RedisMode,
   Flag,
   SelectionLayout,
   BufLayout,

@@ -5,7 +5,7 @@
 "use strict";
 
 const path = require("node:path");
-const { lib, check, Dispatch, OUT, takePointer } = require("./native");
+const { lib, check, Dispatch, RedisMode, OUT, takePointer } = require("./native");
 
 /** The installed socket.io-client's browser bundle directory, if any. */
 function clientDist() {
@@ -25,6 +25,53 @@ function count(value, name) {
     throw new TypeError(`iobus: option ${name} must be a non-negative integer, got ${String(value)}`);
   }
   return value;
+}
+
+const REDIS_MODES = Object.freeze({
+  pubsub: RedisMode.PUBSUB,
+  "pubsub-own-response-channel": RedisMode.PUBSUB_OWN_RESPONSE_CHANNEL,
+  streams: RedisMode.STREAMS,
+});
+
+/**
+ * The `adapter` option's value for a cluster over Redis (see
+ * `redisAdapter`): checked here, applied when the server is made.
+ */
+class RedisAdapter {
+  constructor(opts = {}) {
+    if (opts === null || typeof opts !== "object") throw new TypeError("iobus: redisAdapter takes an options object");
+    const mode = opts.mode !== undefined ? opts.mode : opts.streams ? "streams" : "pubsub";
+    if (!Object.hasOwn(REDIS_MODES, mode)) {
+      const modes = Object.keys(REDIS_MODES).join(", ");
+      throw new TypeError(`iobus: redisAdapter mode is one of ${modes}, got ${String(mode)}`);
+    }
+    if (opts.streams !== undefined && !!opts.streams !== (mode === "streams")) {
+      throw new TypeError(`iobus: redisAdapter streams: ${String(opts.streams)} contradicts mode ${mode}`);
+    }
+    this.url = opts.url === undefined ? "redis://127.0.0.1:6379" : String(opts.url);
+    this.key = opts.key === undefined ? "socket.io" : String(opts.key);
+    if (this.key === "") throw new TypeError("iobus: redisAdapter key must not be empty");
+    this.mode = mode;
+    this.requestsTimeout = opts.requestsTimeout === undefined ? 5000 : count(opts.requestsTimeout, "requestsTimeout");
+    if (this.requestsTimeout === 0) throw new TypeError("iobus: redisAdapter requestsTimeout must be more than 0 ms");
+    Object.freeze(this);
+  }
+
+  _apply(cfg) {
+    check(lib.iobus_config_set_redis(cfg, this.url, this.key, REDIS_MODES[this.mode], this.requestsTimeout), "option adapter");
+  }
+}
+
+/**
+ * A cluster of servers through the Redis server at `url`: broadcasts, room
+ * operations, fetchSockets and serverSideEmit reach every server on it
+ * (iobus and npm socket.io alike). `mode`: "pubsub" (as
+ * @socket.io/redis-adapter), "pubsub-own-response-channel" (its
+ * publishOnSpecificResponseChannel) or "streams" (as
+ * @socket.io/redis-streams-adapter; `streams: true` says the same).
+ */
+function redisAdapter(opts) {
+  return new RedisAdapter(opts);
 }
 
 /** Applies socket.io-style options (plus iobus's own) to an iobus_config. */
@@ -91,6 +138,18 @@ function configure(cfg, opts) {
       "connectionStateRecovery",
     );
   }
+  if (opts.adapter !== undefined && opts.adapter !== null) {
+    if (!(opts.adapter instanceof RedisAdapter)) {
+      throw new TypeError("iobus: option adapter takes redisAdapter({ url, ... }); other adapters are not supported");
+    }
+    opts.adapter._apply(cfg);
+  }
+  if (opts.hostQueueLimit !== undefined) {
+    set(lib.iobus_config_set_host_queue_limit(cfg, count(opts.hostQueueLimit, "hostQueueLimit")), "hostQueueLimit");
+  }
+  if (opts.freeTimeout !== undefined) {
+    set(lib.iobus_config_set_free_timeout(cfg, count(opts.freeTimeout, "freeTimeout")), "freeTimeout");
+  }
   set(lib.iobus_config_set_dispatch(cfg, Dispatch.POLL), "dispatch");
 }
 
@@ -124,4 +183,4 @@ function createHandle(opts) {
   }
 }
 
-module.exports = { createHandle, recoveryOptions };
+module.exports = { createHandle, recoveryOptions, redisAdapter, RedisAdapter };

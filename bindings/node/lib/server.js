@@ -143,6 +143,17 @@ class Server extends ServerOperations {
     return this;
   }
 
+  /**
+   * socket.io's `io.adapter()`: the `adapter` option's value (undefined: in
+   * memory). The adapter is part of how the library server is made, so it
+   * is given as the option (`new Server({ adapter: redisAdapter(...) })`);
+   * setting it afterwards throws.
+   */
+  adapter(value) {
+    if (value === undefined) return this.opts.adapter;
+    throw new Error("iobus: the adapter is set when the server is made: new Server({ adapter: redisAdapter({ url }) })");
+  }
+
   /** socket.io's `attach(port)`: the same as `listen(port)`. */
   attach(port, opts) {
     return this.listen(port, opts);

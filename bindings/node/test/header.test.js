@@ -16,7 +16,7 @@ const native = require("../lib/native");
 const { Kind, Handle, CONNECT_RECOVERED, Header } = require("../lib/records");
 const iobus = require("iobus");
 
-const { lib, Status, AckStatus, Dispatch, Flag, SelectionLayout, BufLayout, SIGNATURES } = native;
+const { lib, Status, AckStatus, Dispatch, RedisMode, Flag, SelectionLayout, BufLayout, SIGNATURES } = native;
 const { Server } = iobus;
 
 assert.ok(fs.existsSync(HEADER_PATH), `${HEADER_PATH} is where the C ABI is declared`);
@@ -190,6 +190,7 @@ describe("the binding's constants are iobus.h's", () => {
     assert.deepEqual({ ...Kind }, enumValues("iobus_record_kind", "IOBUS_RECORD_"));
     assert.deepEqual({ ...AckStatus }, enumValues("iobus_ack_status", "IOBUS_ACK_"));
     assert.deepEqual({ ...Dispatch }, enumValues("iobus_dispatch", "IOBUS_DISPATCH_"));
+    assert.deepEqual({ ...RedisMode }, enumValues("iobus_redis_mode", "IOBUS_REDIS_"));
   });
 
   it("selection flags: every one of the header's, with its value", () => {

@@ -1,5 +1,5 @@
 // Compiled (not run) by types.test.js: socket.io-style code against the declarations.
-import { Server, Socket, Namespace, BroadcastOperator, RemoteSocket, DisconnectReason, version } from "iobus";
+import { Server, Socket, Namespace, BroadcastOperator, RemoteSocket, DisconnectReason, version, redisAdapter, createAdapter, RedisAdapter } from "iobus";
 
 const io = new Server({
   path: "/socket.io/",
@@ -16,6 +16,15 @@ const io = new Server({
 });
 const other = new Server(0, { transports: ["websocket"] });
 void other;
+
+const clustered = new Server({
+  adapter: redisAdapter({ url: "redis://127.0.0.1:6379", key: "socket.io", mode: "streams", requestsTimeout: 5000 }),
+  hostQueueLimit: 1 << 20,
+  freeTimeout: 1000,
+});
+const adapter: RedisAdapter | undefined = clustered.adapter();
+void adapter;
+void new Server({ adapter: createAdapter({ streams: true }) });
 
 io.use((socket: Socket, next) => {
   const token: unknown = socket.handshake.auth.token;

@@ -30,6 +30,7 @@ from .exceptions import (
     SocketIOError,
     TimeoutError,
 )
+from ._options import RedisAdapter
 from ._remote import RemoteSocket
 from .namespace import AsyncNamespace, Namespace
 from .server import Server
@@ -50,6 +51,7 @@ __all__ = [
     "DisconnectedError",
     "IobusError",
     "Namespace",
+    "RedisAdapter",
     "RemoteSocket",
     "Server",
     "SocketIOError",

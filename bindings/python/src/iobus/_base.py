@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional, Tuple, Union
 from ._handlers import HandlerRegistry, normalize_namespace
 from ._lifecycle import NativeServer
 from ._operations import Operations
-from ._options import Recovery, check_unknown, logger_for, recovery_options
+from ._options import Recovery, RedisAdapter, check_unknown, logger_for, recovery_options
 from ._records import RecordReader
 from ._results import HandlerResults
 
@@ -75,6 +75,9 @@ class BaseServer(NativeServer, HandlerRegistry, RecordReader, HandlerResults, Op
         serve_client: Optional[bool] = None,
         client_dir: Optional[str] = None,
         static_dir: Optional[str] = None,
+        adapter: Optional[RedisAdapter] = None,
+        host_queue_limit: Optional[int] = None,
+        free_timeout: Optional[float] = None,
         ack_timeout: float = 60.0,
         **kwargs: Any,
     ) -> None:
@@ -112,6 +115,9 @@ class BaseServer(NativeServer, HandlerRegistry, RecordReader, HandlerResults, Op
             serve_client=serve_client,
             client_dir=client_dir,
             static_dir=static_dir,
+            adapter=adapter,
+            host_queue_limit=host_queue_limit,
+            free_timeout=free_timeout,
         )
         # `namespaces` adds namespaces without handlers ("*": every one);
         # the default namespace is added at start unless "*" covers it.

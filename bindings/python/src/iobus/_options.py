@@ -9,7 +9,8 @@ option.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Literal, Optional, Tuple, Union
 
 from . import _abi as abi
 from . import _native as n
@@ -76,6 +77,60 @@ def recovery_options(option: Recovery) -> Optional[Dict[str, Any]]:
     return settings
 
 
+RedisMode = Literal["pubsub", "pubsub-own-response-channel", "streams"]
+
+_REDIS_MODES = {
+    "pubsub": abi.REDIS_PUBSUB,
+    "pubsub-own-response-channel": abi.REDIS_PUBSUB_OWN_RESPONSE_CHANNEL,
+    "streams": abi.REDIS_STREAMS,
+}
+
+
+@dataclass(frozen=True)
+class RedisAdapter:
+    """The ``adapter`` option: joins the server to a cluster through Redis.
+
+    Broadcasts, room operations, socket fetches and server-side emits reach
+    every node on that Redis, iobus and npm socket.io nodes alike.
+
+    ``url``: ``"redis://host:port[/db]"``. ``key``: the channel prefix (and
+    in streams mode the stream's name). ``mode``: ``"pubsub"`` (as
+    ``@socket.io/redis-adapter`` with its defaults),
+    ``"pubsub-own-response-channel"`` (its ``publishOnSpecificResponseChannel``)
+    or ``"streams"`` (as ``@socket.io/redis-streams-adapter``; sessions and
+    missed packets are kept in Redis, so with ``connection_state_recovery``
+    a client recovers on any node). ``request_timeout``: how long, in
+    seconds, a request waits for the other nodes. Redis unreachable makes
+    ``start`` raise ``IobusError``; Redis lost later is reconnected to, each
+    node serving its own clients meanwhile.
+    """
+
+    url: str = "redis://127.0.0.1:6379"
+    key: str = "socket.io"
+    mode: RedisMode = "pubsub"
+    request_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in _REDIS_MODES:
+            raise ValueError(f"RedisAdapter: mode is one of {', '.join(sorted(_REDIS_MODES))}, not {self.mode!r}")
+        if not self.key:
+            raise ValueError("RedisAdapter: key must not be empty")
+        if not float(self.request_timeout) > 0:
+            raise ValueError("RedisAdapter: request_timeout must be more than 0 seconds")
+
+    def _apply(self, cfg: Any) -> None:
+        n.check(
+            n.lib.iobus_config_set_redis(
+                cfg,
+                self.url.encode(),
+                self.key.encode(),
+                _REDIS_MODES[self.mode],
+                max(1, _ms(self.request_timeout)),
+            ),
+            "adapter",
+        )
+
+
 def configure(
     cfg: Any,
     *,
@@ -103,6 +158,9 @@ def configure(
     serve_client: Optional[bool],
     client_dir: Optional[str],
     static_dir: Optional[str],
+    adapter: Optional[RedisAdapter],
+    host_queue_limit: Optional[int],
+    free_timeout: Optional[float],
 ) -> None:
     """Writes the options into the ``iobus_config`` ``cfg``; None leaves
     libiobus's default."""
@@ -177,3 +235,15 @@ def configure(
         n.check(lib.iobus_config_set_client_dir(cfg, str(client_dir).encode()), "client_dir")
     if static_dir is not None:
         n.check(lib.iobus_config_set_static_dir(cfg, str(static_dir).encode()), "static_dir")
+    if adapter is not None:
+        if not isinstance(adapter, RedisAdapter):
+            raise TypeError("adapter is an iobus.RedisAdapter")
+        adapter._apply(cfg)
+    if host_queue_limit is not None:
+        if int(host_queue_limit) < 0:
+            raise ValueError("host_queue_limit must be a number of bytes")
+        n.check(lib.iobus_config_set_host_queue_limit(cfg, int(host_queue_limit)), "host_queue_limit")
+    if free_timeout is not None:
+        if float(free_timeout) < 0:
+            raise ValueError("free_timeout must be 0 seconds or more")
+        n.check(lib.iobus_config_set_free_timeout(cfg, _ms(free_timeout)), "free_timeout")

@@ -43,8 +43,10 @@ class Server(BaseServer):
     ``write_timeout``, ``max_header_bytes``, ``max_connections``,
     ``connection_state_recovery``, ``worker_threads``,
     ``batch_scheduling``, ``serve_client``, ``client_dir``, ``static_dir``,
-    ``cors_max_age`` and ``ack_timeout`` (how long ``emit(...,
-    callback=...)`` waits for the clients). See the README for each.
+    ``cors_max_age``, ``adapter`` (an ``iobus.RedisAdapter``: a cluster of
+    nodes through Redis), ``host_queue_limit``, ``free_timeout`` and
+    ``ack_timeout`` (how long ``emit(..., callback=...)`` waits for the
+    clients). See the README for each.
     """
 
     def __init__(self, **options: Any) -> None:
