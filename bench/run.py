@@ -11,6 +11,10 @@ pinned to CPU 1; each (server, scenario, repetition) gets a fresh server
 process on a fresh port. Everything is on 127.0.0.1, every step has a time
 limit, and servers are stopped on exit. See bench/README.md.
 
+The `cluster` scenario runs two processes of a server on one Redis
+(Debian's redis-server, started on a free port in a temporary directory
+and stopped after), both pinned to CPU 0 with Redis.
+
 A run of some scenarios or servers only (`--scenarios jitter`) replaces
 those rows of bench/results/latest.jsonl and keeps the others, so
 BENCHMARKS.md still shows every table.
@@ -28,8 +32,10 @@ import shlex
 import signal
 import socket
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 
@@ -41,7 +47,7 @@ WORK = os.path.join(BENCH, ".work")
 RESULTS = os.path.join(BENCH, "results", "latest.jsonl")
 REGISTRY = os.path.join(BENCH, "servers.toml")
 ANALYSIS = os.path.join(BENCH, "analysis.md")
-SCENARIOS = ("fanout", "echo", "idle", "jitter")
+SCENARIOS = ("fanout", "echo", "idle", "jitter", "cluster")
 # What a server runs unless its registry entry lists its own `scenarios`.
 DEFAULT_SCENARIOS = ["fanout", "echo", "idle"]
 SERVER_CPU, LOADGEN_CPU = 0, 1
@@ -282,6 +288,9 @@ def loadgen_args(scenario, p):
     if scenario == "fanout":
         return ["--receivers", p.fanout_receivers, "--payload", p.fanout_payload, "--window", p.fanout_window,
                 "--warmup", p.warmup, "--duration", p.duration]
+    if scenario == "cluster":
+        return ["--receivers", 2 * p.cluster_receivers, "--payload", p.cluster_payload, "--window", p.cluster_window,
+                "--warmup", p.warmup, "--duration", p.duration]
     if scenario == "echo":
         return ["--clients", p.echo_clients, "--payload", p.echo_payload,
                 "--warmup", p.warmup, "--duration", p.duration]
@@ -308,30 +317,106 @@ def foreign_load(r):
     if util is None and r.get("ramp_server_cpu_s") is not None and r.get("ramp_s"):
         util = r["ramp_server_cpu_s"] / r["ramp_s"]
     if len(busy) > SERVER_CPU and util is not None:
-        out["server_core"] = round(busy[SERVER_CPU] - util, 3)
+        # Redis shares the servers' core in the cluster scenario.
+        out["server_core"] = round(busy[SERVER_CPU] - util - (r.get("redis_cpu_util") or 0), 3)
     if len(busy) > LOADGEN_CPU and r.get("loadgen_cpu_util") is not None:
         out["loadgen_core"] = round(busy[LOADGEN_CPU] - r["loadgen_cpu_util"], 3)
     return out
 
 
+def redis_cli(port, *args):
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args], text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    return out.stdout
+
+
+def start_redis(port, timeout=10):
+    """Debian's redis-server on 127.0.0.1:port in a fresh temporary directory,
+    pinned to the servers' core, nothing saved; returns (process, directory)."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        raise RuntimeError("redis-server not found (make setup-redis)")
+    tmp = tempfile.mkdtemp(prefix="iobus-bench-redis-")
+    logf = open(os.path.join(tmp, "redis.log"), "w")
+    proc = subprocess.Popen(["taskset", "-c", str(SERVER_CPU), exe, "--port", str(port), "--bind", "127.0.0.1",
+                             "--dir", tmp, "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    logf.close()
+    _running.append(proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if port_open(port) and "PONG" in redis_cli(port, "PING"):
+            return proc, tmp
+        time.sleep(0.05)
+    stop_server(proc)
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+def commandstat(port, command):
+    """`calls` of one command in Redis's INFO commandstats (0 if never called)."""
+    m = re.search(rf"^cmdstat_{command}:calls=(\d+)", redis_cli(port, "INFO", "commandstats"), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def run_loadgen(name, scenario, port, pid, limit, p, extra=()):
+    argv = ["taskset", "-c", str(LOADGEN_CPU), LOADGEN, scenario if scenario != "cluster" else "fanout",
+            "--addr", f"127.0.0.1:{port}", "--pid", str(pid), "--server", name, "--timeout", str(limit)]
+    argv += [str(x) for x in list(loadgen_args(scenario, p)) + list(extra)]
+    try:
+        out = subprocess.run(argv, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=limit + 30)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        r = json.loads(lines[-1]) if lines else {"error": out.stderr.strip()[-500:] or "no output"}
+        if out.returncode != 0 and "error" not in r:
+            r["error"] = out.stderr.strip()[-500:]
+    except subprocess.TimeoutExpired:
+        r = {"error": "load generator timed out"}
+    return r
+
+
+def run_cluster(name, e, rep, p, ports):
+    """Two processes of one server on one Redis: half the receivers on each,
+    the sender on the first; CPU of both servers together, Redis beside."""
+    rport, port1, port2 = ports.take(), ports.take(), ports.take()
+    redis, tmp = start_redis(rport)
+    procs = []
+    try:
+        env = {"BENCH_REDIS": f"redis://127.0.0.1:{rport}"}
+        for port in (port1, port2):
+            procs.append(start_server(name, e, port, extra_env=env))
+        time.sleep(0.3)
+        publish_before = commandstat(rport, "publish")
+        (proc1, log1), (proc2, log2) = procs
+        r = run_loadgen(name, "cluster", port1, proc1.pid, p.run_timeout, p,
+                        ["--addr2", f"127.0.0.1:{port2}", "--pid2", proc2.pid, "--redis-pid", redis.pid])
+        for proc, logpath in procs:
+            if proc.poll() is not None:
+                r.setdefault("error", f"server exited with {proc.returncode} (log: {logpath})")
+        # Every broadcast the servers handled is in by the time they stop.
+        for proc, _ in procs:
+            stop_server(proc)
+        r["redis_publish"] = commandstat(rport, "publish") - publish_before
+        if r.get("sent_total"):
+            r["publish_per_broadcast"] = round(r["redis_publish"] / r["sent_total"], 4)
+    finally:
+        for proc, _ in procs:
+            stop_server(proc)
+        stop_server(redis)
+        shutil.rmtree(tmp, ignore_errors=True)
+    r.update({"server": name, "scenario": "cluster", "rep": rep, "port": port1, "redis_port": rport})
+    r["foreign_load"] = foreign_load(r)
+    return r
+
+
 def run_one(name, e, scenario, rep, p, ports):
+    if scenario == "cluster":
+        return run_cluster(name, e, rep, p, ports)
     port = ports.take()
     proc, logpath = start_server(name, e, port, extra_env=scenario_env(scenario))
     limit = run_limit(scenario, p)
     try:
         time.sleep(0.3)  # let the runtime settle before reading its baseline
-        argv = ["taskset", "-c", str(LOADGEN_CPU), LOADGEN, scenario, "--addr", f"127.0.0.1:{port}",
-                "--pid", str(proc.pid), "--server", name, "--timeout", str(limit)]
-        argv += [str(x) for x in loadgen_args(scenario, p)]
-        try:
-            out = subprocess.run(argv, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 timeout=limit + 30)
-            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-            r = json.loads(lines[-1]) if lines else {"error": out.stderr.strip()[-500:] or "no output"}
-            if out.returncode != 0 and "error" not in r:
-                r["error"] = out.stderr.strip()[-500:]
-        except subprocess.TimeoutExpired:
-            r = {"error": "load generator timed out"}
+        r = run_loadgen(name, scenario, port, proc.pid, limit, p)
         if proc.poll() is not None:
             r.setdefault("error", f"server exited with {proc.returncode} (log: {logpath})")
     finally:
@@ -352,6 +437,11 @@ def summary(r):
     if "error" in r:
         return f"ERROR {r['error']}"
     s = r["scenario"]
+    if s == "cluster":
+        return (f"{r['deliveries_per_s']:,.0f} deliveries/s, {r['deliveries_per_cpu_s'] or 0:,.0f}/CPU-s of both servers, "
+                f"servers {r['server_cpu_util']:.0%}, redis {r.get('redis_cpu_util') or 0:.0%}, "
+                f"loadgen {r['loadgen_cpu_util']:.0%}, {r.get('redis_publish')} PUBLISH for "
+                f"{r.get('sent_total')} broadcasts")
     if s == "fanout":
         return (f"{r['deliveries_per_s']:,.0f} deliveries/s, {r['deliveries_per_cpu_s'] or 0:,.0f}/CPU-s, "
                 f"p99 {r['latency_us']['p99'] / 1000:.1f} ms, server {r['server_cpu_util']:.0%}, "
@@ -471,7 +561,8 @@ def ratio(a, b):
     return a / b
 
 
-SCENARIO_NAMES = {"fanout": "fan-out", "echo": "echo", "idle": "idle", "jitter": "reconnect jitter"}
+SCENARIO_NAMES = {"fanout": "fan-out", "echo": "echo", "idle": "idle", "jitter": "reconnect jitter",
+                  "cluster": "cluster fan-out"}
 
 
 def runs_of(meta, results):
@@ -607,6 +698,13 @@ def build_report(results, meta, reg):
           f"packet: the server's RSS growth over {p['jitter_log_packets']} broadcasts to a room with no member "
           "(stored, delivered to no one) after the stream, and the log's own account where the server gives one "
           "(`stats`)")
+    if "cluster_receivers" in p:
+        w(f"- cluster fan-out: two processes of the server on one Redis (Debian's redis-server, started for the run), "
+          f"each with its Redis pub/sub adapter (iobus `RedisAdapter::pubsub`, socket.io `@socket.io/redis-adapter`); "
+          f"{p['cluster_receivers']} receivers on each, all in one room, one sender on the first broadcasting "
+          f"{p['cluster_payload']}-byte payloads, closed loop with at most {p['cluster_window']} broadcasts outstanding; "
+          f"{p['warmup']} s warm-up, {p['duration']} s measured. Both servers and Redis share CPU {SERVER_CPU}; "
+          "per CPU-second counts the two servers together, Redis's CPU is given beside")
     w("- per CPU-second: deliveries (acks, connections) divided by the server's utime + stime from `/proc/<pid>/stat` "
       "over the measured window")
     w("")
@@ -716,6 +814,34 @@ def build_report(results, meta, reg):
           "cap counts), socket.io's V8 heap in use after a full collection (growth over the probe's packets); "
           "without recovery the RSS column shows what the probe costs when nothing is stored.")
         w("")
+    if any(s == "cluster" for _, s in by) or any(s == "cluster" for _, s in disturbed):
+        w("### Cluster fan-out (two servers on one Redis)")
+        w("")
+        w("| server | deliveries/s | per CPU-s of both servers | latency p50 | p99 | servers' CPU | Redis CPU "
+          "| PUBLISH per broadcast | loadgen CPU |")
+        w("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for n in names:
+            rows = by.get((n, "cluster"), [])
+            if not rows:
+                if n in reg and "cluster" in reg[n].get("scenarios", []):
+                    w(f"| {name(n, 'cluster')} | n/a | | | | | | | |")
+                continue
+            sent = sum(r.get("sent_total") or 0 for r in rows)
+            published = sum(r.get("redis_publish") or 0 for r in rows)
+            w(f"| {name(n, 'cluster')} | {fmt(med(metric(rows, 'deliveries_per_s')))} "
+              f"| {fmt(med(metric(rows, 'deliveries_per_cpu_s')))}{spread(rows, 'deliveries_per_cpu_s')} "
+              f"| {fmt(med(metric(rows, 'latency_us.p50')), 1e-3, 2, ' ms')} "
+              f"| {fmt(med(metric(rows, 'latency_us.p99')), 1e-3, 2, ' ms')} "
+              f"| {fmt(med(metric(rows, 'server_cpu_util')), 100, 0, ' %')} "
+              f"| {fmt(med(metric(rows, 'redis_cpu_util')), 100, 1, ' %')} "
+              f"| {fmt(ratio(published, sent), 1, 3)} ({published:,} / {sent:,}) "
+              f"| {fmt(med(metric(rows, 'loadgen_cpu_util')), 100, 0, ' %')} |")
+        w("")
+        w("Servers' CPU is the two servers' utime + stime over the measured window, as a share of one core; "
+          "PUBLISH per broadcast is Redis's `INFO commandstats` `cmdstat_publish` calls during the runs over the "
+          "broadcasts the sender emitted (warm-up included), totals over the runs; a broadcast still in flight "
+          "when the load generator closes may never be handled, so slightly under 1 is expected.")
+        w("")
     w("Medians over the runs that no other process disturbed (see Notes); ± is half the range of those runs "
       "relative to the median. † marks a row with disturbed runs only.")
     w("")
@@ -732,8 +858,8 @@ def build_report(results, meta, reg):
           "(higher is better for iobus too).")
         w("")
         w("| iobus row | peer | fan-out per CPU-s | fan-out deliveries/s | fan-out p99 latency | echo per CPU-s "
-          "| echo acks/s | echo p99 RTT | RSS per connection | connections/s |")
-        w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "| echo acks/s | echo p99 RTT | RSS per connection | connections/s | cluster fan-out per CPU-s |")
+        w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for a in iob:
             for b in peers:
                 cells = [
@@ -745,6 +871,7 @@ def build_report(results, meta, reg):
                     ratio(mv(b, "echo", "rtt_us.p99"), mv(a, "echo", "rtt_us.p99")),
                     ratio(mv(b, "idle", "rss_per_conn_bytes"), mv(a, "idle", "rss_per_conn_bytes")),
                     ratio(mv(a, "idle", "conn_per_s"), mv(b, "idle", "conn_per_s")),
+                    ratio(mv(a, "cluster", "deliveries_per_cpu_s"), mv(b, "cluster", "deliveries_per_cpu_s")),
                 ]
                 w(f"| {label[a]} | {label[b]} | " + " | ".join(fmt(c, 1, 2, "×") for c in cells) + " |")
         w("")
@@ -756,13 +883,14 @@ def build_report(results, meta, reg):
             t = reg[a].get("targets", {})
             checks = []
             for key, scen, path in (("fanout_per_cpu", "fanout", "deliveries_per_cpu_s"),
-                                    ("echo_per_cpu", "echo", "acks_per_cpu_s")):
+                                    ("echo_per_cpu", "echo", "acks_per_cpu_s"),
+                                    ("cluster_per_cpu", "cluster", "deliveries_per_cpu_s")):
                 for peer, goal in t.get(key, {}).items():
                     if peer not in names:
                         continue
                     r = ratio(mv(a, scen, path), mv(peer, scen, path))
-                    what = "deliveries" if scen == "fanout" else "acks"
-                    checks.append((f"{scen} {what} per CPU-s ≥ {goal}× {label[peer]}", fmt(r, 1, 2, "×"),
+                    what = "acks" if scen == "echo" else "deliveries"
+                    checks.append((f"{'cluster fan-out' if scen == 'cluster' else scen} {what} per CPU-s ≥ {goal}× {label[peer]}", fmt(r, 1, 2, "×"),
                                    r is not None and r >= goal))
             if "echo_p99_ms" in t:
                 v = mv(a, "echo", "rtt_us.p99")
@@ -873,6 +1001,9 @@ def add_params(ap):
     ap.add_argument("--jitter-seed", type=int, default=1)
     ap.add_argument("--jitter-log-packets", type=int, default=20000,
                     help="broadcasts to an empty room for the log memory probe")
+    ap.add_argument("--cluster-receivers", type=int, default=500, help="receivers on each of the two servers")
+    ap.add_argument("--cluster-payload", type=int, default=64)
+    ap.add_argument("--cluster-window", type=int, default=16)
     ap.add_argument("--fresh", action="store_true",
                     help="replace the results file instead of keeping its rows of the servers and scenarios not run")
     ap.add_argument("--run-timeout", type=float, default=90.0, help="limit for one load generator run (s)")
@@ -940,6 +1071,7 @@ def main():
     if p.quick:
         p.reps, p.duration, p.warmup = 1, 2.0, 0.5
         p.fanout_receivers, p.idle_connections, p.idle_hold = 200, 1000, 1.0
+        p.cluster_receivers = 100
         p.jitter_receivers, p.jitter_duration, p.jitter_settle, p.jitter_log_packets = 100, 10.0, 5.0, 5000
         p.quiet_wait = min(p.quiet_wait, 5.0)
     p.scenarios = [s for s in p.scenarios.split(",") if s]
@@ -970,6 +1102,7 @@ def main():
     keys = {"fanout": ("warmup", "duration", "fanout_receivers", "fanout_payload", "fanout_window"),
             "echo": ("warmup", "duration", "echo_clients", "echo_payload"),
             "idle": ("idle_connections", "idle_concurrency", "idle_hold"),
+            "cluster": ("warmup", "duration", "cluster_receivers", "cluster_payload", "cluster_window"),
             "jitter": ("jitter_receivers", "jitter_rate", "jitter_duration", "jitter_payload", "jitter_drop_every",
                        "jitter_offline", "jitter_settle", "jitter_seed", "jitter_log_packets")}
     params = {"reps": p.reps}

@@ -1,5 +1,6 @@
 # Benchmarks (bench/): iobus beside socket.io, socketioxide and python-socketio.
 #   make bench                                  every server and scenario; writes BENCHMARKS.md
+#                                               (the cluster fan-out needs redis-server: setup-redis)
 #   make bench-server HOST=rust PORT=3100       one of iobus's bench contract servers in the
 #                                               foreground (HOST: rust, c, python, node)
 
@@ -22,5 +23,5 @@ bench-server:
 	  *) echo "HOST must be one of rust, c, python, node" >&2; exit 2 ;; \
 	esac
 
-bench: bench-build-c python-binding node-binding
+bench: bench-build-c python-binding node-binding setup-redis
 	bench/run.sh

@@ -9,9 +9,15 @@
 //! scenario), connection state recovery is on with its default settings;
 //! otherwise off, as by default.
 //!
+//! With `BENCH_REDIS=redis://host:port` (the cluster fan-out scenario) the
+//! server joins a cluster through the Redis pub/sub adapter
+//! (`@socket.io/redis-adapter` 8.3 on the wire); otherwise the in-memory
+//! adapter, as by default.
+//!
 //! One worker thread, so the server fits the single core the benchmark
 //! gives it. Usage: `bench_rust <port>`; prints a ready line once listening.
 
+use iobus::redis::RedisAdapter;
 use iobus::server::RecoveryOptions;
 use iobus::{Payload, Server, ServerOptions};
 use serde_json::{Value, json};
@@ -19,12 +25,16 @@ use serde_json::{Value, json};
 fn main() {
     let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(3100);
     let recovery = std::env::var("BENCH_RECOVERY").is_ok_and(|v| v == "1");
-    let options = ServerOptions {
+    let redis = std::env::var("BENCH_REDIS").ok().filter(|url| !url.is_empty());
+    let mut options = ServerOptions {
         worker_threads: 1,
         serve_client: false,
         connection_state_recovery: recovery.then(RecoveryOptions::default),
         ..ServerOptions::default()
     };
+    if let Some(url) = &redis {
+        options.adapter = RedisAdapter::pubsub(url).build();
+    }
     let server = Server::new(options);
     let nsp = server.of("/");
 
@@ -59,7 +69,11 @@ fn main() {
     });
 
     match server.start(("127.0.0.1", port)) {
-        Ok(addr) => println!("bench_rust ready on {addr} (recovery {})", if recovery { "on" } else { "off" }),
+        Ok(addr) => println!(
+            "bench_rust ready on {addr} (recovery {}, adapter {})",
+            if recovery { "on" } else { "off" },
+            redis.as_deref().map_or("in-memory", |_| "redis pub/sub")
+        ),
         Err(e) => {
             eprintln!("bench_rust: cannot listen on port {port}: {e}");
             std::process::exit(1);

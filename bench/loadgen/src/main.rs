@@ -8,7 +8,9 @@
 //!   payloads to it, closed loop with at most W broadcasts outstanding (a
 //!   broadcast is outstanding until every receiver has it). The payload
 //!   carries its sequence number and send time, so every delivery gives a
-//!   latency sample.
+//!   latency sample. With `--addr2` the receivers alternate between two
+//!   servers of one cluster (the sender stays on `--addr`): the cluster
+//!   fan-out, every broadcast crossing the servers' adapter.
 //! - `echo`: K clients, each doing emit-with-ack round trips in a loop.
 //! - `idle`: N connections opened with bounded concurrency and held open,
 //!   answering pings; server RSS before and after, connections per second.
@@ -50,6 +52,10 @@ usage: iobus-loadgen <fanout|echo|idle|jitter> [options]
   --addr HOST:PORT     server address (default 127.0.0.1:3100)
   --path PATH          Engine.IO path (default /socket.io/)
   --pid PID            server process, for CPU seconds and RSS (optional)
+  --addr2 HOST:PORT    fanout: a second server of the same cluster; receivers alternate
+                       between --addr and --addr2, the sender is on --addr
+  --pid2 PID           the second server's process: server CPU is the sum of both
+  --redis-pid PID      the Redis server's process: its CPU is reported beside (redis_cpu_s)
   --server NAME        label copied into the output
   --warmup SECS        fanout/echo: seconds before measuring (default 1)
   --duration SECS      fanout/echo: measured seconds (default 5)
@@ -69,8 +75,11 @@ usage: iobus-loadgen <fanout|echo|idle|jitter> [options]
 struct Args {
     scenario: String,
     addr: SocketAddr,
+    addr2: Option<SocketAddr>,
     path: String,
     pid: Option<u32>,
+    pid2: Option<u32>,
+    redis_pid: Option<u32>,
     server: String,
     warmup: f64,
     duration: f64,
@@ -107,8 +116,11 @@ fn parse_args() -> Res<Args> {
     let mut a = Args {
         scenario: String::new(),
         addr: "127.0.0.1:3100".parse().unwrap(),
+        addr2: None,
         path: "/socket.io/".into(),
         pid: None,
+        pid2: None,
+        redis_pid: None,
         server: String::new(),
         warmup: 1.0,
         duration: 5.0,
@@ -153,8 +165,18 @@ fn parse_args() -> Res<Args> {
                     .next()
                     .ok_or_else(|| format!("--addr {v}: no address"))?
             }
+            "--addr2" => {
+                a.addr2 = Some(
+                    v.to_socket_addrs()
+                        .map_err(|e| format!("--addr2 {v}: {e}"))?
+                        .next()
+                        .ok_or_else(|| format!("--addr2 {v}: no address"))?,
+                )
+            }
             "--path" => a.path = v,
             "--pid" => a.pid = Some(int(&v)? as u32),
+            "--pid2" => a.pid2 = Some(int(&v)? as u32),
+            "--redis-pid" => a.redis_pid = Some(int(&v)? as u32),
             "--server" => a.server = v,
             "--warmup" => a.warmup = num(&v)?,
             "--duration" => {
@@ -198,6 +220,9 @@ fn parse_args() -> Res<Args> {
         if a.drop_every.1 <= 0.0 {
             return Err("--drop-every: HI must be above 0".into());
         }
+    }
+    if a.addr2.is_some() && a.scenario != "fanout" {
+        return Err("--addr2 is for the fanout scenario".into());
     }
     if a.payload < STAMP_LEN {
         return Err(format!("--payload must be at least {STAMP_LEN} bytes"));
@@ -262,14 +287,22 @@ fn core_times() -> Vec<(u64, u64)> {
 struct CpuMark {
     at: Instant,
     server: Option<f64>,
+    redis: Option<f64>,
     me: f64,
     cores: Vec<(u64, u64)>,
 }
 
-fn cpu_mark(pid: Option<u32>) -> CpuMark {
+/// The servers' CPU time: `--pid`'s, plus `--pid2`'s when given.
+fn cpu_mark(a: &Args) -> CpuMark {
+    let one = |pid: Option<u32>| pid.and_then(|p| cpu_seconds(&p.to_string()));
+    let server = match a.pid2 {
+        Some(_) => one(a.pid).zip(one(a.pid2)).map(|(x, y)| x + y),
+        None => one(a.pid),
+    };
     CpuMark {
         at: Instant::now(),
-        server: pid.and_then(|p| cpu_seconds(&p.to_string())),
+        server,
+        redis: one(a.redis_pid),
         me: cpu_seconds("self").unwrap_or(0.0),
         cores: core_times(),
     }
@@ -278,6 +311,7 @@ fn cpu_mark(pid: Option<u32>) -> CpuMark {
 struct CpuSpan {
     wall: f64,
     server: Option<f64>,
+    redis: Option<f64>,
     me: f64,
     /// Busy fraction of each core over the span (whoever used it).
     cores: Vec<f64>,
@@ -290,6 +324,7 @@ fn cpu_span(a: CpuMark, b: CpuMark) -> CpuSpan {
             (Some(x), Some(y)) => Some(y - x),
             _ => None,
         },
+        redis: a.redis.zip(b.redis).map(|(x, y)| y - x),
         me: b.me - a.me,
         cores: a
             .cores
@@ -467,6 +502,8 @@ struct Fanout {
     wake: Notify,
     deliveries: Cell<u64>,
     broadcasts: Cell<u64>,
+    /// Broadcasts sent in all, warm-up and tail included.
+    sent: Cell<u64>,
     latencies: RefCell<Vec<u32>>,
     failures: Cell<u64>,
 }
@@ -528,6 +565,7 @@ async fn fanout_sender(mut ws: Ws, st: Rc<Fanout>, room: String, payload: usize)
             let text = format!("42[\"broadcast\",{room_json},\"{data}\"]");
             ws.feed(Message::text(text)).await.map_err(|e| format!("send: {e}"))?;
             st.in_flight.set(st.in_flight.get() + 1);
+            st.sent.set(st.sent.get() + 1);
             seq += 1;
             fed = true;
         }
@@ -549,8 +587,18 @@ async fn fanout_sender(mut ws: Ws, st: Rc<Fanout>, room: String, payload: usize)
 
 async fn run_fanout(a: &Args) -> Res<Value> {
     let t0 = Instant::now();
-    let receivers =
-        open_many(a.receivers, a.connect_concurrency, || connect_and_join(a.addr, &a.path, &a.room)).await?;
+    // With a second server, receivers alternate between the two.
+    let next = Cell::new(0usize);
+    let receivers = open_many(a.receivers, a.connect_concurrency, || {
+        let i = next.get();
+        next.set(i + 1);
+        let addr = match a.addr2 {
+            Some(addr2) if i % 2 == 1 => addr2,
+            _ => a.addr,
+        };
+        connect_and_join(addr, &a.path, &a.room)
+    })
+    .await?;
     let sender = connect(a.addr, &a.path).await?;
     let setup_s = t0.elapsed().as_secs_f64();
 
@@ -565,6 +613,7 @@ async fn run_fanout(a: &Args) -> Res<Value> {
         wake: Notify::new(),
         deliveries: Cell::new(0),
         broadcasts: Cell::new(0),
+        sent: Cell::new(0),
         latencies: RefCell::new(Vec::with_capacity(1 << 20)),
         failures: Cell::new(0),
     });
@@ -593,13 +642,13 @@ async fn run_fanout(a: &Args) -> Res<Value> {
             if now >= phase_end {
                 match start {
                     None => {
-                        start = Some(cpu_mark(a.pid));
+                        start = Some(cpu_mark(a));
                         st.measuring.set(true);
                         phase_end = now + Duration::from_secs_f64(a.duration);
                     }
                     Some(s) => {
                         st.measuring.set(false);
-                        let end = cpu_mark(a.pid);
+                        let end = cpu_mark(a);
                         st.stop.set(true);
                         return Ok(cpu_span(s.clone(), end));
                     }
@@ -622,11 +671,15 @@ async fn run_fanout(a: &Args) -> Res<Value> {
         "setup_s": round(setup_s),
         "duration_s": round(span.wall),
         "broadcasts": st.broadcasts.get(),
+        "sent_total": st.sent.get(),
+        "servers": if a.addr2.is_some() { 2 } else { 1 },
         "deliveries": st.deliveries.get(),
         "deliveries_per_s": round(deliveries / span.wall),
         "server_cpu_s": span.server.map(round),
         "server_cpu_util": span.server.map(|c| round(c / span.wall)),
         "deliveries_per_cpu_s": per_cpu(deliveries, span.server),
+        "redis_cpu_s": span.redis.map(round),
+        "redis_cpu_util": span.redis.map(|c| round(c / span.wall)),
         "latency_us": percentiles(&mut lat),
         "loadgen_cpu_util": round(span.me / span.wall),
         "core_busy": span.cores,
@@ -707,11 +760,11 @@ async fn run_echo(a: &Args) -> Res<Value> {
     if st.total.get() == 0 {
         return Err("echo: no ack during warm-up".into());
     }
-    let start = cpu_mark(a.pid);
+    let start = cpu_mark(a);
     st.measuring.set(true);
     tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
     st.measuring.set(false);
-    let span = cpu_span(start, cpu_mark(a.pid));
+    let span = cpu_span(start, cpu_mark(a));
     st.stop.set(true);
     let acks = st.acks.get() as f64;
     let mut rtts = st.rtts.take();
@@ -738,9 +791,9 @@ async fn run_echo(a: &Args) -> Res<Value> {
 
 async fn run_idle(a: &Args) -> Res<Value> {
     let rss_before = a.pid.and_then(rss_kib);
-    let start = cpu_mark(a.pid);
+    let start = cpu_mark(a);
     let conns = open_many(a.connections, a.connect_concurrency, || connect(a.addr, &a.path)).await?;
-    let ramp = cpu_span(start, cpu_mark(a.pid));
+    let ramp = cpu_span(start, cpu_mark(a));
     let n = conns.len();
     for ws in conns {
         tokio::task::spawn_local(hold_open(ws));
@@ -1196,12 +1249,12 @@ async fn run_jitter(a: &Args) -> Res<Value> {
     }
 
     let rss_start = a.pid.and_then(rss_kib);
-    let start = cpu_mark(a.pid);
+    let start = cpu_mark(a);
     jitter_stream(&mut sender, &st).await?;
     st.streaming.set(false);
     // Every broadcast asked for has been handled once this ack is back.
     request(&mut sender, 1, "\"echo\",\"barrier\"").await?;
-    let span = cpu_span(start, cpu_mark(a.pid));
+    let span = cpu_span(start, cpu_mark(a));
     let rss_end = a.pid.and_then(rss_kib);
     let expected = st.sent.get();
 

@@ -11,6 +11,10 @@
 // `connectionStateRecovery` is on with socket.io's defaults; otherwise off,
 // as by default.
 //
+// With BENCH_REDIS=redis://host:port in the environment (the cluster fan-out
+// scenario), the server joins a cluster through `@socket.io/redis-adapter`
+// (pub/sub, with a `redis` client pair); otherwise the in-memory adapter.
+//
 // Usage: node server.js <port>; prints a ready line once listening.
 "use strict";
 
@@ -31,6 +35,8 @@ const io = new Server(httpServer, {
   serveClient: false,
   ...(recovery ? { connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } } : {}),
 });
+const redisUrl = process.env.BENCH_REDIS || "";
+let redisClients = [];
 
 io.on("connection", (socket) => {
   socket.on("join", (room, ack) => {
@@ -56,13 +62,32 @@ io.on("connection", (socket) => {
   });
 });
 
-httpServer.listen(port, "127.0.0.1", () => {
-  console.log(`socket.io ready on 127.0.0.1:${port} (recovery ${recovery ? "on" : "off"})`);
+async function main() {
+  if (redisUrl) {
+    const { createClient } = require("redis");
+    const { createAdapter } = require("@socket.io/redis-adapter");
+    const pub = createClient({ url: redisUrl });
+    const sub = pub.duplicate();
+    redisClients = [pub, sub];
+    await Promise.all([pub.connect(), sub.connect()]);
+    io.adapter(createAdapter(pub, sub));
+  }
+  httpServer.listen(port, "127.0.0.1", () => {
+    console.log(
+      `socket.io ready on 127.0.0.1:${port} (recovery ${recovery ? "on" : "off"}, adapter ${redisUrl ? "redis pub/sub" : "in-memory"})`,
+    );
+  });
+}
+
+main().catch((err) => {
+  console.error("socket.io bench server:", err);
+  process.exit(1);
 });
 
 for (const sig of ["SIGINT", "SIGTERM"]) {
   process.on(sig, () => {
     io.close();
+    for (const c of redisClients) c.disconnect().catch(() => {});
     process.exit(0);
   });
 }
