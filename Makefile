@@ -57,7 +57,7 @@ test-python: build
 test-e2e: build
 	cd tests/e2e && npm test
 
-test: setup build lint test-rust test-readme test-node test-python test-e2e test-c test-python-binding test-node-binding test-redis test-haproxy test-fuzz
+test: setup build lint test-rust test-readme test-node test-python test-e2e test-c test-python-binding test-node-binding test-redis test-haproxy test-e2e-cluster test-fuzz
 
 # The chat app served by its C host (examples/chat/chat.c).
 chat: setup-npm chat-c

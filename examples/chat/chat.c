@@ -30,6 +30,12 @@
  * tree; the socket.io-client bundle under /socket.io/ (env IOBUS_CLIENT_DIR
  * or ./node_modules/socket.io-client/dist). Stops on SIGINT or SIGTERM.
  *
+ * Env CHAT_REDIS_URL (`redis://host:port[/db]`) makes it one node of a
+ * cluster: the nodes on that Redis share one Redis stream (env
+ * CHAT_REDIS_KEY names it; default `socket.io`), so room notices, chat and
+ * DMs reach users on every node, rosters list them all (each socket's data
+ * is its {name, room}), and a dropped page recovers on any node.
+ *
  * Callbacks run on the main thread (IOBUS_DISPATCH_POLL), so the user table
  * needs no lock. Event arguments arrive as JSON text and leave as JSON text;
  * Jansson (libjansson-dev; link with -ljansson) reads and writes it.
@@ -332,13 +338,30 @@ static int member_order(const void *a, const void *b) {
     return c ? c : strcmp(x->sid, y->sid);
 }
 
-/* {room, users, members}: the users in the room, those whose connection
- * dropped a moment ago included (the others still see them there). */
-static json_t *roster(const char *room) {
-    member *members = calloc(user_count + 1, sizeof *members);
-    size_t count = 0, i;
+/* {room, users, members}: the users in the room on every node of the
+ * cluster (`sockets`, the answer of iobus_selection_fetch_sockets: each
+ * socket's data is its {name, room}), with this node's users whose
+ * connection dropped a moment ago (the others still see them there). */
+static json_t *roster(const char *room, const json_t *sockets) {
+    size_t found = json_array_size(sockets);
+    member *members = calloc(user_count + found + 1, sizeof *members);
+    size_t count = 0, i, j;
+    for (i = 0; members && i < found; i++) {
+        const json_t *s = json_array_get(sockets, i);
+        const json_t *data = json_object_get(s, "data");
+        const json_t *id = json_object_get(s, "id"), *name = json_object_get(data, "name");
+        const json_t *in = json_object_get(data, "room");
+        if (!json_is_string(id) || !json_is_string(name) || !json_is_string(in)) continue;
+        if (strcmp(json_string_value(in), room) != 0) continue;
+        members[count].name = json_string_value(name);
+        members[count].sid = json_string_value(id);
+        count++;
+    }
     for (i = 0; members && i < user_count; i++) {
-        if (strcmp(users[i].room, room) != 0) continue;
+        if (!users[i].away_since || strcmp(users[i].room, room) != 0) continue;
+        for (j = 0; j < count && strcmp(members[j].sid, users[i].sid) != 0; j++) {
+        }
+        if (j < count) continue;
         members[count].name = users[i].name;
         members[count].sid = users[i].sid;
         count++;
@@ -351,6 +374,49 @@ static json_t *roster(const char *room) {
     }
     free(members);
     return json_pack("{s:s, s:o, s:o}", "room", room, "users", names, "members", people);
+}
+
+/* An ack waiting for the answer of a fetch across the cluster. */
+typedef struct pending {
+    iobus_ack *ack;
+    char *room;    /* a roster: its room */
+    char *to;      /* a DM: its recipient */
+    char *payload; /* a DM: its arguments */
+} pending;
+
+static void pending_free(pending *p) {
+    free(p->room);
+    free(p->to);
+    free(p->payload);
+    free(p);
+}
+
+static void on_roster(void *ud, const char *json, size_t len) {
+    pending *p = ud;
+    json_t *sockets = json_loadb(json, len, 0, NULL);
+    reply(p->ack, roster(p->room, sockets));
+    json_decref(sockets);
+    pending_free(p);
+}
+
+/* Answers `ack` with the roster of `room` once every node has said who of
+ * its sockets are in it. */
+static void reply_roster(iobus_ack *ack, const char *room) {
+    pending *p = calloc(1, sizeof *p);
+    char *key = room_key(room);
+    const char *rooms[1] = {key};
+    iobus_selection sel = {0};
+    sel.rooms = rooms;
+    sel.room_count = 1;
+    if (p) {
+        p->ack = ack;
+        p->room = strdup(room);
+    }
+    if (!p || !p->room || !key || iobus_selection_fetch_sockets(server, &sel, on_roster, p) != IOBUS_OK) {
+        if (p) pending_free(p);
+        reply(ack, error_value("cannot list the room"));
+    }
+    free(key);
 }
 
 /* Keeps {name, room} with the socket too: a recovered socket brings it back,
@@ -366,15 +432,16 @@ static int keep_identity(const user *u) {
 }
 
 /* Puts a socket into `room` under `name` (leaving its current room, if
- * different), announces the move, and returns the roster. Takes ownership
- * of name and room. */
-static json_t *enter(const char *sid, char *name, char *room) {
+ * different), announces the move, and answers `ack` (if any) with the
+ * roster. Takes ownership of name and room. */
+static void enter(const char *sid, char *name, char *room, iobus_ack *ack) {
     user *u = find_user(sid);
     if (!u) u = add_user(sid);
     if (!u) {
         free(name);
         free(room);
-        return error_value("out of memory");
+        reply_error(ack, "out of memory");
+        return;
     }
     if (u->room && strcmp(u->room, room) != 0) {
         char *old_key = room_key(u->room);
@@ -392,7 +459,7 @@ static json_t *enter(const char *sid, char *name, char *room) {
     if (key) iobus_socket_join(server, sid, key);
     free(key);
     emit_to_room(room, NULL, 0, "join", notice(sid, name, room));
-    return roster(room);
+    if (ack) reply_roster(ack, room);
 }
 
 /* Removes a socket from the chat, telling its room; whether it had joined. */
@@ -427,7 +494,7 @@ static void on_join(void *ud, const iobus_event *ev) {
         iobus_ack_free(ack);
         return;
     }
-    reply(ack, enter(iobus_event_socket_id(ev), name, room));
+    enter(iobus_event_socket_id(ev), name, room, ack);
 }
 
 static void on_switch_room(void *ud, const iobus_event *ev) {
@@ -448,7 +515,7 @@ static void on_switch_room(void *ud, const iobus_event *ev) {
         reply_error(ack, "join first");
         return;
     }
-    reply(ack, enter(sid, name, room));
+    enter(sid, name, room, ack);
 }
 
 static void on_chat(void *ud, const iobus_event *ev) {
@@ -479,6 +546,41 @@ static void on_typing(void *ud, const iobus_event *ev) {
     const char *sid = iobus_event_socket_id(ev);
     user *u = find_user(sid);
     if (u) emit_to_room(u->room, sid, IOBUS_SELECTION_VOLATILE, "typing", json_pack("{s:s}", "name", u->name));
+}
+
+static void on_dm_target(void *ud, const char *json, size_t len) {
+    pending *p = ud;
+    json_t *sockets = json_loadb(json, len, 0, NULL);
+    if (json_array_size(sockets) > 0) {
+        const char *own[1] = {p->to};
+        iobus_selection sel = {0};
+        sel.rooms = own;
+        sel.room_count = 1;
+        reply_ok(p->ack, iobus_selection_emit(server, &sel, "dm", p->payload, strlen(p->payload), NULL, 0) == IOBUS_OK);
+    } else {
+        reply_error(p->ack, "no such user");
+    }
+    json_decref(sockets);
+    pending_free(p);
+}
+
+/* A DM to a socket that is not on this node: sent through its own room if
+ * another node of the cluster has it. */
+static void dm_elsewhere(iobus_ack *ack, const char *to, const char *dm) {
+    pending *p = calloc(1, sizeof *p);
+    if (p) {
+        p->ack = ack;
+        p->to = strdup(to);
+        p->payload = strdup(dm);
+    }
+    const char *own[1] = {p ? p->to : NULL};
+    iobus_selection sel = {0};
+    sel.rooms = own;
+    sel.room_count = 1;
+    if (!p || !p->to || !p->payload || iobus_selection_fetch_sockets(server, &sel, on_dm_target, p) != IOBUS_OK) {
+        if (p) pending_free(p);
+        reply_error(ack, "no such user");
+    }
 }
 
 static void on_dm(void *ud, const iobus_event *ev) {
@@ -517,8 +619,13 @@ static void on_dm(void *ud, const iobus_event *ev) {
                 st = iobus_selection_emit(server, &to_own, "dm", dm, strlen(dm), NULL, 0);
             }
         }
-        if (st == IOBUS_ERR_UNKNOWN_SOCKET) reply_error(ack, "no such user");
-        else reply_ok(ack, st == IOBUS_OK);
+        if (st == IOBUS_ERR_UNKNOWN_SOCKET && dm && strlen(to_sid) == json_string_length(to)) {
+            dm_elsewhere(ack, to_sid, dm); /* on another node of the cluster, or nowhere */
+        } else if (st == IOBUS_ERR_UNKNOWN_SOCKET) {
+            reply_error(ack, "no such user");
+        } else {
+            reply_ok(ack, st == IOBUS_OK);
+        }
         free(dm);
     }
     json_decref(args);
@@ -574,7 +681,7 @@ static void on_connect(void *ud, iobus_connect *req) {
     char *room = text_arg(json_object_get(who, "room"), MAX_ROOM);
     json_decref(who);
     if (name && room) {
-        json_decref(enter(sid, name, room));
+        enter(sid, name, room, NULL);
     } else {
         free(name);
         free(room);
@@ -708,10 +815,17 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* A node of a cluster: the other nodes share its rooms, DMs and
+     * recovery through a Redis stream. */
+    const char *redis_url = getenv("CHAT_REDIS_URL");
+    const char *redis_key = getenv("CHAT_REDIS_KEY");
+    if (redis_url && !*redis_url) redis_url = NULL;
+    if (redis_key && !*redis_key) redis_key = NULL;
     iobus_config *cfg = iobus_config_new();
     int ok = cfg && check(iobus_config_set_static_dir(cfg, public_dir()), "static dir") &&
              check(iobus_config_set_dispatch(cfg, IOBUS_DISPATCH_POLL), "dispatch") &&
              check(iobus_config_set_connection_state_recovery(cfg, recovery_ms > 0, recovery_ms, true, 0), "recovery") &&
+             (!redis_url || check(iobus_config_set_redis(cfg, redis_url, redis_key, IOBUS_REDIS_STREAMS, 0), "redis")) &&
              check(iobus_server_new(cfg, &server), "new server");
     iobus_config_free(cfg);
     ok = ok && check(iobus_server_on_event(server, "/", "join", on_join, NULL), "on join") &&

@@ -104,8 +104,10 @@ async function offersRecovery(base) {
 const liveHosts = new Set();
 
 class Host {
-  constructor(port) {
+  /** `env`: extra environment for the host (over the test's own). */
+  constructor(port, env = {}) {
     this.port = port;
+    this.env = env;
     this.base = `http://127.0.0.1:${port}`;
     this.output = '';
     this.exit = null;
@@ -116,7 +118,7 @@ class Host {
     if (!process.env.IOBUS_CHAT && !fs.existsSync(cmd)) {
       throw new Error(`${cmd} is missing: build it with \`cargo build --example chat\` or set IOBUS_CHAT`);
     }
-    const env = { ...process.env, CHAT_RECOVERY_MS: String(RECOVERY_MS) };
+    const env = { ...process.env, CHAT_RECOVERY_MS: String(RECOVERY_MS), ...this.env };
     const bundled = path.join(__dirname, 'node_modules', 'socket.io-client', 'dist');
     if (!env.IOBUS_CLIENT_DIR && fs.existsSync(path.join(bundled, 'socket.io.js'))) {
       env.IOBUS_CLIENT_DIR = bundled;
@@ -293,7 +295,8 @@ function nextEvent(socket, event, pred = () => true) {
 
 // ---- the tests -------------------------------------------------------------
 
-describe('chat example', { timeout: 90000 }, () => {
+// Run as a test file only (chat-cluster.test.js requires it for its helpers).
+if (require.main === module) describe('chat example', { timeout: 90000 }, () => {
   let host;
   let browser;
   const errors = [];
@@ -718,6 +721,11 @@ describe('chat example', { timeout: 90000 }, () => {
     assert.deepEqual(scriptErrors(errors), []);
   });
 });
+
+module.exports = {
+  CHROMIUM, CHROMIUM_ARGS, Host, freePort, sleep, withTimeout, openPage, waitFor, joinAs, users,
+  currentRoom, entry, hasEntry, say, toRoom, scriptErrors,
+};
 
 process.on('exit', () => {
   // Never leave a host running, whatever happened above.
