@@ -215,6 +215,9 @@ typedef struct user {
     /* When its connection dropped (monotonic ms) while it may still
      * recover; 0 while it is connected. */
     int64_t away_since;
+    /* Away too long: the cluster is being asked whether another node has
+     * its socket now. */
+    int checking;
 } user;
 
 static user *users;
@@ -658,9 +661,11 @@ static void on_chat_message(void *ud, const iobus_event *ev) {
 
 /* Every connection is accepted; the callback is here to hear of recoveries.
  * A recovered socket has its id, rooms and data back, so its user is simply
- * back, and nobody is told. Should the user have been let go meanwhile, it
- * is taken back from the socket's data, and its room (which was told it
- * left) hears that it joined again. */
+ * back, and nobody is told. A socket that dropped from another node of the
+ * cluster and recovered here brings its user in its data {name, room}; that
+ * node forgets it without a notice once it sees the socket here. (A user
+ * that was let go cannot come back this way: it is let go only after its
+ * recovery window, once no node has its socket.) */
 static void on_connect(void *ud, iobus_connect *req) {
     (void)ud;
     char sid[sizeof users[0].sid];
@@ -680,8 +685,10 @@ static void on_connect(void *ud, iobus_connect *req) {
     char *name = text_arg(json_object_get(who, "name"), MAX_NAME);
     char *room = text_arg(json_object_get(who, "room"), MAX_ROOM);
     json_decref(who);
-    if (name && room) {
-        enter(sid, name, room, NULL);
+    u = name && room ? add_user(sid) : NULL;
+    if (u) {
+        u->name = name;
+        u->room = room;
     } else {
         free(name);
         free(room);
@@ -703,13 +710,38 @@ static void on_disconnect(void *ud, const char *nsp, const char *sid, const char
     depart(sid);
 }
 
+/* The answer to "which node has this socket now?" for a user away too long:
+ * nobody (it is let go, and its room hears that it left), or another node,
+ * where it recovered (this node forgets it quietly: that node has it now). */
+static void on_expiry_check(void *ud, const char *json, size_t len) {
+    char *sid = ud;
+    user *u = find_user(sid);
+    if (u && u->checking) {
+        u->checking = 0;
+        json_t *sockets = json_loadb(json, len, 0, NULL);
+        if (!u->away_since) {
+            /* back on this node meanwhile */
+        } else if (json_array_size(sockets) > 0) {
+            user gone;
+            take_user(sid, &gone);
+            free(gone.name);
+            free(gone.room);
+        } else {
+            depart(sid);
+        }
+        json_decref(sockets);
+    }
+    free(sid);
+}
+
 /* Lets go of the users that have been away longer than a recovery can
- * take: their rooms hear that they left. */
+ * take, unless their socket is back: on this node, or on another node of
+ * the cluster (asked through the socket's own room). */
 static void expire_users(void) {
     int64_t now = monotonic_ms();
     for (size_t i = 0; i < user_count;) {
         user *u = &users[i];
-        if (!u->away_since || now - u->away_since < (int64_t)(recovery_ms + EXPIRY_GRACE_MS)) {
+        if (!u->away_since || u->checking || now - u->away_since < (int64_t)(recovery_ms + EXPIRY_GRACE_MS)) {
             i++;
             continue;
         }
@@ -720,10 +752,21 @@ static void expire_users(void) {
         if (back) {
             u->away_since = 0;
             i++;
+            continue;
+        }
+        char *sid = strdup(u->sid);
+        const char *own[1] = {sid};
+        iobus_selection sel = {0};
+        sel.rooms = own;
+        sel.room_count = 1;
+        if (sid && iobus_selection_fetch_sockets(server, &sel, on_expiry_check, sid) == IOBUS_OK) {
+            u->checking = 1;
+            i++;
         } else {
-            char sid[sizeof u->sid];
-            memcpy(sid, u->sid, sizeof sid);
-            depart(sid); /* moves the last user into slot i */
+            free(sid);
+            char gone[sizeof u->sid];
+            memcpy(gone, u->sid, sizeof gone);
+            depart(gone); /* moves the last user into slot i */
         }
     }
 }

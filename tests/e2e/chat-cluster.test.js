@@ -21,10 +21,13 @@ const { io } = require('socket.io-client');
 
 const {
   CHROMIUM, CHROMIUM_ARGS, Host, freePort, sleep, withTimeout, openPage, waitFor, joinAs, users,
-  entry, hasEntry, say, toRoom, scriptErrors,
+  entry, hasEntry, say, toRoom, scriptErrors, texts,
 } = require('./chat.test.js');
 
 const WAIT = 5000;
+// The hosts' recovery window (CHAT_RECOVERY_MS); a user away longer is let
+// go a second after it.
+const RECOVERY_MS = 2000;
 
 /** A redis-server of the test's own: a free port, a temporary directory, no persistence. */
 class Redis {
@@ -105,6 +108,55 @@ async function waitCluster(a, b) {
   }
 }
 
+async function waitUntil(cond, what) {
+  const deadline = Date.now() + WAIT;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(20);
+  }
+}
+
+/** A TCP switch in front of the nodes, as a load balancer that is not
+ * sticky would be: new connections go to the node it points at; `to(port)`
+ * points it elsewhere and cuts every connection it carries. */
+class Switch {
+  constructor(port) {
+    this.target = port;
+    this.pairs = new Set();
+    this.server = net.createServer((client) => {
+      const upstream = net.connect(this.target, '127.0.0.1');
+      const pair = [client, upstream];
+      this.pairs.add(pair);
+      const drop = () => {
+        this.pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      for (const s of pair) {
+        s.on('error', drop);
+        s.on('close', drop);
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+  }
+
+  async listen() {
+    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.base = `http://127.0.0.1:${this.server.address().port}`;
+  }
+
+  to(port) {
+    this.target = port;
+    for (const pair of [...this.pairs]) for (const s of pair) s.destroy();
+  }
+
+  close() {
+    this.to(0);
+    return new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
 const redis = new Redis();
 
 describe('chat example on a two-node cluster', { timeout: 45000 }, () => {
@@ -116,7 +168,9 @@ describe('chat example on a two-node cluster', { timeout: 45000 }, () => {
     assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
     const launching = chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 15000 });
     await redis.start();
-    const env = { CHAT_REDIS_URL: redis.url, CHAT_REDIS_KEY: `chat-e2e-${process.pid}` };
+    const env = {
+      CHAT_REDIS_URL: redis.url, CHAT_REDIS_KEY: `chat-e2e-${process.pid}`, CHAT_RECOVERY_MS: String(RECOVERY_MS),
+    };
     for (let i = 0; i < 2; i++) {
       const host = new Host(await freePort(), env);
       hosts.push(host);
@@ -182,6 +236,71 @@ describe('chat example on a two-node cluster', { timeout: 45000 }, () => {
 
     await alice.context().close();
     await bob.context().close();
+    assert.deepEqual(scriptErrors(errors), []);
+  });
+
+  test('a user whose connection moves to the other node stays, with no notice on either', async () => {
+    const [a, b] = hosts;
+    const lb = new Switch(a.port);
+    await lb.listen();
+    const dave = await openPage(browser, `${b.base}/`, errors, 'dave@B');
+    const carol = io(lb.base, {
+      transports: ['websocket'], forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 100,
+      randomizationFactor: 0,
+    });
+    const heard = [];
+    carol.on('chat', (ev) => heard.push(ev.msg));
+    try {
+      await withTimeout(new Promise((resolve) => carol.once('connect', resolve)), WAIT, 'carol connects');
+      const id = carol.id;
+      await joinAs(dave, 'dave');
+      const joined = await carol.timeout(WAIT).emitWithAck('join', 'carol');
+      assert.deepEqual(joined.users, ['carol', 'dave']);
+      await entry(dave, 'notice', 'carol joined #lobby');
+      await users(dave, ['carol', 'dave']);
+      await say(dave, 'before the move');
+      // A message from carol before the move: the node sends its offset,
+      // so her recovery can start from there.
+      await waitUntil(() => heard.includes('before the move'), 'carol hears dave');
+
+      // Node A's connection is cut; carol's next one reaches node B.
+      const back = withTimeout(new Promise((resolve) => carol.once('connect', resolve)), WAIT, 'carol reconnects');
+      lb.to(b.port);
+      await say(dave, 'while carol moves');
+      await back;
+      assert.equal(carol.recovered, true, 'the move was not a recovery');
+      assert.equal(carol.id, id);
+      await waitUntil(() => heard.includes('while carol moves'), 'carol gets what she missed');
+      assert.deepEqual(heard, ['before the move', 'while carol moves']);
+
+      // Past the recovery window and the grace after it: node A has let go
+      // of the user it was keeping, quietly, since node B has her socket.
+      await sleep(RECOVERY_MS + 2500);
+      const notices = await texts(dave, 'notice');
+      assert.deepEqual(notices.filter((t) => t.includes('carol')), ['carol joined #lobby']);
+
+      // Node B knows carol: she talks, she is in every roster once.
+      const said = await carol.timeout(WAIT).emitWithAck('chat', { msg: 'hello from node B now' });
+      assert.deepEqual(said, { ok: true });
+      await entry(dave, 'message', 'hello from node B now');
+      const probe = io(a.base, { transports: ['websocket'], forceNew: true, reconnection: false });
+      try {
+        const seen = await probe.timeout(WAIT).emitWithAck('join', 'erin');
+        assert.deepEqual(seen.users, ['carol', 'dave', 'erin']);
+      } finally {
+        probe.disconnect();
+      }
+      await entry(dave, 'notice', 'erin left #lobby');
+
+      // Leaving from node B is announced once, as anywhere.
+      await carol.timeout(WAIT).emitWithAck('leave');
+      await entry(dave, 'notice', 'carol left #lobby');
+      await users(dave, ['dave']);
+    } finally {
+      carol.disconnect();
+      await dave.context().close();
+      await lb.close();
+    }
     assert.deepEqual(scriptErrors(errors), []);
   });
 });
