@@ -296,6 +296,12 @@ impl Drop for Link {
     }
 }
 
+/// Why an adapter (`adapter`, its name in the message) cannot start with
+/// the Redis server at `url`.
+pub(crate) fn start_error(adapter: &str, url: &str, why: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionRefused, format!("{adapter}: cannot use Redis at {url}: {why}"))
+}
+
 /// The count in a `PUBSUB NUMSUB <channel>` reply: `[channel, n]` (a map
 /// under some protocol versions).
 pub(crate) fn numsub_count(reply: &Value) -> usize {

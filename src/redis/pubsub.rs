@@ -18,22 +18,21 @@
 //! for that many answers, at most the requests timeout (or the emit's own
 //! timeout), and complete with what arrived.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::RedisAdapter;
-use super::connection::{Incoming, Link};
+use super::connection::{Incoming, Link, start_error};
+use super::requests::{FetchDone, Requests, RoomsDone, Waiting, first_argument};
 use super::wire::{self, Channels, RequestType};
 use crate::server::{
     Adapter, AdapterFactory, BroadcastAcks, BroadcastOptions, EventPacket, Namespace, Payload, ServerSideReply,
-    SocketInfo,
 };
 
 /// What a subscribed channel is for.
@@ -154,10 +153,6 @@ impl RedisAdapterFactory {
     }
 }
 
-fn start_error(url: &str, why: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionRefused, format!("Redis adapter: cannot use Redis at {url}: {why}"))
-}
-
 impl AdapterFactory for RedisAdapterFactory {
     fn create(&self, nsp: &str) -> Arc<dyn Adapter> {
         let shared = self.shared.clone();
@@ -166,7 +161,7 @@ impl AdapterFactory for RedisAdapterFactory {
             channels: Channels::new(&shared.config.key, nsp, &shared.uid),
             name: nsp.to_owned(),
             namespace: RwLock::new(Weak::new()),
-            pending: Mutex::new(HashMap::new()),
+            requests: Requests::new(nsp),
             shared,
         })
     }
@@ -195,8 +190,8 @@ impl AdapterFactory for RedisAdapterFactory {
         // Waits on the starting thread (a host thread, not a network one).
         let link = match result.recv_timeout(connect_timeout * 3 + Duration::from_secs(1)) {
             Ok(Ok(link)) => link,
-            Ok(Err(e)) => return Err(start_error(&url, e)),
-            Err(_) => return Err(start_error(&url, "timed out")),
+            Ok(Err(e)) => return Err(start_error("Redis adapter", &url, e)),
+            Err(_) => return Err(start_error("Redis adapter", &url, "timed out")),
         };
         let shared = self.shared.clone();
         let dispatcher = runtime.spawn(async move {
@@ -217,39 +212,6 @@ impl AdapterFactory for RedisAdapterFactory {
     }
 }
 
-type FetchDone = Box<dyn FnOnce(Vec<SocketInfo>) + Send>;
-type RoomsDone = Box<dyn FnOnce(Vec<String>) + Send>;
-
-/// A request of this node waiting for answers.
-enum Pending {
-    /// Fetching sockets: what arrived, from how many nodes (this one
-    /// included), out of how many.
-    Fetch { sockets: Vec<SocketInfo>, answers: usize, expected: usize, done: FetchDone },
-    /// Listing rooms.
-    Rooms { rooms: Vec<String>, seen: HashSet<String>, answers: usize, expected: usize, done: RoomsDone },
-    /// A broadcast with acks: client counts and acks go to the collector.
-    Acks(Arc<BroadcastAcks>),
-    /// A server-side emit with acks: each node's reply goes to the collector.
-    ServerSide(Arc<BroadcastAcks>),
-}
-
-impl Pending {
-    /// The time is up: completes with what arrived.
-    fn expire(self, nsp: &str) {
-        match self {
-            Pending::Fetch { sockets, answers, expected, done } => {
-                tracing::warn!(nsp, answers, expected, "fetch sockets: not every node answered in time");
-                done(sockets);
-            }
-            Pending::Rooms { rooms, answers, expected, done, .. } => {
-                tracing::warn!(nsp, answers, expected, "all rooms: not every node answered in time");
-                done(rooms);
-            }
-            Pending::Acks(_) | Pending::ServerSide(_) => {}
-        }
-    }
-}
-
 /// The adapter of one namespace.
 pub(crate) struct NspAdapter {
     me: Weak<NspAdapter>,
@@ -257,7 +219,7 @@ pub(crate) struct NspAdapter {
     name: String,
     channels: Channels,
     namespace: RwLock<Weak<Namespace>>,
-    pending: Mutex<HashMap<String, Pending>>,
+    requests: Arc<Requests>,
 }
 
 impl NspAdapter {
@@ -300,22 +262,6 @@ impl NspAdapter {
     /// Answers a request from node `uid` (npm `publishResponse`).
     fn respond(&self, link: &Link, uid: Option<&str>, message: Vec<u8>) {
         link.publish(self.channels.response_to(uid, self.shared.config.specific_response_channel), message);
-    }
-
-    /// Registers a request, and forgets it after `after` (completing it
-    /// with what arrived).
-    fn wait_for(&self, link: &Link, id: String, request: Pending, after: Duration) {
-        self.pending.lock().insert(id.clone(), request);
-        let me = self.me.clone();
-        link.runtime().spawn(async move {
-            tokio::time::sleep(after).await;
-            if let Some(me) = me.upgrade() {
-                let expired = me.pending.lock().remove(&id);
-                if let Some(request) = expired {
-                    request.expire(&me.name);
-                }
-            }
-        });
     }
 
     /// Whether a broadcast is a direct emit to one socket of this node (its
@@ -507,64 +453,22 @@ impl NspAdapter {
         let Some(id) = wire::str_field(&response, "requestId") else {
             return;
         };
-        let mut pending = self.pending.lock();
-        let Some(request) = pending.get_mut(id) else {
-            return;
-        };
-        match request {
-            Pending::Acks(acks) => {
-                let acks = acks.clone();
-                drop(pending);
-                match RequestType::of(&response) {
-                    Some(RequestType::BroadcastClientCount) => {
-                        let n = response.get("clientCount").and_then(Value::as_u64).unwrap_or(0);
-                        acks.add_clients(usize::try_from(n).unwrap_or(0));
-                    }
-                    Some(RequestType::BroadcastAck) => acks.reply(first_argument(response.get("packet"), binary)),
-                    _ => {}
+        // The answer's kind is the kind of the request waiting for it: only
+        // broadcasts with acks get answers of two kinds, told by their type.
+        let requests = &self.requests;
+        match requests.waiting(id) {
+            None => {}
+            Some(Waiting::Acks) => match RequestType::of(&response) {
+                Some(RequestType::BroadcastClientCount) => {
+                    requests.client_count(id, response.get("clientCount").and_then(Value::as_u64).unwrap_or(0));
                 }
-            }
-            Pending::ServerSide(acks) => {
-                let acks = acks.clone();
-                drop(pending);
-                acks.reply(first_argument(response.get("data"), binary));
-            }
-            Pending::Fetch { sockets, answers, expected, .. } => {
-                *answers += 1;
-                if let Some(list) = response.get("sockets").and_then(Value::as_array) {
-                    sockets.extend(list.iter().filter_map(wire::socket_from_json));
-                }
-                if *answers >= *expected {
-                    if let Some(Pending::Fetch { sockets, done, .. }) = pending.remove(id) {
-                        drop(pending);
-                        done(sockets);
-                    }
-                }
-            }
-            Pending::Rooms { rooms, seen, answers, expected, .. } => {
-                *answers += 1;
-                for room in wire::rooms(response.get("rooms")) {
-                    if seen.insert(room.clone()) {
-                        rooms.push(room);
-                    }
-                }
-                if *answers >= *expected {
-                    if let Some(Pending::Rooms { rooms, done, .. }) = pending.remove(id) {
-                        drop(pending);
-                        done(rooms);
-                    }
-                }
-            }
+                Some(RequestType::BroadcastAck) => requests.ack(id, first_argument(response.get("packet"), binary)),
+                _ => {}
+            },
+            Some(Waiting::ServerSide) => requests.server_side_reply(id, first_argument(response.get("data"), binary)),
+            Some(Waiting::Fetch) => requests.fetch_answer(id, wire::sockets(response.get("sockets"))),
+            Some(Waiting::Rooms) => requests.rooms_answer(id, wire::rooms(response.get("rooms"))),
         }
-    }
-}
-
-/// A reply as iobus reports it: the one value another node passes on (an
-/// absent one — JavaScript's `undefined` — is no argument).
-fn first_argument(value: Option<&Value>, binary: Vec<Bytes>) -> Payload {
-    match value {
-        Some(v) => Payload::with_binary(vec![v.clone()], binary),
-        None => Payload::empty(),
     }
 }
 
@@ -591,10 +495,7 @@ impl Adapter for NspAdapter {
                 }
             }
         }
-        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
-        for request in pending {
-            request.expire(&self.name);
-        }
+        self.requests.stop();
         self.sync_subscriptions();
     }
 
@@ -625,13 +526,13 @@ impl Adapter for NspAdapter {
         let id = wire::random_id();
         // Registered before anything is sent, so no answer comes too early;
         // forgotten once complete, or when its timeout has passed.
-        self.pending.lock().insert(id.clone(), Pending::Acks(acks.clone()));
+        self.requests.acks(&id, acks);
         link.publish(
             self.channels.request.clone(),
             wire::encode_broadcast_request(self.uid(), &id, &self.name, packet, opts),
         );
         nsp.local_broadcast_with_ack(packet, opts, acks);
-        let me = self.me.clone();
+        let requests = Arc::downgrade(&self.requests);
         let acks = acks.clone();
         let timeout = opts.flags.timeout;
         let every = self.shared.config.requests_timeout;
@@ -647,7 +548,8 @@ impl Adapter for NspAdapter {
             };
             acks.expect_servers(servers);
             drop(asker);
-            NspAdapter::keep_until_done(me, id, acks, timeout.unwrap_or(every)).await;
+            let poll = timeout.unwrap_or(every).min(Duration::from_millis(500));
+            Requests::keep_until_done(requests, id, acks, poll).await;
         });
     }
 
@@ -684,8 +586,7 @@ impl Adapter for NspAdapter {
                 "type": RequestType::RemoteFetch as u8,
                 "opts": selection,
             });
-            let waiting = Pending::Fetch { sockets: local, answers: 1, expected, done };
-            me.wait_for(&asker, id, waiting, me.shared.config.requests_timeout);
+            me.requests.fetch(asker.runtime(), &id, local, expected - 1, me.shared.config.requests_timeout, done);
             me.publish_json(&asker, me.channels.request.clone(), &request);
         });
     }
@@ -742,9 +643,7 @@ impl Adapter for NspAdapter {
             }
             let id = wire::random_id();
             let request = json!({ "uid": me.uid(), "requestId": id, "type": RequestType::AllRooms as u8 });
-            let seen: HashSet<String> = local.iter().cloned().collect();
-            let waiting = Pending::Rooms { rooms: local, seen, answers: 1, expected, done };
-            me.wait_for(&asker, id, waiting, me.shared.config.requests_timeout);
+            me.requests.rooms(asker.runtime(), &id, local, expected - 1, me.shared.config.requests_timeout, done);
             me.publish_json(&asker, me.channels.request.clone(), &request);
         });
     }
@@ -792,11 +691,12 @@ impl Adapter for NspAdapter {
             // One "server" (the cluster) reporting one reply per other node.
             acks.expect_servers(1);
             acks.add_clients(others);
-            me.pending.lock().insert(id.clone(), Pending::ServerSide(acks.clone()));
+            me.requests.server_side(&id, &acks);
             me.publish_json(&asker, me.channels.request.clone(), &request);
-            let every = me.shared.config.requests_timeout;
+            let poll = me.shared.config.requests_timeout.min(Duration::from_millis(500));
+            let requests = Arc::downgrade(&me.requests);
             drop((me, asker));
-            NspAdapter::keep_until_done(this, id, acks, every).await;
+            Requests::keep_until_done(requests, id, acks, poll).await;
         });
     }
 }
@@ -819,19 +719,6 @@ impl NspAdapter {
                 tracing::warn!(nsp, "Redis adapter: cannot change subscriptions: {e}");
             }
         });
-    }
-
-    /// Keeps an emit with acks (and its entry, for the answers) until it
-    /// completes: by every answer, or at its own timeout. Nothing else may
-    /// hold the collector (the other nodes' clients are not this node's
-    /// sockets), and one dropped undone would never call its completion.
-    async fn keep_until_done(me: Weak<NspAdapter>, id: String, acks: Arc<BroadcastAcks>, every: Duration) {
-        while !acks.is_done() {
-            tokio::time::sleep(every.min(Duration::from_millis(500))).await;
-        }
-        if let Some(me) = me.upgrade() {
-            me.pending.lock().remove(&id);
-        }
     }
 
     /// Sends a join or leave of the selected sockets to the other nodes.

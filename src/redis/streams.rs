@@ -31,17 +31,20 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::RedisStreamsAdapter;
-use super::connection::{Incoming, Link};
+use super::connection::{Incoming, Link, start_error};
+use super::requests::{FetchDone, Requests, first_argument};
 use super::stream_log::{self, Entry, StreamLog, StreamReplay, Write, Writer};
 use super::streams_wire::{self as sw, Message, MessageType, StreamId};
 use super::wire;
 use crate::server::{
     Adapter, AdapterFactory, BroadcastAcks, BroadcastOptions, EventPacket, Namespace, Payload, RestoreDone,
-    RestoredSession, SavedSession, ServerSideReply, SocketInfo,
+    RestoredSession, SavedSession, ServerSideReply,
 };
 
 /// How many entries one `XRANGE` of a restore takes.
 const RESTORE_PAGE: usize = 1000;
+/// How often an emit with acks is looked at until it completes.
+const KEEP_POLL: Duration = Duration::from_millis(100);
 
 /// What a running server has of Redis.
 struct Running {
@@ -194,10 +197,6 @@ impl RedisStreamsAdapterFactory {
     }
 }
 
-fn start_error(url: &str, why: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionRefused, format!("Redis streams adapter: cannot use Redis at {url}: {why}"))
-}
-
 impl AdapterFactory for RedisStreamsAdapterFactory {
     fn create(&self, nsp: &str) -> Arc<dyn Adapter> {
         let shared = self.shared.clone();
@@ -212,7 +211,7 @@ impl AdapterFactory for RedisStreamsAdapterFactory {
             public,
             private,
             namespace: RwLock::new(Weak::new()),
-            pending: Mutex::new(HashMap::new()),
+            requests: Requests::new(nsp),
             shared,
         })
     }
@@ -251,8 +250,8 @@ impl AdapterFactory for RedisStreamsAdapterFactory {
         let wait = self.shared.config.connect_timeout * 3 + Duration::from_secs(1);
         let (link, streams, readers) = match result.recv_timeout(wait) {
             Ok(Ok(connected)) => connected,
-            Ok(Err(e)) => return Err(start_error(&url, e)),
-            Err(_) => return Err(start_error(&url, "timed out")),
+            Ok(Err(e)) => return Err(start_error("Redis streams adapter", &url, e)),
+            Err(_) => return Err(start_error("Redis streams adapter", &url, "timed out")),
         };
         for (log, con) in readers {
             let shared = Arc::downgrade(&self.shared);
@@ -302,18 +301,6 @@ impl AdapterFactory for RedisStreamsAdapterFactory {
     }
 }
 
-type FetchDone = Box<dyn FnOnce(Vec<SocketInfo>) + Send>;
-
-/// A request of this node waiting for answers.
-enum Pending {
-    /// Fetching sockets: what arrived, from how many nodes, out of how many.
-    Fetch { sockets: Vec<SocketInfo>, answers: usize, expected: usize, done: FetchDone },
-    /// A broadcast with acks: client counts and acks go to the collector.
-    Acks(Arc<BroadcastAcks>),
-    /// A server-side emit with acks: each node's reply goes to the collector.
-    ServerSide(Arc<BroadcastAcks>),
-}
-
 /// The adapter of one namespace.
 pub(crate) struct NspAdapter {
     me: Weak<NspAdapter>,
@@ -326,16 +313,7 @@ pub(crate) struct NspAdapter {
     /// `<prefix>#<nsp>#<uid>#`: answers for this node.
     private: String,
     namespace: RwLock<Weak<Namespace>>,
-    pending: Mutex<HashMap<String, Pending>>,
-}
-
-/// A reply as iobus reports it: the one value another node passes on (an
-/// absent one — JavaScript's `undefined` — is no argument).
-fn first_argument(value: Option<&Value>, binary: Vec<bytes::Bytes>) -> Payload {
-    match value {
-        Some(v) => Payload::with_binary(vec![v.clone()], binary),
-        None => Payload::empty(),
-    }
+    requests: Arc<Requests>,
 }
 
 impl NspAdapter {
@@ -548,62 +526,22 @@ impl NspAdapter {
     }
 
     /// An answer to one of this node's requests.
-    fn on_response(&self, response: Message) {
+    fn on_response(&self, mut response: Message) {
+        let binary = std::mem::take(&mut response.binary);
         let Some(id) = response.request_id() else {
             return;
         };
-        let mut pending = self.pending.lock();
-        let Some(request) = pending.get_mut(id) else {
-            return;
-        };
-        match request {
-            Pending::Acks(acks) => {
-                let acks = acks.clone();
-                drop(pending);
-                match response.kind() {
-                    Some(MessageType::BroadcastClientCount) => {
-                        let n = response.data.get("clientCount").and_then(Value::as_u64).unwrap_or(0);
-                        acks.add_clients(usize::try_from(n).unwrap_or(0));
-                    }
-                    Some(MessageType::BroadcastAck) => {
-                        acks.reply(first_argument(response.data.get("packet"), response.binary))
-                    }
-                    _ => {}
-                }
+        let (data, requests) = (&response.data, &self.requests);
+        match response.kind() {
+            Some(MessageType::BroadcastClientCount) => {
+                requests.client_count(id, data.get("clientCount").and_then(Value::as_u64).unwrap_or(0));
             }
-            Pending::ServerSide(acks) => {
-                let acks = acks.clone();
-                drop(pending);
-                if response.kind() == Some(MessageType::ServerSideEmitResponse) {
-                    acks.reply(first_argument(response.data.get("packet"), response.binary));
-                }
+            Some(MessageType::BroadcastAck) => requests.ack(id, first_argument(data.get("packet"), binary)),
+            Some(MessageType::ServerSideEmitResponse) => {
+                requests.server_side_reply(id, first_argument(data.get("packet"), binary));
             }
-            Pending::Fetch { sockets, answers, expected, .. } => {
-                if response.kind() != Some(MessageType::FetchSocketsResponse) {
-                    return;
-                }
-                *answers += 1;
-                if let Some(list) = response.data.get("sockets").and_then(Value::as_array) {
-                    sockets.extend(list.iter().filter_map(wire::socket_from_json));
-                }
-                if *answers >= *expected {
-                    if let Some(Pending::Fetch { sockets, done, .. }) = pending.remove(id) {
-                        drop(pending);
-                        done(sockets);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Keeps an emit with acks (and its entry, for the answers) until it
-    /// completes, by every answer or at its own timeout.
-    async fn keep_until_done(me: Weak<NspAdapter>, id: String, acks: Arc<BroadcastAcks>) {
-        while !acks.is_done() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if let Some(me) = me.upgrade() {
-            me.pending.lock().remove(&id);
+            Some(MessageType::FetchSocketsResponse) => requests.fetch_answer(id, wire::sockets(data.get("sockets"))),
+            _ => {}
         }
     }
 
@@ -735,12 +673,7 @@ impl Adapter for NspAdapter {
                 }
             }
         }
-        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
-        for request in pending {
-            if let Pending::Fetch { sockets, done, .. } = request {
-                done(sockets);
-            }
-        }
+        self.requests.stop();
         self.sync_subscriptions();
     }
 
@@ -784,18 +717,19 @@ impl Adapter for NspAdapter {
         };
         let id = sw::random_id();
         // Registered before anything is sent, so no answer comes too early.
-        self.pending.lock().insert(id.clone(), Pending::Acks(acks.clone()));
+        self.requests.acks(&id, acks);
         let data = sw::broadcast_data(packet, opts, Some(&id));
         self.publish(&running, &self.message(MessageType::Broadcast, data, packet.payload.binary.clone()));
         nsp.local_broadcast_with_ack(packet, opts, acks);
         let (me, acks, link) = (self.me.clone(), acks.clone(), running.link.clone());
+        let requests = Arc::downgrade(&self.requests);
         running.link.runtime().spawn(async move {
             let servers = match me.upgrade() {
                 Some(adapter) => adapter.server_count(&link).await,
                 None => 1,
             };
             acks.expect_servers(servers);
-            NspAdapter::keep_until_done(me, id, acks).await;
+            Requests::keep_until_done(requests, id, acks, KEEP_POLL).await;
         });
     }
 
@@ -822,16 +756,8 @@ impl Adapter for NspAdapter {
             let id = sw::random_id();
             let request =
                 me.message(MessageType::FetchSockets, json!({ "opts": selection, "requestId": id }), Vec::new());
-            me.pending.lock().insert(id.clone(), Pending::Fetch { sockets: local, answers: 0, expected, done });
+            me.requests.fetch(link.runtime(), &id, local, expected, timeout, done);
             link.publish(me.public.clone(), request.to_msgpack());
-            let me = Arc::downgrade(&me);
-            tokio::time::sleep(timeout).await;
-            let Some(me) = me.upgrade() else { return };
-            let expired = me.pending.lock().remove(&id);
-            if let Some(Pending::Fetch { sockets, answers, expected, done }) = expired {
-                tracing::warn!(nsp = %me.name, answers, expected, "fetch sockets: not every node answered in time");
-                done(sockets);
-            }
         });
     }
 
@@ -893,13 +819,14 @@ impl Adapter for NspAdapter {
             // One "server" (the cluster) reporting one reply per other node.
             acks.expect_servers(1);
             acks.add_clients(others);
-            adapter.pending.lock().insert(id.clone(), Pending::ServerSide(acks.clone()));
+            adapter.requests.server_side(&id, &acks);
             link.publish(
                 adapter.public.clone(),
                 adapter.message(MessageType::ServerSideEmit, request, binary).to_msgpack(),
             );
+            let requests = Arc::downgrade(&adapter.requests);
             drop(adapter);
-            NspAdapter::keep_until_done(me, id, acks).await;
+            Requests::keep_until_done(requests, id, acks, KEEP_POLL).await;
         });
     }
 

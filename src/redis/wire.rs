@@ -542,6 +542,12 @@ pub(crate) fn socket_from_json(v: &Value) -> Option<SocketInfo> {
     })
 }
 
+/// The sockets of a REMOTE_FETCH response (anything that is not a list is
+/// no sockets).
+pub(crate) fn sockets(v: Option<&Value>) -> Vec<SocketInfo> {
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(socket_from_json).collect()).unwrap_or_default()
+}
+
 /// The text of a string field.
 pub(crate) fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
     v.get(name).and_then(Value::as_str)

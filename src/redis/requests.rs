@@ -1,0 +1,268 @@
+//! This node's requests that wait for answers from the other nodes, as
+//! both Redis adapters keep them: fetching sockets, listing rooms,
+//! broadcasts with acks and server-side emits with acks.
+//!
+//! What it owns: each request from when it is sent until it completes —
+//! the answers gathered so far, the count of nodes still to answer, the
+//! expiry that completes a request with what arrived, and the collectors
+//! ([`BroadcastAcks`]) that client counts and acks go to. What it does not:
+//! the wire. Each adapter decodes its own messages and hands the answers
+//! here by request id; an answer for a request that is no longer waiting,
+//! or that waits for something else, is dropped.
+//!
+//! Every request is registered before it is sent, so that no answer comes
+//! too early.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::server::{BroadcastAcks, Payload, SocketInfo};
+
+pub(super) type FetchDone = Box<dyn FnOnce(Vec<SocketInfo>) + Send>;
+pub(super) type RoomsDone = Box<dyn FnOnce(Vec<String>) + Send>;
+
+/// What a request waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waiting {
+    /// The sockets of the other nodes.
+    Fetch,
+    /// The rooms of the other nodes.
+    Rooms,
+    /// Client counts and acks of a broadcast.
+    Acks,
+    /// The other nodes' replies to a server-side emit.
+    ServerSide,
+}
+
+/// A request of this node waiting for answers.
+enum Pending {
+    /// Fetching sockets: what arrived, from how many other nodes, out of
+    /// how many.
+    Fetch { sockets: Vec<SocketInfo>, answers: usize, expected: usize, done: FetchDone },
+    /// Listing rooms: likewise, each room once.
+    Rooms { rooms: Vec<String>, seen: HashSet<String>, answers: usize, expected: usize, done: RoomsDone },
+    /// A broadcast with acks: client counts and acks go to the collector.
+    Acks(Arc<BroadcastAcks>),
+    /// A server-side emit with acks: each node's reply goes to the collector.
+    ServerSide(Arc<BroadcastAcks>),
+}
+
+impl Pending {
+    fn waiting(&self) -> Waiting {
+        match self {
+            Pending::Fetch { .. } => Waiting::Fetch,
+            Pending::Rooms { .. } => Waiting::Rooms,
+            Pending::Acks(_) => Waiting::Acks,
+            Pending::ServerSide(_) => Waiting::ServerSide,
+        }
+    }
+
+    /// Completes a fetch or a listing with what arrived; a collector
+    /// completes at its own timeout.
+    fn complete(self) {
+        match self {
+            Pending::Fetch { sockets, done, .. } => done(sockets),
+            Pending::Rooms { rooms, done, .. } => done(rooms),
+            Pending::Acks(_) | Pending::ServerSide(_) => {}
+        }
+    }
+
+    /// The time is up: completes with what arrived.
+    fn expire(self, nsp: &str) {
+        match &self {
+            Pending::Fetch { answers, expected, .. } => {
+                tracing::warn!(nsp, answers, expected, "fetch sockets: not every node answered in time");
+            }
+            Pending::Rooms { answers, expected, .. } => {
+                tracing::warn!(nsp, answers, expected, "all rooms: not every node answered in time");
+            }
+            Pending::Acks(_) | Pending::ServerSide(_) => {}
+        }
+        self.complete();
+    }
+}
+
+/// The requests of one namespace's adapter waiting for answers, by id.
+pub(super) struct Requests {
+    /// The namespace, for the logs.
+    nsp: String,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl Requests {
+    pub(super) fn new(nsp: &str) -> Arc<Requests> {
+        Arc::new(Requests { nsp: nsp.to_owned(), pending: Mutex::new(HashMap::new()) })
+    }
+
+    /// Fetching sockets from `others` other nodes: completes with `local`
+    /// and their sockets once every one answered, or after `timeout` with
+    /// what arrived.
+    pub(super) fn fetch(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        id: &str,
+        local: Vec<SocketInfo>,
+        others: usize,
+        timeout: Duration,
+        done: FetchDone,
+    ) {
+        let request = Pending::Fetch { sockets: local, answers: 0, expected: others, done };
+        self.wait(runtime, id, request, timeout);
+    }
+
+    /// Listing the rooms of `others` other nodes: as [`fetch`](Self::fetch).
+    pub(super) fn rooms(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        id: &str,
+        local: Vec<String>,
+        others: usize,
+        timeout: Duration,
+        done: RoomsDone,
+    ) {
+        let seen = local.iter().cloned().collect();
+        let request = Pending::Rooms { rooms: local, seen, answers: 0, expected: others, done };
+        self.wait(runtime, id, request, timeout);
+    }
+
+    /// Registers a request, and forgets it after `after` (completing it
+    /// with what arrived).
+    fn wait(self: &Arc<Self>, runtime: &tokio::runtime::Handle, id: &str, request: Pending, after: Duration) {
+        self.pending.lock().insert(id.to_owned(), request);
+        let (me, id) = (Arc::downgrade(self), id.to_owned());
+        runtime.spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(me) = me.upgrade() {
+                let expired = me.pending.lock().remove(&id);
+                if let Some(request) = expired {
+                    request.expire(&me.nsp);
+                }
+            }
+        });
+    }
+
+    /// A broadcast with acks: the client counts and acks of the other
+    /// nodes go to `acks`. The entry stays until
+    /// [`keep_until_done`](Self::keep_until_done) removes it.
+    pub(super) fn acks(&self, id: &str, acks: &Arc<BroadcastAcks>) {
+        self.pending.lock().insert(id.to_owned(), Pending::Acks(acks.clone()));
+    }
+
+    /// A server-side emit with acks: the other nodes' replies go to `acks`.
+    /// The entry stays until [`keep_until_done`](Self::keep_until_done)
+    /// removes it.
+    pub(super) fn server_side(&self, id: &str, acks: &Arc<BroadcastAcks>) {
+        self.pending.lock().insert(id.to_owned(), Pending::ServerSide(acks.clone()));
+    }
+
+    /// What request `id` waits for, while it waits.
+    pub(super) fn waiting(&self, id: &str) -> Option<Waiting> {
+        self.pending.lock().get(id).map(Pending::waiting)
+    }
+
+    /// One node's sockets for fetch `id`: the fetch completes when it was
+    /// the last node to answer.
+    pub(super) fn fetch_answer(&self, id: &str, sockets: Vec<SocketInfo>) {
+        let mut pending = self.pending.lock();
+        let Some(Pending::Fetch { sockets: gathered, answers, expected, .. }) = pending.get_mut(id) else {
+            return;
+        };
+        *answers += 1;
+        gathered.extend(sockets);
+        if *answers >= *expected {
+            if let Some(request) = pending.remove(id) {
+                drop(pending);
+                request.complete();
+            }
+        }
+    }
+
+    /// One node's rooms for listing `id`: the listing completes when it
+    /// was the last node to answer.
+    pub(super) fn rooms_answer(&self, id: &str, rooms: Vec<String>) {
+        let mut pending = self.pending.lock();
+        let Some(Pending::Rooms { rooms: gathered, seen, answers, expected, .. }) = pending.get_mut(id) else {
+            return;
+        };
+        *answers += 1;
+        for room in rooms {
+            if seen.insert(room.clone()) {
+                gathered.push(room);
+            }
+        }
+        if *answers >= *expected {
+            if let Some(request) = pending.remove(id) {
+                drop(pending);
+                request.complete();
+            }
+        }
+    }
+
+    /// How many of a node's clients a broadcast with acks `id` reached.
+    pub(super) fn client_count(&self, id: &str, n: u64) {
+        if let Some(acks) = self.collector(id, Waiting::Acks) {
+            acks.add_clients(usize::try_from(n).unwrap_or(0));
+        }
+    }
+
+    /// A client's ack to broadcast `id`.
+    pub(super) fn ack(&self, id: &str, reply: Payload) {
+        if let Some(acks) = self.collector(id, Waiting::Acks) {
+            acks.reply(reply);
+        }
+    }
+
+    /// A node's reply to server-side emit `id`.
+    pub(super) fn server_side_reply(&self, id: &str, reply: Payload) {
+        if let Some(acks) = self.collector(id, Waiting::ServerSide) {
+            acks.reply(reply);
+        }
+    }
+
+    /// The collector of request `id`, if it waits for `what`; it is used
+    /// outside the lock, since it may complete and call back.
+    fn collector(&self, id: &str, what: Waiting) -> Option<Arc<BroadcastAcks>> {
+        match self.pending.lock().get(id)? {
+            Pending::Acks(acks) if what == Waiting::Acks => Some(acks.clone()),
+            Pending::ServerSide(acks) if what == Waiting::ServerSide => Some(acks.clone()),
+            _ => None,
+        }
+    }
+
+    /// The namespace stops: fetches and listings complete with what
+    /// arrived, and no answer is taken any more.
+    pub(super) fn stop(&self) {
+        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
+        for request in pending {
+            request.complete();
+        }
+    }
+
+    /// Keeps an emit with acks (and its entry, for the answers) until it
+    /// completes: by every answer, or at its own timeout, looking every
+    /// `poll`. Nothing else may hold the collector (the other nodes'
+    /// clients are not this node's sockets), and one dropped undone would
+    /// never call its completion.
+    pub(super) async fn keep_until_done(me: Weak<Requests>, id: String, acks: Arc<BroadcastAcks>, poll: Duration) {
+        while !acks.is_done() {
+            tokio::time::sleep(poll).await;
+        }
+        if let Some(me) = me.upgrade() {
+            me.pending.lock().remove(&id);
+        }
+    }
+}
+
+/// A reply as iobus reports it: the one value another node passes on (an
+/// absent one — JavaScript's `undefined` — is no argument).
+pub(super) fn first_argument(value: Option<&Value>, binary: Vec<Bytes>) -> Payload {
+    match value {
+        Some(v) => Payload::with_binary(vec![v.clone()], binary),
+        None => Payload::empty(),
+    }
+}
