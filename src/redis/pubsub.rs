@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::RedisAdapter;
 use super::connection::{Incoming, Link, start_error};
-use super::requests::{FetchDone, Requests, RoomsDone, Waiting, first_argument};
+use super::requests::{FetchDone, Gather, Requests, RoomsDone, Waiting, first_argument};
 use super::wire::{self, Channels, RequestType};
 use crate::server::{
     Adapter, AdapterFactory, BroadcastAcks, BroadcastOptions, EventPacket, Namespace, Payload, ServerSideReply,
@@ -586,7 +586,8 @@ impl Adapter for NspAdapter {
                 "type": RequestType::RemoteFetch as u8,
                 "opts": selection,
             });
-            me.requests.fetch(asker.runtime(), &id, local, expected - 1, me.shared.config.requests_timeout, done);
+            let gather = Gather::Sockets(local, done);
+            me.requests.wait(asker.runtime(), &id, expected - 1, me.shared.config.requests_timeout, gather);
             me.publish_json(&asker, me.channels.request.clone(), &request);
         });
     }
@@ -643,7 +644,8 @@ impl Adapter for NspAdapter {
             }
             let id = wire::random_id();
             let request = json!({ "uid": me.uid(), "requestId": id, "type": RequestType::AllRooms as u8 });
-            me.requests.rooms(asker.runtime(), &id, local, expected - 1, me.shared.config.requests_timeout, done);
+            let gather = Gather::Rooms(local, done);
+            me.requests.wait(asker.runtime(), &id, expected - 1, me.shared.config.requests_timeout, gather);
             me.publish_json(&asker, me.channels.request.clone(), &request);
         });
     }

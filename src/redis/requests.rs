@@ -26,6 +26,13 @@ use crate::server::{BroadcastAcks, Payload, SocketInfo};
 pub(super) type FetchDone = Box<dyn FnOnce(Vec<SocketInfo>) + Send>;
 pub(super) type RoomsDone = Box<dyn FnOnce(Vec<String>) + Send>;
 
+/// What a request that gathers answers starts with: this node's part, and
+/// what to call with the whole.
+pub(super) enum Gather {
+    Sockets(Vec<SocketInfo>, FetchDone),
+    Rooms(Vec<String>, RoomsDone),
+}
+
 /// What a request waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Waiting {
@@ -99,44 +106,28 @@ impl Requests {
         Arc::new(Requests { nsp: nsp.to_owned(), pending: Mutex::new(HashMap::new()) })
     }
 
-    /// Fetching sockets from `others` other nodes: completes with `local`
-    /// and their sockets once every one answered, or after `timeout` with
-    /// what arrived.
-    pub(super) fn fetch(
+    /// Gathers the answers of `others` other nodes to request `id`: it
+    /// completes with this node's part and theirs once every one answered,
+    /// or after `timeout` with what arrived.
+    pub(super) fn wait(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
         id: &str,
-        local: Vec<SocketInfo>,
         others: usize,
         timeout: Duration,
-        done: FetchDone,
+        gather: Gather,
     ) {
-        let request = Pending::Fetch { sockets: local, answers: 0, expected: others, done };
-        self.wait(runtime, id, request, timeout);
-    }
-
-    /// Listing the rooms of `others` other nodes: as [`fetch`](Self::fetch).
-    pub(super) fn rooms(
-        self: &Arc<Self>,
-        runtime: &tokio::runtime::Handle,
-        id: &str,
-        local: Vec<String>,
-        others: usize,
-        timeout: Duration,
-        done: RoomsDone,
-    ) {
-        let seen = local.iter().cloned().collect();
-        let request = Pending::Rooms { rooms: local, seen, answers: 0, expected: others, done };
-        self.wait(runtime, id, request, timeout);
-    }
-
-    /// Registers a request, and forgets it after `after` (completing it
-    /// with what arrived).
-    fn wait(self: &Arc<Self>, runtime: &tokio::runtime::Handle, id: &str, request: Pending, after: Duration) {
+        let request = match gather {
+            Gather::Sockets(local, done) => Pending::Fetch { sockets: local, answers: 0, expected: others, done },
+            Gather::Rooms(local, done) => {
+                let seen = local.iter().cloned().collect();
+                Pending::Rooms { rooms: local, seen, answers: 0, expected: others, done }
+            }
+        };
         self.pending.lock().insert(id.to_owned(), request);
         let (me, id) = (Arc::downgrade(self), id.to_owned());
         runtime.spawn(async move {
-            tokio::time::sleep(after).await;
+            tokio::time::sleep(timeout).await;
             if let Some(me) = me.upgrade() {
                 let expired = me.pending.lock().remove(&id);
                 if let Some(request) = expired {

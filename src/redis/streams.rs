@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use super::RedisStreamsAdapter;
 use super::connection::{Incoming, Link, start_error};
-use super::requests::{FetchDone, Requests, first_argument};
+use super::requests::{FetchDone, Gather, Requests, first_argument};
 use super::stream_log::{self, Entry, StreamLog, StreamReplay, Write, Writer};
 use super::streams_wire::{self as sw, Message, MessageType, StreamId};
 use super::wire;
@@ -756,7 +756,7 @@ impl Adapter for NspAdapter {
             let id = sw::random_id();
             let request =
                 me.message(MessageType::FetchSockets, json!({ "opts": selection, "requestId": id }), Vec::new());
-            me.requests.fetch(link.runtime(), &id, local, expected, timeout, done);
+            me.requests.wait(link.runtime(), &id, expected, timeout, Gather::Sockets(local, done));
             link.publish(me.public.clone(), request.to_msgpack());
         });
     }
