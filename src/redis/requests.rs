@@ -33,6 +33,16 @@ pub(super) enum Gather {
     Rooms(Vec<String>, RoomsDone),
 }
 
+impl Gather {
+    /// Completes with this node's part alone (no other node is asked).
+    pub(super) fn complete(self) {
+        match self {
+            Gather::Sockets(sockets, done) => done(sockets),
+            Gather::Rooms(rooms, done) => done(rooms),
+        }
+    }
+}
+
 /// What a request waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Waiting {

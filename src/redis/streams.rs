@@ -352,12 +352,6 @@ impl NspAdapter {
 
     /// How many nodes serve this namespace, this one included.
     async fn server_count(&self, link: &Link) -> usize {
-        match link.numsub(&self.public).await {
-            Ok(n) => n.max(1),
-            Err(e) => {
-                tracing::warn!(nsp = %self.name, "cannot count the nodes, answering for this one only: {e}");
-                1
-            }
-        }
+        link.node_count(&self.public, &self.name).await
     }
 }

@@ -156,15 +156,8 @@ impl NspAdapter {
     }
 
     fn on_server_side_emit(&self, nsp: &Namespace, link: &Arc<Link>, request: &Value) {
-        let Some(mut data) = request.get("data").and_then(Value::as_array).cloned() else {
+        let Some((event, data)) = wire::server_side_event(request.get("data")) else {
             return;
-        };
-        if data.is_empty() {
-            return;
-        }
-        let event = match data.remove(0) {
-            Value::String(s) => s,
-            other => other.to_string(),
         };
         let reply: Option<ServerSideReply> = wire::str_field(request, "requestId").map(|id| {
             let id = id.to_owned();

@@ -7,9 +7,10 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{NspAdapter, Route};
+use crate::redis::connection::Link;
 use crate::redis::requests::{FetchDone, Gather, Requests, RoomsDone};
 use crate::redis::wire::{self, RequestType};
 use crate::server::{Adapter, BroadcastAcks, BroadcastOptions, EventPacket, Namespace};
@@ -78,17 +79,10 @@ impl Adapter for NspAdapter {
         let acks = acks.clone();
         let timeout = opts.flags.timeout;
         let every = self.shared.config.requests_timeout;
-        let request_channel = self.channels.request.clone();
+        let (request_channel, nsp) = (self.channels.request.clone(), self.name.clone());
         let asker = link.clone();
         link.runtime().spawn(async move {
-            let servers = match asker.numsub(&request_channel).await {
-                Ok(n) => n.max(1),
-                Err(e) => {
-                    tracing::debug!("broadcast with acks: cannot count the nodes: {e}");
-                    1
-                }
-            };
-            acks.expect_servers(servers);
+            acks.expect_servers(asker.node_count(&request_channel, &nsp).await);
             drop(asker);
             let poll = timeout.unwrap_or(every).min(Duration::from_millis(500));
             Requests::keep_until_done(requests, id, acks, poll).await;
@@ -96,41 +90,11 @@ impl Adapter for NspAdapter {
     }
 
     fn fetch_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, done: FetchDone) {
-        let local = nsp.local_fetch_sockets(opts);
+        let gather = Gather::Sockets(nsp.local_fetch_sockets(opts), done);
         let link = if opts.flags.local { None } else { self.link() };
-        let Some(link) = link else {
-            done(local);
-            return;
-        };
-        let me = self.me.clone();
         let selection = wire::opts_to_json(opts);
-        let asker = link.clone();
-        link.runtime().spawn(async move {
-            let Some(me) = me.upgrade() else {
-                done(local);
-                return;
-            };
-            let expected = match asker.numsub(&me.channels.request).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(nsp = %me.name, "fetch sockets: this node only, Redis unavailable: {e}");
-                    1
-                }
-            };
-            if expected <= 1 {
-                done(local);
-                return;
-            }
-            let id = wire::random_id();
-            let request = json!({
-                "uid": me.uid(),
-                "requestId": id,
-                "type": RequestType::RemoteFetch as u8,
-                "opts": selection,
-            });
-            let gather = Gather::Sockets(local, done);
-            me.requests.wait(asker.runtime(), &id, expected - 1, me.shared.config.requests_timeout, gather);
-            me.publish_json(&asker, me.channels.request.clone(), &request);
+        self.gather(link, gather, move |uid, id| {
+            json!({ "uid": uid, "requestId": id, "type": RequestType::RemoteFetch as u8, "opts": selection })
         });
     }
 
@@ -161,35 +125,11 @@ impl Adapter for NspAdapter {
     }
 
     fn all_rooms(&self, nsp: &Arc<Namespace>, done: RoomsDone) {
-        let local = nsp.rooms();
-        let Some(link) = self.link() else {
-            done(local);
-            return;
-        };
-        let me = self.me.clone();
-        let asker = link.clone();
-        link.runtime().spawn(async move {
-            let Some(me) = me.upgrade() else {
-                done(local);
-                return;
-            };
-            let expected = match asker.numsub(&me.channels.request).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(nsp = %me.name, "all rooms: this node only, Redis unavailable: {e}");
-                    1
-                }
-            };
-            if expected <= 1 {
-                done(local);
-                return;
-            }
-            let id = wire::random_id();
-            let request = json!({ "uid": me.uid(), "requestId": id, "type": RequestType::AllRooms as u8 });
-            let gather = Gather::Rooms(local, done);
-            me.requests.wait(asker.runtime(), &id, expected - 1, me.shared.config.requests_timeout, gather);
-            me.publish_json(&asker, me.channels.request.clone(), &request);
-        });
+        self.gather(
+            self.link(),
+            Gather::Rooms(nsp.rooms(), done),
+            |uid, id| json!({ "uid": uid, "requestId": id, "type": RequestType::AllRooms as u8 }),
+        );
     }
 
     fn server_side_emit(&self, _nsp: &Arc<Namespace>, packet: &EventPacket, acks: Option<&Arc<BroadcastAcks>>) {
@@ -214,13 +154,7 @@ impl Adapter for NspAdapter {
                 return;
             };
             // Every node but this one answers.
-            let others = match asker.numsub(&me.channels.request).await {
-                Ok(n) => n.saturating_sub(1),
-                Err(e) => {
-                    tracing::warn!(nsp = %me.name, "server-side emit: Redis unavailable: {e}");
-                    0
-                }
-            };
+            let others = asker.node_count(&me.channels.request, &me.name).await - 1;
             if others == 0 {
                 acks.expect_servers(0);
                 return;
@@ -246,6 +180,39 @@ impl Adapter for NspAdapter {
 }
 
 impl NspAdapter {
+    /// Sends a request whose answers are gathered (`request` makes it from
+    /// this node's id and the request's), and waits for every other node's
+    /// answer, at most the requests timeout. With no other node, or no
+    /// Redis (`link`), `gather` completes with this node's part at once.
+    fn gather(
+        &self,
+        link: Option<Arc<Link>>,
+        gather: Gather,
+        request: impl FnOnce(&str, &str) -> Value + Send + 'static,
+    ) {
+        let Some(link) = link else {
+            gather.complete();
+            return;
+        };
+        let me = self.me.clone();
+        let asker = link.clone();
+        link.runtime().spawn(async move {
+            let Some(me) = me.upgrade() else {
+                gather.complete();
+                return;
+            };
+            let others = asker.node_count(&me.channels.request, &me.name).await - 1;
+            if others == 0 {
+                gather.complete();
+                return;
+            }
+            let id = wire::random_id();
+            let request = request(me.uid(), &id);
+            me.requests.wait(asker.runtime(), &id, others, me.shared.config.requests_timeout, gather);
+            me.publish_json(&asker, me.channels.request.clone(), &request);
+        });
+    }
+
     /// Makes Redis's subscriptions for this namespace's channels follow the
     /// routes (subscribed while some adapter of this name is started),
     /// whenever the change gets its turn.

@@ -144,15 +144,8 @@ impl NspAdapter {
     }
 
     fn on_server_side_emit(&self, nsp: &Arc<Namespace>, message: Message) {
-        let Some(mut data) = message.data.get("packet").and_then(Value::as_array).cloned() else {
+        let Some((event, data)) = wire::server_side_event(message.data.get("packet")) else {
             return;
-        };
-        if data.is_empty() {
-            return;
-        }
-        let event = match data.remove(0) {
-            Value::String(s) => s,
-            other => other.to_string(),
         };
         let payload = Payload::with_binary(data, message.binary.clone());
         if !payload.is_consistent() {
