@@ -75,16 +75,13 @@ impl Adapter for NspAdapter {
             wire::encode_broadcast_request(self.uid(), &id, &self.name, packet, opts),
         );
         nsp.local_broadcast_with_ack(packet, opts, acks);
-        let requests = Arc::downgrade(&self.requests);
-        let acks = acks.clone();
-        let timeout = opts.flags.timeout;
-        let every = self.shared.config.requests_timeout;
-        let (request_channel, nsp) = (self.channels.request.clone(), self.name.clone());
+        let (requests, acks) = (Arc::downgrade(&self.requests), acks.clone());
+        let poll = opts.flags.timeout.unwrap_or(self.shared.config.requests_timeout).min(Duration::from_millis(500));
+        let (request_channel, name) = (self.channels.request.clone(), self.name.clone());
         let asker = link.clone();
         link.runtime().spawn(async move {
-            acks.expect_servers(asker.node_count(&request_channel, &nsp).await);
+            acks.expect_servers(asker.node_count(&request_channel, &name).await);
             drop(asker);
-            let poll = timeout.unwrap_or(every).min(Duration::from_millis(500));
             Requests::keep_until_done(requests, id, acks, poll).await;
         });
     }
