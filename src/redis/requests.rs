@@ -267,3 +267,107 @@ pub(super) fn first_argument(value: Option<&Value>, binary: Vec<Bytes>) -> Paylo
         None => Payload::empty(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::BroadcastAckResult;
+    use serde_json::json;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime")
+    }
+
+    fn socket(id: &str) -> SocketInfo {
+        SocketInfo { id: id.to_owned(), handshake: Value::Null, rooms: Vec::new(), data: Value::Null }
+    }
+
+    fn ids(sockets: &[SocketInfo]) -> Vec<&str> {
+        sockets.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    type Fetched = Arc<Mutex<Option<Vec<SocketInfo>>>>;
+
+    /// A fetch `f1` of `others` other nodes, this node having socket `here`.
+    fn fetching(others: usize) -> (tokio::runtime::Runtime, Arc<Requests>, Fetched) {
+        let (rt, requests) = (runtime(), Requests::new("/"));
+        let out: Fetched = Arc::new(Mutex::new(None));
+        let sink = out.clone();
+        let gather = Gather::Sockets(vec![socket("here")], Box::new(move |s| *sink.lock() = Some(s)));
+        requests.wait(rt.handle(), "f1", others, Duration::from_secs(60), gather);
+        (rt, requests, out)
+    }
+
+    #[test]
+    fn a_fetch_completes_with_every_node_once_the_last_answered() {
+        let (_rt, requests, out) = fetching(2);
+        assert_eq!(requests.waiting("f1"), Some(Waiting::Fetch));
+        requests.fetch_answer("f1", vec![socket("a")]);
+        assert!(out.lock().is_none(), "one node has not answered");
+        // Answers of another kind, or for another request, change nothing.
+        requests.rooms_answer("f1", vec!["r".to_owned()]);
+        requests.ack("f1", Payload::empty());
+        requests.fetch_answer("f2", vec![socket("x")]);
+        assert!(out.lock().is_none());
+        requests.fetch_answer("f1", vec![socket("b")]);
+        let sockets = out.lock().take().expect("complete");
+        assert_eq!(ids(&sockets), ["here", "a", "b"]);
+        assert_eq!(requests.waiting("f1"), None, "forgotten once complete");
+        requests.fetch_answer("f1", vec![socket("late")]);
+        assert!(out.lock().is_none());
+    }
+
+    #[test]
+    fn a_listing_has_each_room_once_and_expires_with_what_arrived() {
+        let rt = runtime();
+        let requests = Requests::new("/");
+        let out = Arc::new(Mutex::new(None));
+        let sink = out.clone();
+        let gather = Gather::Rooms(vec!["a".to_owned()], Box::new(move |r| *sink.lock() = Some(r)));
+        requests.wait(rt.handle(), "r1", 3, Duration::from_millis(20), gather);
+        requests.rooms_answer("r1", vec!["b".to_owned(), "a".to_owned()]);
+        requests.rooms_answer("r1", vec!["c".to_owned(), "b".to_owned()]);
+        assert!(out.lock().is_none(), "a third node has not answered");
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(60)).await });
+        assert_eq!(out.lock().take(), Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()]));
+        assert_eq!(requests.waiting("r1"), None);
+    }
+
+    #[test]
+    fn stopping_completes_what_waits() {
+        let (_rt, requests, out) = fetching(1);
+        requests.stop();
+        assert_eq!(out.lock().take().map(|s| ids(&s).len()), Some(1));
+        assert_eq!(requests.waiting("f1"), None);
+    }
+
+    #[test]
+    fn counts_and_acks_reach_the_collector_it_waits_for() {
+        let rt = runtime();
+        let requests = Requests::new("/");
+        let out: Arc<Mutex<Option<BroadcastAckResult>>> = Arc::new(Mutex::new(None));
+        let sink = out.clone();
+        let acks = BroadcastAcks::new(None, None, move |r| *sink.lock() = Some(r));
+        requests.acks("b1", &acks);
+        acks.expect_servers(1);
+        // A server-side reply is not an ack of a broadcast.
+        requests.server_side_reply("b1", Payload::one(json!("no")));
+        requests.client_count("b1", 1);
+        assert!(out.lock().is_none());
+        requests.ack("b1", first_argument(Some(&json!("yes")), Vec::new()));
+        let result = out.lock().take().expect("complete");
+        assert_eq!(result.replies, vec![Payload::one(json!("yes"))]);
+        // The entry stays until the keeper sees the collector done.
+        assert_eq!(requests.waiting("b1"), Some(Waiting::Acks));
+        let keeper =
+            Requests::keep_until_done(Arc::downgrade(&requests), "b1".to_owned(), acks, Duration::from_millis(5));
+        rt.block_on(keeper);
+        assert_eq!(requests.waiting("b1"), None);
+    }
+
+    #[test]
+    fn an_absent_reply_is_no_argument() {
+        assert_eq!(first_argument(None, Vec::new()), Payload::empty());
+        assert_eq!(first_argument(Some(&Value::Null), Vec::new()), Payload::one(Value::Null));
+    }
+}
