@@ -238,6 +238,19 @@ impl Link {
         Ok(numsub_count(&reply))
     }
 
+    /// How many nodes serve namespace `nsp`, this one included: the
+    /// subscribers of its `channel`, and 1 when Redis cannot tell (a request
+    /// is then this node's alone).
+    pub(crate) async fn node_count(&self, channel: &str, nsp: &str) -> usize {
+        match self.numsub(channel).await {
+            Ok(n) => n.max(1),
+            Err(e) => {
+                tracing::warn!(nsp, "cannot count the nodes, answering for this one only: {e}");
+                1
+            }
+        }
+    }
+
     /// Subscribes to (or unsubscribes from) channels and patterns, as
     /// `wanted` says when the change's turn comes: one namespace stopping
     /// while another of the same name starts ends subscribed.
@@ -294,6 +307,12 @@ impl Drop for Link {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Why an adapter (`adapter`, its name in the message) cannot start with
+/// the Redis server at `url`.
+pub(crate) fn start_error(adapter: &str, url: &str, why: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionRefused, format!("{adapter}: cannot use Redis at {url}: {why}"))
 }
 
 /// The count in a `PUBSUB NUMSUB <channel>` reply: `[channel, n]` (a map

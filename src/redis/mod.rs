@@ -40,11 +40,13 @@
 //!
 //! Layout: `wire` and `streams_wire` (the message formats, pure),
 //! `connection` (the Redis connections), `pubsub` and `streams` (the
-//! adapters), `stream_log` (the streams adapter's reading of the stream and
-//! its replays for recovery).
+//! adapters), `requests` (the requests of a node waiting for the others'
+//! answers, for both adapters), `stream_log` (the streams adapter's reading
+//! of the stream and its replays for recovery).
 
 mod connection;
 mod pubsub;
+mod requests;
 mod stream_log;
 mod streams;
 mod streams_wire;

@@ -17,24 +17,30 @@
 //! listen on the namespace's request channel (`PUBSUB NUMSUB`), then wait
 //! for that many answers, at most the requests timeout (or the emit's own
 //! timeout), and complete with what arrived.
+//!
+//! Layout: this file holds the factory, each namespace adapter's state and
+//! the routing of channels; `incoming`, what the other nodes send;
+//! `operations`, the [`Adapter`] operations the server calls. The requests
+//! waiting for answers are kept by `super::requests`, as for the streams
+//! adapter.
 
-use std::collections::{HashMap, HashSet};
+mod incoming;
+mod operations;
+
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
-use serde_json::{Value, json};
+use parking_lot::RwLock;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::RedisAdapter;
-use super::connection::{Incoming, Link};
-use super::wire::{self, Channels, RequestType};
-use crate::server::{
-    Adapter, AdapterFactory, BroadcastAcks, BroadcastOptions, EventPacket, Namespace, Payload, ServerSideReply,
-    SocketInfo,
-};
+use super::connection::{Incoming, Link, start_error};
+use super::requests::Requests;
+use super::wire::{self, Channels};
+use crate::server::{Adapter, AdapterFactory, BroadcastOptions, Namespace};
 
 /// What a subscribed channel is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,10 +160,6 @@ impl RedisAdapterFactory {
     }
 }
 
-fn start_error(url: &str, why: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionRefused, format!("Redis adapter: cannot use Redis at {url}: {why}"))
-}
-
 impl AdapterFactory for RedisAdapterFactory {
     fn create(&self, nsp: &str) -> Arc<dyn Adapter> {
         let shared = self.shared.clone();
@@ -166,7 +168,7 @@ impl AdapterFactory for RedisAdapterFactory {
             channels: Channels::new(&shared.config.key, nsp, &shared.uid),
             name: nsp.to_owned(),
             namespace: RwLock::new(Weak::new()),
-            pending: Mutex::new(HashMap::new()),
+            requests: Requests::new(nsp),
             shared,
         })
     }
@@ -195,8 +197,8 @@ impl AdapterFactory for RedisAdapterFactory {
         // Waits on the starting thread (a host thread, not a network one).
         let link = match result.recv_timeout(connect_timeout * 3 + Duration::from_secs(1)) {
             Ok(Ok(link)) => link,
-            Ok(Err(e)) => return Err(start_error(&url, e)),
-            Err(_) => return Err(start_error(&url, "timed out")),
+            Ok(Err(e)) => return Err(start_error("Redis adapter", &url, e)),
+            Err(_) => return Err(start_error("Redis adapter", &url, "timed out")),
         };
         let shared = self.shared.clone();
         let dispatcher = runtime.spawn(async move {
@@ -217,39 +219,6 @@ impl AdapterFactory for RedisAdapterFactory {
     }
 }
 
-type FetchDone = Box<dyn FnOnce(Vec<SocketInfo>) + Send>;
-type RoomsDone = Box<dyn FnOnce(Vec<String>) + Send>;
-
-/// A request of this node waiting for answers.
-enum Pending {
-    /// Fetching sockets: what arrived, from how many nodes (this one
-    /// included), out of how many.
-    Fetch { sockets: Vec<SocketInfo>, answers: usize, expected: usize, done: FetchDone },
-    /// Listing rooms.
-    Rooms { rooms: Vec<String>, seen: HashSet<String>, answers: usize, expected: usize, done: RoomsDone },
-    /// A broadcast with acks: client counts and acks go to the collector.
-    Acks(Arc<BroadcastAcks>),
-    /// A server-side emit with acks: each node's reply goes to the collector.
-    ServerSide(Arc<BroadcastAcks>),
-}
-
-impl Pending {
-    /// The time is up: completes with what arrived.
-    fn expire(self, nsp: &str) {
-        match self {
-            Pending::Fetch { sockets, answers, expected, done } => {
-                tracing::warn!(nsp, answers, expected, "fetch sockets: not every node answered in time");
-                done(sockets);
-            }
-            Pending::Rooms { rooms, answers, expected, done, .. } => {
-                tracing::warn!(nsp, answers, expected, "all rooms: not every node answered in time");
-                done(rooms);
-            }
-            Pending::Acks(_) | Pending::ServerSide(_) => {}
-        }
-    }
-}
-
 /// The adapter of one namespace.
 pub(crate) struct NspAdapter {
     me: Weak<NspAdapter>,
@@ -257,7 +226,7 @@ pub(crate) struct NspAdapter {
     name: String,
     channels: Channels,
     namespace: RwLock<Weak<Namespace>>,
-    pending: Mutex<HashMap<String, Pending>>,
+    requests: Arc<Requests>,
 }
 
 impl NspAdapter {
@@ -302,22 +271,6 @@ impl NspAdapter {
         link.publish(self.channels.response_to(uid, self.shared.config.specific_response_channel), message);
     }
 
-    /// Registers a request, and forgets it after `after` (completing it
-    /// with what arrived).
-    fn wait_for(&self, link: &Link, id: String, request: Pending, after: Duration) {
-        self.pending.lock().insert(id.clone(), request);
-        let me = self.me.clone();
-        link.runtime().spawn(async move {
-            tokio::time::sleep(after).await;
-            if let Some(me) = me.upgrade() {
-                let expired = me.pending.lock().remove(&id);
-                if let Some(request) = expired {
-                    request.expire(&me.name);
-                }
-            }
-        });
-    }
-
     /// Whether a broadcast is a direct emit to one socket of this node (its
     /// own room, as connection state recovery sends them): nobody else
     /// holds that room, so it is not published.
@@ -325,528 +278,6 @@ impl NspAdapter {
         match opts.rooms.as_slice() {
             [room] => nsp.socket_by_str(room).is_some(),
             _ => false,
-        }
-    }
-
-    // ---- incoming -----------------------------------------------------------
-
-    /// A broadcast from another node (or an emitter).
-    fn on_broadcast(&self, channel: &str, payload: &[u8]) {
-        let Some(nsp) = self.namespace() else {
-            return;
-        };
-        if !channel.starts_with(self.channels.broadcast.as_str()) {
-            return;
-        }
-        // A one-room broadcast for a room nobody here is in: not even decoded.
-        if let Some(room) = self.channels.room_of(channel) {
-            if !nsp.room_index().has_room(room) {
-                return;
-            }
-        }
-        let broadcast = match wire::decode_broadcast(payload) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!(nsp = %self.name, "ignoring a broadcast: {e}");
-                return;
-            }
-        };
-        if broadcast.uid == self.uid() || broadcast.nsp != self.name {
-            return;
-        }
-        nsp.local_broadcast(&broadcast.packet, &broadcast.opts);
-    }
-
-    /// A request from another node (or an emitter).
-    fn on_request(&self, payload: &[u8]) {
-        let (request, binary) = match wire::decode(payload) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(nsp = %self.name, "ignoring a request: {e}");
-                return;
-            }
-        };
-        let uid = wire::str_field(&request, "uid");
-        if uid == Some(self.uid()) {
-            // This node did its part when it sent the request.
-            return;
-        }
-        let (Some(nsp), Some(link)) = (self.namespace(), self.link()) else {
-            return;
-        };
-        let Some(kind) = RequestType::of(&request) else {
-            tracing::debug!(nsp = %self.name, "ignoring a request of unknown type");
-            return;
-        };
-        let request_id = wire::str_field(&request, "requestId");
-        let opts = request.get("opts");
-        match kind {
-            RequestType::Sockets => {
-                let Some(id) = request_id else { return };
-                let selection =
-                    BroadcastOptions { rooms: wire::rooms(request.get("rooms")), ..BroadcastOptions::default() };
-                let sockets: Vec<String> =
-                    nsp.room_index().recipients(&selection).iter().map(ToString::to_string).collect();
-                let answer = json!({ "requestId": id, "sockets": sockets });
-                self.respond(&link, uid, answer.to_string().into_bytes());
-            }
-            RequestType::AllRooms => {
-                let Some(id) = request_id else { return };
-                let answer = json!({ "requestId": id, "rooms": nsp.rooms() });
-                self.respond(&link, uid, answer.to_string().into_bytes());
-            }
-            RequestType::RemoteJoin | RequestType::RemoteLeave => {
-                let join = kind == RequestType::RemoteJoin;
-                if opts.is_some() {
-                    let selection = wire::opts_from(opts);
-                    let rooms = wire::rooms(request.get("rooms"));
-                    if join {
-                        nsp.local_add_sockets(&selection, &rooms);
-                    } else {
-                        nsp.local_del_sockets(&selection, &rooms);
-                    }
-                    return;
-                }
-                // The older form: one socket, one room, answered.
-                let sid = wire::str_field(&request, "sid");
-                let room = request.get("room").and_then(|r| wire::rooms(Some(&json!([r]))).pop());
-                let (Some(socket), Some(room)) = (sid.and_then(|s| nsp.socket_by_str(s)), room) else {
-                    return;
-                };
-                if join {
-                    socket.join(&room);
-                } else {
-                    socket.leave(&room);
-                }
-                self.respond(&link, uid, json!({ "requestId": request_id }).to_string().into_bytes());
-            }
-            RequestType::RemoteDisconnect => {
-                let close = request.get("close").and_then(Value::as_bool).unwrap_or(false);
-                if opts.is_some() {
-                    nsp.local_disconnect_sockets(&wire::opts_from(opts), close);
-                    return;
-                }
-                let Some(socket) = wire::str_field(&request, "sid").and_then(|s| nsp.socket_by_str(s)) else {
-                    return;
-                };
-                socket.disconnect(close);
-                self.respond(&link, uid, json!({ "requestId": request_id }).to_string().into_bytes());
-            }
-            RequestType::RemoteFetch => {
-                let Some(id) = request_id else { return };
-                let sockets: Vec<Value> =
-                    nsp.local_fetch_sockets(&wire::opts_from(opts)).iter().map(wire::socket_to_json).collect();
-                let answer = json!({ "requestId": id, "sockets": sockets });
-                self.respond(&link, uid, answer.to_string().into_bytes());
-            }
-            RequestType::ServerSideEmit => self.on_server_side_emit(&nsp, &link, &request),
-            RequestType::Broadcast => {
-                let Some(id) = request_id else { return };
-                let Some((_, mut packet)) = request.get("packet").and_then(|p| wire::packet_from(p, binary)) else {
-                    return;
-                };
-                packet.id = Some(nsp.next_ack_id());
-                let to = self.channels.response_to(uid, self.shared.config.specific_response_channel);
-                let (counts, replies) = (Arc::downgrade(&link), Arc::downgrade(&link));
-                let (count_to, reply_to) = (to.clone(), to);
-                let (count_id, reply_id) = (id.to_owned(), id.to_owned());
-                let acks = BroadcastAcks::forwarding(
-                    wire::timeout_from(opts),
-                    Some(link.runtime()),
-                    move |n| {
-                        if let Some(link) = counts.upgrade() {
-                            let count = json!({ "type": RequestType::BroadcastClientCount as u8, "requestId": count_id, "clientCount": n });
-                            link.publish(count_to.clone(), count.to_string().into_bytes());
-                        }
-                    },
-                    move |reply| {
-                        if let Some(link) = replies.upgrade() {
-                            link.publish(reply_to.clone(), wire::encode_broadcast_ack(&reply_id, &reply));
-                        }
-                    },
-                );
-                nsp.local_broadcast_with_ack(&packet, &wire::opts_from(opts), &acks);
-            }
-            RequestType::BroadcastClientCount | RequestType::BroadcastAck => {}
-        }
-    }
-
-    fn on_server_side_emit(&self, nsp: &Namespace, link: &Arc<Link>, request: &Value) {
-        let Some(mut data) = request.get("data").and_then(Value::as_array).cloned() else {
-            return;
-        };
-        if data.is_empty() {
-            return;
-        }
-        let event = match data.remove(0) {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        let reply: Option<ServerSideReply> = wire::str_field(request, "requestId").map(|id| {
-            let id = id.to_owned();
-            let link = Arc::downgrade(link);
-            // Replies go to the shared response channel, as npm nodes send them.
-            let channel = self.channels.response.clone();
-            Box::new(move |payload: Payload| {
-                let first = payload.args.first().map_or(Value::Null, |a| wire::json_with_buffers(a, &payload.binary));
-                if let Some(link) = link.upgrade() {
-                    let answer = json!({ "type": RequestType::ServerSideEmit as u8, "requestId": id, "data": first });
-                    link.publish(channel, answer.to_string().into_bytes());
-                }
-            }) as ServerSideReply
-        });
-        nsp.handle_server_side_emit(&event, Payload::new(data), reply);
-    }
-
-    /// An answer to one of this node's requests.
-    fn on_response(&self, payload: &[u8]) {
-        let Ok((response, binary)) = wire::decode(payload) else {
-            tracing::debug!(nsp = %self.name, "ignoring a malformed response");
-            return;
-        };
-        let Some(id) = wire::str_field(&response, "requestId") else {
-            return;
-        };
-        let mut pending = self.pending.lock();
-        let Some(request) = pending.get_mut(id) else {
-            return;
-        };
-        match request {
-            Pending::Acks(acks) => {
-                let acks = acks.clone();
-                drop(pending);
-                match RequestType::of(&response) {
-                    Some(RequestType::BroadcastClientCount) => {
-                        let n = response.get("clientCount").and_then(Value::as_u64).unwrap_or(0);
-                        acks.add_clients(usize::try_from(n).unwrap_or(0));
-                    }
-                    Some(RequestType::BroadcastAck) => acks.reply(first_argument(response.get("packet"), binary)),
-                    _ => {}
-                }
-            }
-            Pending::ServerSide(acks) => {
-                let acks = acks.clone();
-                drop(pending);
-                acks.reply(first_argument(response.get("data"), binary));
-            }
-            Pending::Fetch { sockets, answers, expected, .. } => {
-                *answers += 1;
-                if let Some(list) = response.get("sockets").and_then(Value::as_array) {
-                    sockets.extend(list.iter().filter_map(wire::socket_from_json));
-                }
-                if *answers >= *expected {
-                    if let Some(Pending::Fetch { sockets, done, .. }) = pending.remove(id) {
-                        drop(pending);
-                        done(sockets);
-                    }
-                }
-            }
-            Pending::Rooms { rooms, seen, answers, expected, .. } => {
-                *answers += 1;
-                for room in wire::rooms(response.get("rooms")) {
-                    if seen.insert(room.clone()) {
-                        rooms.push(room);
-                    }
-                }
-                if *answers >= *expected {
-                    if let Some(Pending::Rooms { rooms, done, .. }) = pending.remove(id) {
-                        drop(pending);
-                        done(rooms);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A reply as iobus reports it: the one value another node passes on (an
-/// absent one — JavaScript's `undefined` — is no argument).
-fn first_argument(value: Option<&Value>, binary: Vec<Bytes>) -> Payload {
-    match value {
-        Some(v) => Payload::with_binary(vec![v.clone()], binary),
-        None => Payload::empty(),
-    }
-}
-
-impl Adapter for NspAdapter {
-    fn start(&self, nsp: &Arc<Namespace>, _runtime: &tokio::runtime::Handle) {
-        *self.namespace.write() = Arc::downgrade(nsp);
-        {
-            let mut routes = self.shared.routes.write();
-            for (name, kind) in self.routes() {
-                routes.insert(name, Route { kind, adapter: self.me.clone() });
-            }
-        }
-        // A namespace made while the server runs subscribes now; the others
-        // subscribe when the connections open.
-        self.sync_subscriptions();
-    }
-
-    fn stop(&self) {
-        {
-            let mut routes = self.shared.routes.write();
-            for (name, _) in self.routes() {
-                if routes.get(&name).is_some_and(|r| Weak::ptr_eq(&r.adapter, &self.me)) {
-                    routes.remove(&name);
-                }
-            }
-        }
-        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
-        for request in pending {
-            request.expire(&self.name);
-        }
-        self.sync_subscriptions();
-    }
-
-    fn broadcast(&self, nsp: &Arc<Namespace>, packet: &EventPacket, opts: &BroadcastOptions) {
-        nsp.local_broadcast(packet, opts);
-        if opts.flags.local || Self::is_local_socket_room(nsp, opts) {
-            return;
-        }
-        if let Some(link) = self.link() {
-            let message = wire::encode_broadcast(self.uid(), &self.name, packet, opts);
-            link.publish(self.channels.broadcast_to(&opts.rooms), message);
-        }
-    }
-
-    fn broadcast_with_ack(
-        &self,
-        nsp: &Arc<Namespace>,
-        packet: &EventPacket,
-        opts: &BroadcastOptions,
-        acks: &Arc<BroadcastAcks>,
-    ) {
-        let link = if opts.flags.local { None } else { self.link() };
-        let Some(link) = link else {
-            acks.expect_servers(1);
-            nsp.local_broadcast_with_ack(packet, opts, acks);
-            return;
-        };
-        let id = wire::random_id();
-        // Registered before anything is sent, so no answer comes too early;
-        // forgotten once complete, or when its timeout has passed.
-        self.pending.lock().insert(id.clone(), Pending::Acks(acks.clone()));
-        link.publish(
-            self.channels.request.clone(),
-            wire::encode_broadcast_request(self.uid(), &id, &self.name, packet, opts),
-        );
-        nsp.local_broadcast_with_ack(packet, opts, acks);
-        let me = self.me.clone();
-        let acks = acks.clone();
-        let timeout = opts.flags.timeout;
-        let every = self.shared.config.requests_timeout;
-        let request_channel = self.channels.request.clone();
-        let asker = link.clone();
-        link.runtime().spawn(async move {
-            let servers = match asker.numsub(&request_channel).await {
-                Ok(n) => n.max(1),
-                Err(e) => {
-                    tracing::debug!("broadcast with acks: cannot count the nodes: {e}");
-                    1
-                }
-            };
-            acks.expect_servers(servers);
-            drop(asker);
-            NspAdapter::keep_until_done(me, id, acks, timeout.unwrap_or(every)).await;
-        });
-    }
-
-    fn fetch_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, done: FetchDone) {
-        let local = nsp.local_fetch_sockets(opts);
-        let link = if opts.flags.local { None } else { self.link() };
-        let Some(link) = link else {
-            done(local);
-            return;
-        };
-        let me = self.me.clone();
-        let selection = wire::opts_to_json(opts);
-        let asker = link.clone();
-        link.runtime().spawn(async move {
-            let Some(me) = me.upgrade() else {
-                done(local);
-                return;
-            };
-            let expected = match asker.numsub(&me.channels.request).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(nsp = %me.name, "fetch sockets: this node only, Redis unavailable: {e}");
-                    1
-                }
-            };
-            if expected <= 1 {
-                done(local);
-                return;
-            }
-            let id = wire::random_id();
-            let request = json!({
-                "uid": me.uid(),
-                "requestId": id,
-                "type": RequestType::RemoteFetch as u8,
-                "opts": selection,
-            });
-            let waiting = Pending::Fetch { sockets: local, answers: 1, expected, done };
-            me.wait_for(&asker, id, waiting, me.shared.config.requests_timeout);
-            me.publish_json(&asker, me.channels.request.clone(), &request);
-        });
-    }
-
-    fn add_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, rooms: &[String]) {
-        nsp.local_add_sockets(opts, rooms);
-        self.forward_rooms(RequestType::RemoteJoin, opts, rooms);
-    }
-
-    fn del_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, rooms: &[String]) {
-        nsp.local_del_sockets(opts, rooms);
-        self.forward_rooms(RequestType::RemoteLeave, opts, rooms);
-    }
-
-    fn disconnect_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, close: bool) {
-        nsp.local_disconnect_sockets(opts, close);
-        if opts.flags.local {
-            return;
-        }
-        if let Some(link) = self.link() {
-            let request = json!({
-                "uid": self.uid(),
-                "type": RequestType::RemoteDisconnect as u8,
-                "opts": wire::opts_to_json(opts),
-                "close": close,
-            });
-            self.publish_json(&link, self.channels.request.clone(), &request);
-        }
-    }
-
-    fn all_rooms(&self, nsp: &Arc<Namespace>, done: RoomsDone) {
-        let local = nsp.rooms();
-        let Some(link) = self.link() else {
-            done(local);
-            return;
-        };
-        let me = self.me.clone();
-        let asker = link.clone();
-        link.runtime().spawn(async move {
-            let Some(me) = me.upgrade() else {
-                done(local);
-                return;
-            };
-            let expected = match asker.numsub(&me.channels.request).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(nsp = %me.name, "all rooms: this node only, Redis unavailable: {e}");
-                    1
-                }
-            };
-            if expected <= 1 {
-                done(local);
-                return;
-            }
-            let id = wire::random_id();
-            let request = json!({ "uid": me.uid(), "requestId": id, "type": RequestType::AllRooms as u8 });
-            let seen: HashSet<String> = local.iter().cloned().collect();
-            let waiting = Pending::Rooms { rooms: local, seen, answers: 1, expected, done };
-            me.wait_for(&asker, id, waiting, me.shared.config.requests_timeout);
-            me.publish_json(&asker, me.channels.request.clone(), &request);
-        });
-    }
-
-    fn server_side_emit(&self, _nsp: &Arc<Namespace>, packet: &EventPacket, acks: Option<&Arc<BroadcastAcks>>) {
-        let Some(link) = self.link() else {
-            if let Some(acks) = acks {
-                acks.expect_servers(0);
-            }
-            return;
-        };
-        let data = wire::server_side_data(packet);
-        let Some(acks) = acks else {
-            let request = json!({ "uid": self.uid(), "type": RequestType::ServerSideEmit as u8, "data": data });
-            self.publish_json(&link, self.channels.request.clone(), &request);
-            return;
-        };
-        let this = self.me.clone();
-        let acks = acks.clone();
-        let asker = link.clone();
-        link.runtime().spawn(async move {
-            let Some(me) = this.upgrade() else {
-                acks.expect_servers(0);
-                return;
-            };
-            // Every node but this one answers.
-            let others = match asker.numsub(&me.channels.request).await {
-                Ok(n) => n.saturating_sub(1),
-                Err(e) => {
-                    tracing::warn!(nsp = %me.name, "server-side emit: Redis unavailable: {e}");
-                    0
-                }
-            };
-            if others == 0 {
-                acks.expect_servers(0);
-                return;
-            }
-            let id = wire::random_id();
-            let request = json!({
-                "uid": me.uid(),
-                "requestId": id,
-                "type": RequestType::ServerSideEmit as u8,
-                "data": data,
-            });
-            // One "server" (the cluster) reporting one reply per other node.
-            acks.expect_servers(1);
-            acks.add_clients(others);
-            me.pending.lock().insert(id.clone(), Pending::ServerSide(acks.clone()));
-            me.publish_json(&asker, me.channels.request.clone(), &request);
-            let every = me.shared.config.requests_timeout;
-            drop((me, asker));
-            NspAdapter::keep_until_done(this, id, acks, every).await;
-        });
-    }
-}
-
-impl NspAdapter {
-    /// Makes Redis's subscriptions for this namespace's channels follow the
-    /// routes (subscribed while some adapter of this name is started),
-    /// whenever the change gets its turn.
-    fn sync_subscriptions(&self) {
-        let Some(link) = self.link() else {
-            return;
-        };
-        let (channels, patterns) = self.subscriptions();
-        let shared = self.shared.clone();
-        let nsp = self.name.clone();
-        let subscriber = link.clone();
-        link.runtime().spawn(async move {
-            let wanted = || patterns.first().is_some_and(|p| shared.routes.read().contains_key(p));
-            if let Err(e) = subscriber.resubscribe(&channels, &patterns, wanted).await {
-                tracing::warn!(nsp, "Redis adapter: cannot change subscriptions: {e}");
-            }
-        });
-    }
-
-    /// Keeps an emit with acks (and its entry, for the answers) until it
-    /// completes: by every answer, or at its own timeout. Nothing else may
-    /// hold the collector (the other nodes' clients are not this node's
-    /// sockets), and one dropped undone would never call its completion.
-    async fn keep_until_done(me: Weak<NspAdapter>, id: String, acks: Arc<BroadcastAcks>, every: Duration) {
-        while !acks.is_done() {
-            tokio::time::sleep(every.min(Duration::from_millis(500))).await;
-        }
-        if let Some(me) = me.upgrade() {
-            me.pending.lock().remove(&id);
-        }
-    }
-
-    /// Sends a join or leave of the selected sockets to the other nodes.
-    fn forward_rooms(&self, kind: RequestType, opts: &BroadcastOptions, rooms: &[String]) {
-        if opts.flags.local {
-            return;
-        }
-        if let Some(link) = self.link() {
-            let request = json!({
-                "uid": self.uid(),
-                "type": kind as u8,
-                "opts": wire::opts_to_json(opts),
-                "rooms": rooms,
-            });
-            self.publish_json(&link, self.channels.request.clone(), &request);
         }
     }
 }

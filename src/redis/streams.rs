@@ -20,28 +20,31 @@
 //! heartbeats, and the heartbeat messages of older adapters are ignored.
 //! Requests wait for that many answers, at most their timeout, and complete
 //! with what arrived.
+//!
+//! Layout: this file holds the factory, each namespace adapter's state and
+//! the routing of entries and channels; `incoming`, what the other nodes
+//! write and publish; `operations`, the [`Adapter`] operations the server
+//! calls, sessions included. The requests waiting for answers are kept by
+//! `super::requests`, as for the pub/sub adapter.
 
-use std::collections::{BTreeSet, HashMap};
+mod incoming;
+mod operations;
+
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::RedisStreamsAdapter;
-use super::connection::{Incoming, Link};
-use super::stream_log::{self, Entry, StreamLog, StreamReplay, Write, Writer};
-use super::streams_wire::{self as sw, Message, MessageType, StreamId};
-use super::wire;
-use crate::server::{
-    Adapter, AdapterFactory, BroadcastAcks, BroadcastOptions, EventPacket, Namespace, Payload, RestoreDone,
-    RestoredSession, SavedSession, ServerSideReply, SocketInfo,
-};
-
-/// How many entries one `XRANGE` of a restore takes.
-const RESTORE_PAGE: usize = 1000;
+use super::connection::{Incoming, Link, start_error};
+use super::requests::Requests;
+use super::stream_log::{self, Entry, StreamLog, Write, Writer};
+use super::streams_wire::{self as sw, Message, MessageType};
+use crate::server::{Adapter, AdapterFactory, Namespace, SavedSession};
 
 /// What a running server has of Redis.
 struct Running {
@@ -194,10 +197,6 @@ impl RedisStreamsAdapterFactory {
     }
 }
 
-fn start_error(url: &str, why: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionRefused, format!("Redis streams adapter: cannot use Redis at {url}: {why}"))
-}
-
 impl AdapterFactory for RedisStreamsAdapterFactory {
     fn create(&self, nsp: &str) -> Arc<dyn Adapter> {
         let shared = self.shared.clone();
@@ -212,7 +211,7 @@ impl AdapterFactory for RedisStreamsAdapterFactory {
             public,
             private,
             namespace: RwLock::new(Weak::new()),
-            pending: Mutex::new(HashMap::new()),
+            requests: Requests::new(nsp),
             shared,
         })
     }
@@ -251,8 +250,8 @@ impl AdapterFactory for RedisStreamsAdapterFactory {
         let wait = self.shared.config.connect_timeout * 3 + Duration::from_secs(1);
         let (link, streams, readers) = match result.recv_timeout(wait) {
             Ok(Ok(connected)) => connected,
-            Ok(Err(e)) => return Err(start_error(&url, e)),
-            Err(_) => return Err(start_error(&url, "timed out")),
+            Ok(Err(e)) => return Err(start_error("Redis streams adapter", &url, e)),
+            Err(_) => return Err(start_error("Redis streams adapter", &url, "timed out")),
         };
         for (log, con) in readers {
             let shared = Arc::downgrade(&self.shared);
@@ -302,18 +301,6 @@ impl AdapterFactory for RedisStreamsAdapterFactory {
     }
 }
 
-type FetchDone = Box<dyn FnOnce(Vec<SocketInfo>) + Send>;
-
-/// A request of this node waiting for answers.
-enum Pending {
-    /// Fetching sockets: what arrived, from how many nodes, out of how many.
-    Fetch { sockets: Vec<SocketInfo>, answers: usize, expected: usize, done: FetchDone },
-    /// A broadcast with acks: client counts and acks go to the collector.
-    Acks(Arc<BroadcastAcks>),
-    /// A server-side emit with acks: each node's reply goes to the collector.
-    ServerSide(Arc<BroadcastAcks>),
-}
-
 /// The adapter of one namespace.
 pub(crate) struct NspAdapter {
     me: Weak<NspAdapter>,
@@ -326,16 +313,7 @@ pub(crate) struct NspAdapter {
     /// `<prefix>#<nsp>#<uid>#`: answers for this node.
     private: String,
     namespace: RwLock<Weak<Namespace>>,
-    pending: Mutex<HashMap<String, Pending>>,
-}
-
-/// A reply as iobus reports it: the one value another node passes on (an
-/// absent one — JavaScript's `undefined` — is no argument).
-fn first_argument(value: Option<&Value>, binary: Vec<bytes::Bytes>) -> Payload {
-    match value {
-        Some(v) => Payload::with_binary(vec![v.clone()], binary),
-        None => Payload::empty(),
-    }
+    requests: Arc<Requests>,
 }
 
 impl NspAdapter {
@@ -374,601 +352,6 @@ impl NspAdapter {
 
     /// How many nodes serve this namespace, this one included.
     async fn server_count(&self, link: &Link) -> usize {
-        match link.numsub(&self.public).await {
-            Ok(n) => n.max(1),
-            Err(e) => {
-                tracing::warn!(nsp = %self.name, "cannot count the nodes, answering for this one only: {e}");
-                1
-            }
-        }
-    }
-
-    // ---- incoming -----------------------------------------------------------
-
-    /// An entry of the stream, in order.
-    fn on_entry(&self, log: &StreamLog, id: StreamId, message: Message, size: usize) {
-        let Some(nsp) = self.namespace() else {
-            log.advance(id);
-            return;
-        };
-        let own = message.uid == self.uid();
-        if message.kind() == Some(MessageType::Broadcast) && message.request_id().is_none() {
-            let Some((packet, opts)) = sw::broadcast_from(&message) else {
-                log.advance(id);
-                return;
-            };
-            // A packet recovery stores reaches every node's clients, this
-            // one's included, in the stream's order.
-            if nsp.recovery().is_some() && !sw::is_volatile(&message) {
-                log.deliver(id, &nsp, &packet, &opts, size);
-                return;
-            }
-            log.advance(id);
-            if !own {
-                nsp.local_broadcast(&packet, &opts);
-            }
-            return;
-        }
-        log.advance(id);
-        if !own {
-            self.on_message(&nsp, message);
-        }
-    }
-
-    /// A message published on one of this namespace's channels.
-    fn on_published(&self, payload: &[u8]) {
-        let message = match Message::from_msgpack(payload) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(nsp = %self.name, "ignoring a message: {e}");
-                return;
-            }
-        };
-        if message.uid == self.uid() {
-            return;
-        }
-        if let Some(nsp) = self.namespace() {
-            self.on_message(&nsp, message);
-        }
-    }
-
-    /// A message of another node (`ClusterAdapter.onMessage`).
-    fn on_message(&self, nsp: &Arc<Namespace>, message: Message) {
-        if message.nsp != self.name {
-            return;
-        }
-        let Some(kind) = message.kind() else {
-            tracing::debug!(nsp = %self.name, kind = message.kind, "ignoring a message of unknown type");
-            return;
-        };
-        let opts = || wire::opts_from(message.data.get("opts"));
-        match kind {
-            MessageType::Broadcast => match message.request_id() {
-                Some(_) => self.on_broadcast_with_ack(nsp, &message),
-                None => {
-                    if let Some((packet, opts)) = sw::broadcast_from(&message) {
-                        nsp.local_broadcast(&packet, &opts);
-                    }
-                }
-            },
-            MessageType::SocketsJoin => nsp.local_add_sockets(&opts(), &wire::rooms(message.data.get("rooms"))),
-            MessageType::SocketsLeave => nsp.local_del_sockets(&opts(), &wire::rooms(message.data.get("rooms"))),
-            MessageType::DisconnectSockets => {
-                let close = message.data.get("close").and_then(Value::as_bool).unwrap_or(false);
-                nsp.local_disconnect_sockets(&opts(), close);
-            }
-            MessageType::FetchSockets => {
-                let (Some(id), Some(running)) = (message.request_id(), self.shared.running()) else {
-                    return;
-                };
-                let sockets: Vec<Value> = nsp.local_fetch_sockets(&opts()).iter().map(wire::socket_to_json).collect();
-                let answer = json!({ "requestId": id, "sockets": sockets });
-                let answer = self.message(MessageType::FetchSocketsResponse, answer, Vec::new());
-                self.respond(&running.link, &message.uid, &answer);
-            }
-            MessageType::ServerSideEmit => self.on_server_side_emit(nsp, message),
-            MessageType::FetchSocketsResponse
-            | MessageType::ServerSideEmitResponse
-            | MessageType::BroadcastClientCount
-            | MessageType::BroadcastAck => self.on_response(message),
-            // Heartbeats of the adapters before 0.3: nodes are counted by
-            // their subscriptions here.
-            MessageType::InitialHeartbeat | MessageType::Heartbeat | MessageType::AdapterClose => {}
-        }
-    }
-
-    /// Another node's broadcast with acks: this node's recipients are
-    /// counted and their acks passed on to that node.
-    fn on_broadcast_with_ack(&self, nsp: &Arc<Namespace>, message: &Message) {
-        let (Some(id), Some(running)) = (message.request_id(), self.shared.running()) else {
-            return;
-        };
-        let Some((mut packet, opts)) = sw::broadcast_from(message) else {
-            return;
-        };
-        packet.id = Some(nsp.next_ack_id());
-        let me = (self.me.clone(), self.me.clone());
-        let link = (Arc::downgrade(&running.link), Arc::downgrade(&running.link));
-        let asker = (message.uid.clone(), message.uid.clone());
-        let request = (id.to_owned(), id.to_owned());
-        let acks = BroadcastAcks::forwarding(
-            wire::timeout_from(message.data.get("opts")),
-            Some(running.link.runtime()),
-            move |n| {
-                if let (Some(me), Some(link)) = (me.0.upgrade(), link.0.upgrade()) {
-                    let count = json!({ "requestId": request.0, "clientCount": n });
-                    me.respond(&link, &asker.0, &me.message(MessageType::BroadcastClientCount, count, Vec::new()));
-                }
-            },
-            move |reply| {
-                if let (Some(me), Some(link)) = (me.1.upgrade(), link.1.upgrade()) {
-                    let first = reply.args.first().cloned().unwrap_or(Value::Null);
-                    let ack = json!({ "requestId": request.1, "packet": first });
-                    me.respond(&link, &asker.1, &me.message(MessageType::BroadcastAck, ack, reply.binary));
-                }
-            },
-        );
-        nsp.local_broadcast_with_ack(&packet, &opts, &acks);
-    }
-
-    fn on_server_side_emit(&self, nsp: &Arc<Namespace>, message: Message) {
-        let Some(mut data) = message.data.get("packet").and_then(Value::as_array).cloned() else {
-            return;
-        };
-        if data.is_empty() {
-            return;
-        }
-        let event = match data.remove(0) {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        let payload = Payload::with_binary(data, message.binary.clone());
-        if !payload.is_consistent() {
-            return;
-        }
-        let reply: Option<ServerSideReply> = match (message.request_id(), self.shared.running()) {
-            (Some(id), Some(running)) => {
-                let (me, link) = (self.me.clone(), Arc::downgrade(&running.link));
-                let (id, asker) = (id.to_owned(), message.uid.clone());
-                Some(Box::new(move |reply: Payload| {
-                    if let (Some(me), Some(link)) = (me.upgrade(), link.upgrade()) {
-                        let first = reply.args.first().cloned().unwrap_or(Value::Null);
-                        let answer = json!({ "requestId": id, "packet": first });
-                        me.respond(
-                            &link,
-                            &asker,
-                            &me.message(MessageType::ServerSideEmitResponse, answer, reply.binary),
-                        );
-                    }
-                }))
-            }
-            _ => None,
-        };
-        nsp.handle_server_side_emit(&event, payload, reply);
-    }
-
-    /// An answer to one of this node's requests.
-    fn on_response(&self, response: Message) {
-        let Some(id) = response.request_id() else {
-            return;
-        };
-        let mut pending = self.pending.lock();
-        let Some(request) = pending.get_mut(id) else {
-            return;
-        };
-        match request {
-            Pending::Acks(acks) => {
-                let acks = acks.clone();
-                drop(pending);
-                match response.kind() {
-                    Some(MessageType::BroadcastClientCount) => {
-                        let n = response.data.get("clientCount").and_then(Value::as_u64).unwrap_or(0);
-                        acks.add_clients(usize::try_from(n).unwrap_or(0));
-                    }
-                    Some(MessageType::BroadcastAck) => {
-                        acks.reply(first_argument(response.data.get("packet"), response.binary))
-                    }
-                    _ => {}
-                }
-            }
-            Pending::ServerSide(acks) => {
-                let acks = acks.clone();
-                drop(pending);
-                if response.kind() == Some(MessageType::ServerSideEmitResponse) {
-                    acks.reply(first_argument(response.data.get("packet"), response.binary));
-                }
-            }
-            Pending::Fetch { sockets, answers, expected, .. } => {
-                if response.kind() != Some(MessageType::FetchSocketsResponse) {
-                    return;
-                }
-                *answers += 1;
-                if let Some(list) = response.data.get("sockets").and_then(Value::as_array) {
-                    sockets.extend(list.iter().filter_map(wire::socket_from_json));
-                }
-                if *answers >= *expected {
-                    if let Some(Pending::Fetch { sockets, done, .. }) = pending.remove(id) {
-                        drop(pending);
-                        done(sockets);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Keeps an emit with acks (and its entry, for the answers) until it
-    /// completes, by every answer or at its own timeout.
-    async fn keep_until_done(me: Weak<NspAdapter>, id: String, acks: Arc<BroadcastAcks>) {
-        while !acks.is_done() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if let Some(me) = me.upgrade() {
-            me.pending.lock().remove(&id);
-        }
-    }
-
-    /// Makes Redis's subscriptions for this namespace's channels follow the
-    /// routes (subscribed while some adapter of this name is started).
-    fn sync_subscriptions(&self) {
-        let Some(running) = self.shared.running() else {
-            return;
-        };
-        let channels = vec![self.public.clone(), self.private.clone()];
-        let shared = self.shared.clone();
-        let nsp = self.name.clone();
-        let link = running.link.clone();
-        running.link.runtime().spawn(async move {
-            let wanted = || channels.first().is_some_and(|c| shared.channels.read().contains_key(c));
-            if let Err(e) = link.resubscribe(&channels, &[], wanted).await {
-                tracing::warn!(nsp, "Redis streams adapter: cannot change subscriptions: {e}");
-            }
-        });
-    }
-
-    /// Writes a room operation of the selected sockets for the other nodes.
-    fn forward(&self, kind: MessageType, opts: &BroadcastOptions, data: Value) {
-        if opts.flags.local {
-            return;
-        }
-        if let Some(running) = self.reachable() {
-            self.append(&running, &self.message(kind, data, Vec::new()), None);
-        }
-    }
-
-    /// Reads back a session for `pid` and what its client missed after
-    /// `offset`: `None` when the session or the offset is not in Redis.
-    async fn fetch_session(
-        link: &Link,
-        key: &str,
-        stream: &str,
-        nsp: &str,
-        offset: StreamId,
-    ) -> redis::RedisResult<Option<(SavedSession, Vec<(StreamId, EventPacket)>, StreamId)>> {
-        let mut con = link.commands();
-        // GET and DEL in one transaction, as the npm adapter does (GETDEL
-        // needs Redis 6.2).
-        let (raw, _): (Option<Vec<u8>>, i64) =
-            redis::pipe().atomic().cmd("GET").arg(key).cmd("DEL").arg(key).query_async(&mut con).await?;
-        let offset_text = offset.to_string();
-        let here: redis::Value =
-            redis::cmd("XRANGE").arg(stream).arg(&offset_text).arg(&offset_text).query_async(&mut con).await?;
-        let Some(raw) = raw else {
-            return Ok(None);
-        };
-        if stream_log::range_entries(&here).is_empty() {
-            return Ok(None);
-        }
-        let session = match sw::decode_session(&raw) {
-            Ok(s) if crate::Sid::parse(&s.sid).is_some() => s,
-            Ok(_) => return Ok(None),
-            Err(e) => {
-                tracing::debug!(nsp, "ignoring a stored session: {e}");
-                return Ok(None);
-            }
-        };
-        let mut found = Vec::new();
-        let mut upto = offset;
-        loop {
-            let page: redis::Value = redis::cmd("XRANGE")
-                .arg(stream)
-                .arg(upto.next().to_string())
-                .arg("+")
-                .arg("COUNT")
-                .arg(RESTORE_PAGE)
-                .query_async(&mut con)
-                .await?;
-            let entries = stream_log::range_entries(&page);
-            let complete = entries.len() < RESTORE_PAGE;
-            for (id, fields) in entries {
-                upto = id;
-                let Ok(Some(message)) = Message::from_entry(fields.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-                else {
-                    continue;
-                };
-                if message.nsp != nsp
-                    || message.kind() != Some(MessageType::Broadcast)
-                    || message.request_id().is_some()
-                    || sw::is_volatile(&message)
-                {
-                    continue;
-                }
-                if let Some((packet, opts)) = sw::broadcast_from(&message) {
-                    if sw::reaches(&opts, &session.rooms) {
-                        found.push((id, packet));
-                    }
-                }
-            }
-            if complete {
-                break;
-            }
-        }
-        Ok(Some((session, found, upto)))
-    }
-}
-
-impl Adapter for NspAdapter {
-    fn start(&self, nsp: &Arc<Namespace>, _runtime: &tokio::runtime::Handle) {
-        *self.namespace.write() = Arc::downgrade(nsp);
-        self.shared.namespaces.write().insert(self.name.clone(), self.me.clone());
-        {
-            let mut channels = self.shared.channels.write();
-            channels.insert(self.public.clone(), self.me.clone());
-            channels.insert(self.private.clone(), self.me.clone());
-        }
-        // A namespace made while the server runs subscribes now; the others
-        // subscribe when the connections open.
-        self.sync_subscriptions();
-    }
-
-    fn stop(&self) {
-        {
-            let mut namespaces = self.shared.namespaces.write();
-            if namespaces.get(&self.name).is_some_and(|a| Weak::ptr_eq(a, &self.me)) {
-                namespaces.remove(&self.name);
-            }
-        }
-        {
-            let mut channels = self.shared.channels.write();
-            for name in [&self.public, &self.private] {
-                if channels.get(name).is_some_and(|a| Weak::ptr_eq(a, &self.me)) {
-                    channels.remove(name);
-                }
-            }
-        }
-        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
-        for request in pending {
-            if let Pending::Fetch { sockets, done, .. } = request {
-                done(sockets);
-            }
-        }
-        self.sync_subscriptions();
-    }
-
-    fn broadcast(&self, nsp: &Arc<Namespace>, packet: &EventPacket, opts: &BroadcastOptions) {
-        let running = if opts.flags.local { None } else { self.reachable() };
-        let Some(running) = running else {
-            nsp.local_broadcast(packet, opts);
-            return;
-        };
-        let data = sw::broadcast_data(packet, opts, None);
-        let message = self.message(MessageType::Broadcast, data, packet.payload.binary.clone());
-        let stored = nsp.recovery().is_some() && packet.id.is_none() && !opts.flags.volatile;
-        if !stored {
-            nsp.local_broadcast(packet, opts);
-            self.append(&running, &message, None);
-            return;
-        }
-        // Delivered here when read back from the stream, with its offset;
-        // at once, without one, if Redis does not take it.
-        let (target, packet, opts) = (Arc::downgrade(nsp), packet.clone(), opts.clone());
-        let fallback = Box::new(move || {
-            if let Some(nsp) = target.upgrade() {
-                nsp.local_broadcast(&packet, &opts);
-            }
-        });
-        self.append(&running, &message, Some(fallback));
-    }
-
-    fn broadcast_with_ack(
-        &self,
-        nsp: &Arc<Namespace>,
-        packet: &EventPacket,
-        opts: &BroadcastOptions,
-        acks: &Arc<BroadcastAcks>,
-    ) {
-        let running = if opts.flags.local { None } else { self.reachable() };
-        let Some(running) = running else {
-            acks.expect_servers(1);
-            nsp.local_broadcast_with_ack(packet, opts, acks);
-            return;
-        };
-        let id = sw::random_id();
-        // Registered before anything is sent, so no answer comes too early.
-        self.pending.lock().insert(id.clone(), Pending::Acks(acks.clone()));
-        let data = sw::broadcast_data(packet, opts, Some(&id));
-        self.publish(&running, &self.message(MessageType::Broadcast, data, packet.payload.binary.clone()));
-        nsp.local_broadcast_with_ack(packet, opts, acks);
-        let (me, acks, link) = (self.me.clone(), acks.clone(), running.link.clone());
-        running.link.runtime().spawn(async move {
-            let servers = match me.upgrade() {
-                Some(adapter) => adapter.server_count(&link).await,
-                None => 1,
-            };
-            acks.expect_servers(servers);
-            NspAdapter::keep_until_done(me, id, acks).await;
-        });
-    }
-
-    fn fetch_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, done: FetchDone) {
-        let local = nsp.local_fetch_sockets(opts);
-        let running = if opts.flags.local { None } else { self.reachable() };
-        let Some(running) = running else {
-            done(local);
-            return;
-        };
-        let (me, selection) = (self.me.clone(), sw::opts_json(opts));
-        let timeout = opts.flags.timeout.unwrap_or(self.shared.config.requests_timeout);
-        let link = running.link.clone();
-        link.runtime().clone().spawn(async move {
-            let Some(me) = me.upgrade() else {
-                done(local);
-                return;
-            };
-            let expected = me.server_count(&link).await - 1;
-            if expected == 0 {
-                done(local);
-                return;
-            }
-            let id = sw::random_id();
-            let request =
-                me.message(MessageType::FetchSockets, json!({ "opts": selection, "requestId": id }), Vec::new());
-            me.pending.lock().insert(id.clone(), Pending::Fetch { sockets: local, answers: 0, expected, done });
-            link.publish(me.public.clone(), request.to_msgpack());
-            let me = Arc::downgrade(&me);
-            tokio::time::sleep(timeout).await;
-            let Some(me) = me.upgrade() else { return };
-            let expired = me.pending.lock().remove(&id);
-            if let Some(Pending::Fetch { sockets, answers, expected, done }) = expired {
-                tracing::warn!(nsp = %me.name, answers, expected, "fetch sockets: not every node answered in time");
-                done(sockets);
-            }
-        });
-    }
-
-    fn add_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, rooms: &[String]) {
-        nsp.local_add_sockets(opts, rooms);
-        self.forward(MessageType::SocketsJoin, opts, json!({ "opts": sw::opts_json(opts), "rooms": rooms }));
-    }
-
-    fn del_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, rooms: &[String]) {
-        nsp.local_del_sockets(opts, rooms);
-        self.forward(MessageType::SocketsLeave, opts, json!({ "opts": sw::opts_json(opts), "rooms": rooms }));
-    }
-
-    fn disconnect_sockets(&self, nsp: &Arc<Namespace>, opts: &BroadcastOptions, close: bool) {
-        nsp.local_disconnect_sockets(opts, close);
-        self.forward(MessageType::DisconnectSockets, opts, json!({ "opts": sw::opts_json(opts), "close": close }));
-    }
-
-    /// The streams protocol has no request for rooms: they are the rooms of
-    /// every node's sockets.
-    fn all_rooms(&self, nsp: &Arc<Namespace>, done: Box<dyn FnOnce(Vec<String>) + Send>) {
-        self.fetch_sockets(
-            nsp,
-            &BroadcastOptions::default(),
-            Box::new(move |sockets| {
-                let rooms: BTreeSet<String> = sockets.into_iter().flat_map(|s| s.rooms).collect();
-                done(rooms.into_iter().collect());
-            }),
-        );
-    }
-
-    fn server_side_emit(&self, _nsp: &Arc<Namespace>, packet: &EventPacket, acks: Option<&Arc<BroadcastAcks>>) {
-        let Some(running) = self.reachable() else {
-            if let Some(acks) = acks {
-                acks.expect_servers(0);
-            }
-            return;
-        };
-        let data = sw::server_side_packet(packet);
-        let binary = packet.payload.binary.clone();
-        let Some(acks) = acks else {
-            self.publish(&running, &self.message(MessageType::ServerSideEmit, json!({ "packet": data }), binary));
-            return;
-        };
-        let (me, acks, link) = (self.me.clone(), acks.clone(), running.link.clone());
-        running.link.runtime().spawn(async move {
-            let Some(adapter) = me.upgrade() else {
-                acks.expect_servers(0);
-                return;
-            };
-            // Every node but this one answers.
-            let others = adapter.server_count(&link).await - 1;
-            if others == 0 {
-                acks.expect_servers(0);
-                return;
-            }
-            let id = sw::random_id();
-            let request = json!({ "requestId": id, "packet": data });
-            // One "server" (the cluster) reporting one reply per other node.
-            acks.expect_servers(1);
-            acks.add_clients(others);
-            adapter.pending.lock().insert(id.clone(), Pending::ServerSide(acks.clone()));
-            link.publish(
-                adapter.public.clone(),
-                adapter.message(MessageType::ServerSideEmit, request, binary).to_msgpack(),
-            );
-            drop(adapter);
-            NspAdapter::keep_until_done(me, id, acks).await;
-        });
-    }
-
-    fn keeps_recovery_log(&self) -> bool {
-        true
-    }
-
-    fn persist_session(&self, nsp: &Arc<Namespace>, session: SavedSession) {
-        let (Some(running), Some(log)) = (self.reachable(), nsp.recovery()) else {
-            tracing::debug!(nsp = %self.name, sid = %session.sid, "Redis unreachable: the session is not kept");
-            return;
-        };
-        let duration = log.options().max_disconnection_duration;
-        let key = format!("{}{}", self.shared.config.session_key_prefix, session.pid);
-        let px = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1);
-        running.write(Write::Set { key: key.clone(), value: sw::encode_session(&session), px, only_if_exists: false });
-        let now = Instant::now();
-        let mut persisted = self.shared.persisted.lock();
-        persisted.retain(|_, p| p.expires > now);
-        persisted.insert(session.sid.clone(), Persisted { session, key, expires: now + duration });
-    }
-
-    fn restore_session(&self, nsp: &Arc<Namespace>, pid: &str, offset: Option<&str>, done: RestoreDone) {
-        // Like the npm adapter, a client needs an offset (a stream id) to
-        // recover; one that never received a stored packet starts afresh.
-        let offset = offset.and_then(StreamId::parse);
-        let running = self.reachable();
-        let log = running.as_ref().and_then(|r| r.streams.get(&self.stream).cloned());
-        let (Some(offset), Some(running), Some(log), Some(recovery)) = (offset, running, log, nsp.recovery()) else {
-            done(None);
-            return;
-        };
-        // From now on the reader keeps what it delivers to this namespace,
-        // so that the replay misses nothing read while Redis answers.
-        let registration = log.register(&self.name, recovery.options().max_log_bytes);
-        let key = format!("{}{pid}", self.shared.config.session_key_prefix);
-        let (stream, name, link) = (self.stream.clone(), self.name.clone(), running.link.clone());
-        running.link.runtime().spawn(async move {
-            match NspAdapter::fetch_session(&link, &key, &stream, &name, offset).await {
-                Ok(Some((session, found, upto))) => {
-                    let rooms = session.rooms.clone();
-                    let replay = StreamReplay { registration, rooms, found, upto };
-                    done(Some(RestoredSession::new(session, replay)));
-                }
-                Ok(None) => done(None),
-                Err(e) => {
-                    tracing::warn!(nsp = %name, "cannot restore a session: {e}");
-                    done(None);
-                }
-            }
-        });
-    }
-
-    fn update_session_data(&self, _nsp: &Arc<Namespace>, sid: &str, data: Value) -> bool {
-        let Some(running) = self.reachable() else {
-            return false;
-        };
-        let now = Instant::now();
-        let mut persisted = self.shared.persisted.lock();
-        let Some(p) = persisted.get_mut(sid).filter(|p| p.expires > now) else {
-            return false;
-        };
-        p.session.data = data;
-        let px = u64::try_from((p.expires - now).as_millis()).unwrap_or(u64::MAX).max(1);
-        // Only while it is still there: a client that recovered meanwhile
-        // took it.
-        let write = Write::Set { key: p.key.clone(), value: sw::encode_session(&p.session), px, only_if_exists: true };
-        drop(persisted);
-        running.write(write);
-        true
+        link.node_count(&self.public, &self.name).await
     }
 }

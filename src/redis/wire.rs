@@ -506,6 +506,17 @@ pub(crate) fn server_side_data(packet: &EventPacket) -> Value {
     Value::Array(data)
 }
 
+/// The event and arguments of a server-side emit's `[event, ...args]`
+/// (an event that is not a string is named by its JSON text).
+pub(crate) fn server_side_event(data: Option<&Value>) -> Option<(String, Vec<Value>)> {
+    let mut data = data.and_then(Value::as_array).filter(|d| !d.is_empty())?.clone();
+    let event = match data.remove(0) {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    Some((event, data))
+}
+
 /// A socket as a REMOTE_FETCH response carries it: `{id, handshake, rooms,
 /// data}`, the handshake with the fields a socket.io handshake has
 /// (`time`, `xdomain`, `secure` added to iobus's).
@@ -540,6 +551,12 @@ pub(crate) fn socket_from_json(v: &Value) -> Option<SocketInfo> {
         rooms: rooms(v.get("rooms")),
         data: v.get("data").cloned().unwrap_or(Value::Null),
     })
+}
+
+/// The sockets of a REMOTE_FETCH response (anything that is not a list is
+/// no sockets).
+pub(crate) fn sockets(v: Option<&Value>) -> Vec<SocketInfo> {
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(socket_from_json).collect()).unwrap_or_default()
 }
 
 /// The text of a string field.
