@@ -35,9 +35,12 @@ setup-python:
 build:
 	$(CARGO) build --lib --examples
 
+# Also without Redis: the `redis` feature (on by default) is optional for
+# Rust users.
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --no-default-features --all-targets -- -D warnings
 
 test-rust:
 	$(CARGO) test

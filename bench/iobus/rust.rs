@@ -17,7 +17,6 @@
 //! One worker thread, so the server fits the single core the benchmark
 //! gives it. Usage: `bench_rust <port>`; prints a ready line once listening.
 
-use iobus::redis::RedisAdapter;
 use iobus::server::RecoveryOptions;
 use iobus::{Payload, Server, ServerOptions};
 use serde_json::{Value, json};
@@ -26,15 +25,22 @@ fn main() {
     let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(3100);
     let recovery = std::env::var("BENCH_RECOVERY").is_ok_and(|v| v == "1");
     let redis = std::env::var("BENCH_REDIS").ok().filter(|url| !url.is_empty());
-    let mut options = ServerOptions {
+    let options = ServerOptions {
         worker_threads: 1,
         serve_client: false,
         connection_state_recovery: recovery.then(RecoveryOptions::default),
+        adapter: match &redis {
+            #[cfg(feature = "redis")]
+            Some(url) => iobus::redis::RedisAdapter::pubsub(url).build(),
+            #[cfg(not(feature = "redis"))]
+            Some(_) => {
+                eprintln!("BENCH_REDIS needs the `redis` feature");
+                std::process::exit(2);
+            }
+            None => ServerOptions::default().adapter,
+        },
         ..ServerOptions::default()
     };
-    if let Some(url) = &redis {
-        options.adapter = RedisAdapter::pubsub(url).build();
-    }
     let server = Server::new(options);
     let nsp = server.of("/");
 
