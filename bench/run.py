@@ -700,7 +700,8 @@ def build_report(results, meta, reg):
           "(`stats`)")
     if "cluster_receivers" in p:
         w(f"- cluster fan-out: two processes of the server on one Redis (Debian's redis-server, started for the run), "
-          f"each with its Redis pub/sub adapter (iobus `RedisAdapter::pubsub`, socket.io `@socket.io/redis-adapter`); "
+          f"each with its Redis pub/sub adapter (iobus `RedisAdapter::pubsub`, socket.io `@socket.io/redis-adapter`, "
+          f"socketioxide its own `socketioxide-redis`); "
           f"{p['cluster_receivers']} receivers on each, all in one room, one sender on the first broadcasting "
           f"{p['cluster_payload']}-byte payloads, closed loop with at most {p['cluster_window']} broadcasts outstanding; "
           f"{p['warmup']} s warm-up, {p['duration']} s measured. Both servers and Redis share CPU {SERVER_CPU}; "
