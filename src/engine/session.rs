@@ -78,7 +78,7 @@ pub struct Session {
     pub(super) wake: Notify,
     /// Wakes everyone waiting for the end of the session.
     closed_signal: Notify,
-    /// Wakes the heartbeat when a pong arrives.
+    /// Wakes the heartbeat: a pong arrived, or the session ended.
     pong: Notify,
     handler: Mutex<Option<Arc<dyn SessionHandler>>>,
     /// Closed while the session's consumer is behind (see `read_gate`).
@@ -271,6 +271,8 @@ impl Session {
         self.wake.notify_waiters();
         self.wake.notify_one();
         self.closed_signal.notify_waiters();
+        // The heartbeat waits on this signal too (see `heartbeat`).
+        self.pong.notify_waiters();
         if let Some(engine) = self.engine.upgrade() {
             if keep_for_poll {
                 let weak = Arc::downgrade(&engine);
@@ -496,10 +498,21 @@ impl Session {
         let mut next_ping = tokio::time::Instant::now() + interval;
         // Pings sent, and where the gate was when the client had answered them all.
         let (mut pings, mut answered) = (0, self.read_gate.mark());
+        // The task lives as long as its session, one per connection: it
+        // waits on the pong signal alone, which `close` also gives, so that
+        // its future stays small.
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(next_ping) => {}
-                _ = self.closed() => return,
+            loop {
+                let woken = self.pong.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                if self.is_closed() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_ping) => break,
+                    _ = woken => {}
+                }
             }
             crate::sched::wake_deferred_if_late();
             self.state.lock().awaiting_pong = true;
@@ -509,8 +522,17 @@ impl Session {
                 return;
             }
             let deadline = next_ping + timeout;
+            let woken = self.pong.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
             tokio::select! {
-                _ = self.pong.notified() => {
+                _ = woken => {
+                    if self.is_closed() {
+                        return;
+                    }
                     next_ping = tokio::time::Instant::now() + interval;
                     if self.read_gate.pongs() >= pings {
                         answered = self.read_gate.mark();
@@ -528,7 +550,6 @@ impl Session {
                         next_ping = tokio::time::Instant::now();
                     }
                 }
-                _ = self.closed() => return,
             }
         }
     }

@@ -149,7 +149,7 @@ impl Connections {
             inner: stream,
             conn: conn.clone(),
             registry: self.clone(),
-            write_deadline: Box::pin(tokio::time::sleep_until(Instant::now())),
+            write_deadline: None,
             write_armed: false,
         };
         Admission::Serve(io, conn)
@@ -271,21 +271,25 @@ pub(crate) struct GuardedIo {
     inner: TcpStream,
     conn: Arc<Conn>,
     registry: Arc<Connections>,
-    /// Reused for every stalled write (armed when a write first waits).
-    write_deadline: Pin<Box<Sleep>>,
+    /// Made when a write first waits, then reused for every stalled write
+    /// (most connections never need one).
+    write_deadline: Option<Pin<Box<Sleep>>>,
     write_armed: bool,
 }
 
 impl GuardedIo {
     /// A write returned `Pending`: start (or keep) the no-progress clock.
     fn write_waits(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let timeout = self.registry.options.write_timeout;
         if !self.write_armed {
             self.write_armed = true;
             self.conn.write_blocked.store(true, Ordering::Release);
-            let deadline = Instant::now() + self.registry.options.write_timeout;
-            self.write_deadline.as_mut().reset(deadline);
+            if let Some(timer) = self.write_deadline.as_mut() {
+                timer.as_mut().reset(Instant::now() + timeout);
+            }
         }
-        ready!(self.write_deadline.as_mut().poll(cx));
+        let timer = self.write_deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(timer.as_mut().poll(cx));
         tracing::debug!("closing a connection whose client does not read");
         Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "write made no progress")))
     }

@@ -253,8 +253,8 @@ pub struct Socket {
     /// The log offset the socket's session started at (recovery on).
     start: u64,
     /// A saved session to bring back on accept, with the replay of what
-    /// the client missed.
-    restore: Mutex<Option<RestoredSession>>,
+    /// the client missed (boxed: most sockets never have one).
+    restore: Mutex<Option<Box<RestoredSession>>>,
     recovered: AtomicBool,
 }
 
@@ -287,7 +287,7 @@ impl Socket {
             id,
             pid,
             start,
-            restore: Mutex::new(restore),
+            restore: Mutex::new(restore.map(Box::new)),
             recovered: AtomicBool::new(false),
             nsp,
             client,
