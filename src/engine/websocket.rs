@@ -112,11 +112,18 @@ pub(super) fn accept(engine: &Arc<Engine>, mut req: Request<Incoming>, purpose: 
             .max_message_size(Some(engine.config.max_payload.saturating_mul(2).saturating_add(1024)))
             .max_frame_size(Some(engine.config.max_payload.saturating_mul(2).saturating_add(1024)));
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        // An open websocket is served by a task of its own that holds only
+        // `run`'s future: what the handshake and the probe needed does not
+        // stay with every connection for as long as it lives.
         match purpose {
-            Purpose::Upgrade(session) => upgrade(engine, session, ws, socket).await,
+            Purpose::Upgrade(session) => {
+                if let Some(ws) = upgrade(&engine, &session, ws, socket).await {
+                    engine.runtime.spawn(run(session, ws));
+                }
+            }
             Purpose::Open(info) => {
                 let session = engine.open_session(TransportKind::Websocket, info);
-                run(session, ws).await
+                engine.runtime.spawn(run(session, ws));
             }
             Purpose::Refuse => {
                 let mut ws = ws;
@@ -181,16 +188,17 @@ impl ConnectionSocket {
 }
 
 /// Moves a polling session onto this websocket: `2probe` → `3probe`, the
-/// pending poll is released with a noop, then `5` switches the transport.
-async fn upgrade(engine: Arc<Engine>, session: Arc<Session>, mut ws: Ws, socket: Option<ConnectionSocket>) {
-    let ok = probe_and_switch(&engine, &session, &mut ws, socket).await;
+/// pending poll is released with a noop, then `5` switches the transport;
+/// the websocket to serve the session on, unless the upgrade failed.
+async fn upgrade(engine: &Engine, session: &Arc<Session>, mut ws: Ws, socket: Option<ConnectionSocket>) -> Option<Ws> {
+    let ok = probe_and_switch(engine, session, &mut ws, socket).await;
     // Wakes polls waiting for the upgrade to end either way.
     session.end_upgrade(ok);
     if !ok {
         let _ = ws.close(None).await;
-        return;
+        return None;
     }
-    run(session, ws).await
+    Some(ws)
 }
 
 /// The probe exchange; true once the client sent `5`.
