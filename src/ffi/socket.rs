@@ -226,7 +226,7 @@ pub unsafe extern "C" fn iobus_socket_set_data(
         let value = unsafe { convert::json_value(json, len, "json") }?.unwrap_or(serde_json::Value::Null);
         match s.socket(sid) {
             Ok(socket) => {
-                *socket.data() = value;
+                socket.set_data(value);
                 Ok(())
             }
             // A socket that dropped and may still be recovered keeps its

@@ -325,6 +325,18 @@ impl Socket {
         self.data.lock()
     }
 
+    /// Replaces the socket's data. A socket that is leaving (its disconnect
+    /// handlers may still be running) also hands it to the session kept for
+    /// its recovery, so that a host whose copy is final only then loses
+    /// nothing, whether it comes before or after the session is saved.
+    pub fn set_data(&self, value: Value) {
+        let mut data = self.data.lock();
+        *data = value;
+        if self.state.load(Ordering::Acquire) == DISCONNECTED && self.nsp.recovery().is_some() {
+            self.nsp.adapter().update_session_data(&self.nsp, &self.id.to_string(), data.clone());
+        }
+    }
+
     /// Whether this socket was recovered: the client came back after a
     /// drop and got its id, rooms, data and missed packets back.
     pub fn recovered(&self) -> bool {
@@ -649,16 +661,15 @@ impl Socket {
         if !reason.is_recoverable() {
             return;
         }
+        let rooms = self.rooms();
+        // Held until the session is kept: data set meanwhile (`set_data`)
+        // waits, then finds the kept session.
+        let data = self.data.lock();
         self.nsp.adapter().persist_session(
             &self.nsp,
-            SavedSession {
-                sid: self.id.to_string(),
-                pid: pid.clone(),
-                rooms: self.rooms(),
-                data: self.data.lock().clone(),
-                start: self.start,
-            },
+            SavedSession { sid: self.id.to_string(), pid: pid.clone(), rooms, data: data.clone(), start: self.start },
         );
+        drop(data);
     }
 }
 
